@@ -1,0 +1,347 @@
+package eventstore
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/rueidis"
+)
+
+// StreamAppend is one stream's part of a multi-stream append.
+type StreamAppend struct {
+	Stream   StreamID
+	Expected ExpectedVersion
+	Events   []Event
+}
+
+// Append appends events to one stream if its version matches expected, and
+// returns the stream's new version and the events' log positions. All events
+// are written or none. An append whose event ids are already stored right
+// after the expected version is a retry: it writes nothing and returns the
+// original result with Replayed set.
+func (s *Store) Append(ctx context.Context, stream StreamID, expected ExpectedVersion, events ...Event) (AppendResult, error) {
+	res, err := s.AppendMulti(ctx, StreamAppend{Stream: stream, Expected: expected, Events: events})
+	if err != nil {
+		return AppendResult{}, err
+	}
+	return res[0], nil
+}
+
+// AppendMulti appends to several streams atomically: every stream's expected
+// version is checked, then all events are written, or nothing is. The streams
+// must share a category and a partition (ErrCrossPartition otherwise), since
+// one script can only touch one hash slot.
+func (s *Store) AppendMulti(ctx context.Context, appends ...StreamAppend) ([]AppendResult, error) {
+	req, err := s.prepare(ctx, appends)
+	if err != nil {
+		return nil, err
+	}
+	if s.opts.maxBatch == 1 {
+		s.execute(ctx, []*appendReq{req})
+	} else {
+		s.queue(req.tag).submit(ctx, s, req)
+	}
+	if req.err != nil {
+		return nil, req.err
+	}
+	return req.res, nil
+}
+
+// appendReq is one transaction (one Append or AppendMulti call).
+type appendReq struct {
+	ctx      context.Context
+	tag      string // hash tag: the group-commit queue
+	log      string
+	streams  []StreamAppend
+	parts    []int
+	keys     []string // entity stream keys, one per stream
+	args     []string // this transaction's ARGV part, key indexes relative to keys (1-based)
+	bytes    int
+	res      []AppendResult
+	err      error
+	done     chan struct{}
+	lead     []*appendReq // set when this request must send a batch
+	leader   bool         // chosen to send lead; its done is already closed
+	dequeued bool
+}
+
+// prepare validates and encodes everything before anything is sent: invalid
+// input never reaches Redis.
+func (s *Store) prepare(ctx context.Context, appends []StreamAppend) (*appendReq, error) {
+	if len(appends) == 0 {
+		return nil, ErrEmptyAppend
+	}
+	req := &appendReq{streams: appends, parts: make([]int, len(appends)), keys: make([]string, len(appends))}
+	req.args = make([]string, 0, 1+len(appends)*4+8*4)
+	req.args = append(req.args, strconv.Itoa(len(appends)))
+	now := s.opts.clock().UTC().UnixNano()
+	seen := make(map[uuid.UUID]struct{}, 8)
+	for i, a := range appends {
+		p, key, err := s.locate(ctx, a.Stream)
+		if err != nil {
+			return nil, err
+		}
+		if len(a.Events) == 0 {
+			return nil, fmt.Errorf("append to %s: %w", a.Stream, ErrEmptyAppend)
+		}
+		if a.Expected < StreamExists {
+			return nil, fmt.Errorf("append to %s: %w: invalid expected version %d", a.Stream, ErrInvalidEvent, int64(a.Expected))
+		}
+		for j := range i {
+			if appends[j].Stream == a.Stream {
+				return nil, fmt.Errorf("append: %w: stream %s appears twice", ErrInvalidEvent, a.Stream)
+			}
+		}
+		if i > 0 && (a.Stream.Category != appends[0].Stream.Category || p != req.parts[0]) {
+			return nil, &CrossPartitionError{A: appends[0].Stream, B: a.Stream, PartitionA: req.parts[0], PartitionB: p}
+		}
+		req.parts[i], req.keys[i] = p, key
+		req.args = append(req.args, strconv.Itoa(i+2), a.Stream.ID, strconv.FormatInt(int64(a.Expected), 10), strconv.Itoa(len(a.Events)))
+		for j := range a.Events {
+			ev := &a.Events[j]
+			ti := s.opts.registry.lookupType(ev.Data)
+			if ti == nil {
+				return nil, &UnknownEventTypeError{Type: fmt.Sprintf("%T", ev.Data), Stream: a.Stream}
+			}
+			if ev.ID == uuid.Nil {
+				// Filled in place so a caller that retries the same slice
+				// retries with the same ids.
+				id, err := uuid.NewV7()
+				if err != nil {
+					return nil, err
+				}
+				ev.ID = id
+			}
+			if _, dup := seen[ev.ID]; dup {
+				return nil, &InvalidEventError{Stream: a.Stream, Index: j, Reason: "event id " + ev.ID.String() + " appears twice"}
+			}
+			seen[ev.ID] = struct{}{}
+			data, err := s.opts.codec.Marshal(ev.Data)
+			if err != nil {
+				return nil, &InvalidEventError{Stream: a.Stream, Index: j, Reason: "encode " + ti.name, Err: err}
+			}
+			m, err := encodeMeta(meta{nanos: now, schemaVersion: ti.schemaVersion, Metadata: ev.Metadata})
+			if err != nil {
+				return nil, &InvalidEventError{Stream: a.Stream, Index: j, Reason: "encode metadata", Err: err}
+			}
+			size := len(data) + len(m) + len(ti.name) + 36
+			if size > s.opts.maxEventSize {
+				return nil, &EventTooLargeError{Stream: a.Stream, Type: ti.name, Size: size, Max: s.opts.maxEventSize}
+			}
+			req.bytes += size
+			req.args = append(req.args, ev.ID.String(), ti.name, rueidis.BinaryString(m), rueidis.BinaryString(data))
+		}
+	}
+	req.tag = s.keys.Tag(appends[0].Stream.Category, req.parts[0])
+	req.log = s.keys.Log(appends[0].Stream.Category, req.parts[0])
+	return req, nil
+}
+
+// execute sends a batch of transactions of one partition in one script call
+// and hands every request its result.
+func (s *Store) execute(ctx context.Context, batch []*appendReq) {
+	nkeys := 1
+	nargs := 1
+	for _, r := range batch {
+		nkeys += len(r.keys)
+		nargs += len(r.args)
+	}
+	keys := make([]string, 0, nkeys)
+	args := make([]string, 0, nargs)
+	keys = append(keys, batch[0].log)
+	args = append(args, strconv.Itoa(len(batch)))
+	for _, r := range batch {
+		base := len(keys) // KEYS index (1-based) of this request's first stream is base+1
+		keys = append(keys, r.keys...)
+		args = append(args, r.args[0])
+		// Rewrite the key indexes: each stream's part starts with its index.
+		a := 1
+		for i := range r.streams {
+			args = append(args, strconv.Itoa(base+1+i))
+			n := 4 + 4*len(r.streams[i].Events)
+			args = append(args, r.args[a+1:a+n]...)
+			a += n
+		}
+	}
+	resp, err := s.appendScript.Exec(ctx, s.client, keys, args).ToArray()
+	if err == nil && len(resp) != len(batch) {
+		err = fmt.Errorf("append script returned %d results for %d transactions", len(resp), len(batch))
+	}
+	if err != nil {
+		for _, r := range batch {
+			r.err = fmt.Errorf("append to %s: %w", r.streams[0].Stream, err)
+		}
+		return
+	}
+	for i, r := range batch {
+		r.res, r.err = r.decodeResult(resp[i])
+	}
+}
+
+func (r *appendReq) decodeResult(m rueidis.RedisMessage) ([]AppendResult, error) {
+	arr, err := m.ToArray()
+	if err != nil || len(arr) == 0 {
+		return nil, fmt.Errorf("append to %s: bad script reply: %v", r.streams[0].Stream, err)
+	}
+	status, err := arr[0].AsInt64()
+	if err != nil {
+		return nil, fmt.Errorf("append to %s: bad script reply: %w", r.streams[0].Stream, err)
+	}
+	if status == 2 {
+		if len(arr) != 3 {
+			return nil, fmt.Errorf("append to %s: bad conflict reply", r.streams[0].Stream)
+		}
+		idx, _ := arr[1].AsInt64()
+		actual, _ := arr[2].AsInt64()
+		if idx < 1 || int(idx) > len(r.streams) {
+			return nil, fmt.Errorf("append to %s: bad conflict reply", r.streams[0].Stream)
+		}
+		sa := r.streams[idx-1]
+		return nil, &WrongVersionError{Stream: sa.Stream, Expected: sa.Expected, Actual: uint64(actual)}
+	}
+	if len(arr) != len(r.streams)+1 {
+		return nil, fmt.Errorf("append to %s: bad script reply length", r.streams[0].Stream)
+	}
+	out := make([]AppendResult, len(r.streams))
+	for i, sa := range r.streams {
+		vals, err := arr[i+1].ToArray()
+		if err != nil || len(vals) != len(sa.Events)+1 {
+			return nil, fmt.Errorf("append to %s: bad script reply for stream %s", r.streams[0].Stream, sa.Stream)
+		}
+		ver, err := vals[0].AsInt64()
+		if err != nil {
+			return nil, fmt.Errorf("append to %s: bad version in reply: %w", sa.Stream, err)
+		}
+		res := AppendResult{Stream: sa.Stream, Partition: r.parts[i], Version: uint64(ver), Replayed: status == 1, Positions: make([]Position, len(sa.Events))}
+		for j := range sa.Events {
+			ps, err := vals[j+1].ToString()
+			if err == nil && ps != "" {
+				res.Positions[j], err = ParsePosition(ps)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("append to %s: bad position in reply: %w", sa.Stream, err)
+			}
+		}
+		out[i] = res
+	}
+	return out, nil
+}
+
+// commitQueue groups the appends of one partition. At most inflight script
+// calls of the partition are outstanding; appends arriving meanwhile wait in
+// pending, and when a call returns, the oldest waiting request becomes the
+// leader of the next batch and sends it. No timers: a lone append goes out
+// at once.
+type commitQueue struct {
+	mu       sync.Mutex
+	inflight int
+	pending  []*appendReq
+}
+
+func (s *Store) queue(tag string) *commitQueue {
+	if q, ok := s.queues.Load(tag); ok {
+		return q.(*commitQueue)
+	}
+	q, _ := s.queues.LoadOrStore(tag, &commitQueue{})
+	return q.(*commitQueue)
+}
+
+func (q *commitQueue) submit(ctx context.Context, s *Store, req *appendReq) {
+	q.mu.Lock()
+	if q.inflight < s.opts.inflight {
+		q.inflight++
+		req.ctx = ctx
+		q.mu.Unlock()
+		q.run(ctx, s, []*appendReq{req})
+		return
+	}
+	req.done = make(chan struct{})
+	req.ctx = ctx
+	q.pending = append(q.pending, req)
+	q.mu.Unlock()
+
+	select {
+	case <-req.done:
+	case <-ctx.Done():
+		q.mu.Lock()
+		if !req.dequeued {
+			for i, p := range q.pending {
+				if p == req {
+					q.pending = append(q.pending[:i], q.pending[i+1:]...)
+					break
+				}
+			}
+			q.mu.Unlock()
+			req.err = fmt.Errorf("append to %s: %w", req.streams[0].Stream, ctx.Err())
+			return
+		}
+		q.mu.Unlock()
+		// Already part of a batch: its outcome is decided by Redis, wait for it.
+		<-req.done
+	}
+	if req.lead != nil {
+		batch := req.lead
+		req.lead = nil
+		q.run(ctx, s, batch)
+	}
+}
+
+// run sends batch, then hands the next waiting batch to a new leader or
+// releases the in-flight slot.
+func (q *commitQueue) run(ctx context.Context, s *Store, batch []*appendReq) {
+	bctx, cancel := batchContext(ctx, batch)
+	s.execute(bctx, batch)
+	cancel()
+	q.mu.Lock()
+	var next []*appendReq
+	if len(q.pending) > 0 {
+		n, bytes := 0, 0
+		for n < len(q.pending) && n < s.opts.maxBatch && (n == 0 || bytes+q.pending[n].bytes <= s.opts.maxBatchBytes) {
+			bytes += q.pending[n].bytes
+			n++
+		}
+		next = make([]*appendReq, n)
+		copy(next, q.pending)
+		q.pending = append(q.pending[:0], q.pending[n:]...)
+		for _, r := range next {
+			r.dequeued = true
+		}
+	} else {
+		q.inflight--
+	}
+	q.mu.Unlock()
+	for _, r := range batch {
+		if r.done != nil && !r.leader {
+			close(r.done)
+		}
+	}
+	if next != nil {
+		// next[0] is woken with its batch to send; the others wait for
+		// next[0]'s call (their done channels close when it returns).
+		next[0].lead, next[0].leader = next, true
+		close(next[0].done)
+	}
+}
+
+// batchContext is the context of a grouped call: it must not be cancelled by
+// one caller giving up, since the others still wait for it. It keeps the
+// leader's values and ends at the latest deadline of the batch (none if any
+// request has none); rueidis' own timeouts bound it otherwise.
+func batchContext(ctx context.Context, batch []*appendReq) (context.Context, context.CancelFunc) {
+	base := context.WithoutCancel(ctx)
+	var latest time.Time
+	for _, r := range batch {
+		d, ok := r.ctx.Deadline()
+		if !ok {
+			return base, func() {}
+		}
+		if d.After(latest) {
+			latest = d
+		}
+	}
+	return context.WithDeadline(base, latest)
+}

@@ -1,0 +1,42 @@
+// Package eventstore is Streamfold's event store on Redis Streams.
+//
+// Every entity has its own stream (the truth); every category (aggregate
+// type) is split into a fixed number of partitions, each with a partition log
+// (the transport projections consume). One Lua script writes each appended
+// event to the entity stream and to its partition log atomically. Both keys
+// share one hash tag, {<category>:<partition>}, so the same code runs on a
+// standalone server and on Redis Cluster.
+//
+// # Versions
+//
+// An entity stream's entry ids are "<version>-0": the first event has version
+// 1. Redis itself refuses a non-increasing id, a read after a snapshot at
+// version v is XRANGE from "<v+1>-0", and trimming behind a snapshot with
+// XTRIM MINID is exact. The version never comes from XLEN: a stream trimmed to
+// empty still reports its last version (from the stream's last-generated-id).
+//
+// # Optimistic concurrency and idempotency
+//
+// [Store.Append] takes an [ExpectedVersion]: [Any], [NoStream], [StreamExists]
+// or an exact version ([Exact]). When the check fails, the script compares the
+// appended event ids with the events already stored after the expected
+// version; if they are the same events, the append is a retry of one that
+// already succeeded (say after a timeout) and the original result is returned,
+// with nothing written. Event ids are UUIDv7, generated when left zero.
+//
+// # Group commit
+//
+// Appends from many goroutines are pipelined by rueidis. Appends to the same
+// partition are also grouped: while one script call for a partition is in
+// flight, later appends to that partition queue up and go out together in the
+// next call (leader/follower group commit, no timers, so a lone append is never
+// delayed). Each grouped append is still checked and applied on its own.
+//
+// # Errors
+//
+// Every error is errors.Is-able against a sentinel (ErrWrongVersion,
+// ErrStreamNotFound, ErrUnknownEventType, ErrInvalidStreamID, ErrEventTooLarge,
+// ErrCrossPartition, ErrEmptyAppend, ErrCorruptEntry) and carries detail in a
+// typed error ([WrongVersionError], ...). Invalid input is rejected before
+// anything is sent to Redis.
+package eventstore

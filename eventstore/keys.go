@@ -1,0 +1,205 @@
+package eventstore
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// This file owns the key layout. Nothing else builds key strings.
+//
+//	<ns>:{<category>:<p>}:log        partition log p of a category (stream)
+//	<ns>:{<category>:<p>}:s:<id>     entity stream (stream)
+//	<ns>:{<category>:<p>}:snap:<id>  snapshot of an entity (string; written by package snapshot)
+//	<ns>:cat:<category>              category metadata (hash: partitions)
+//	<ns>:categories                  set of known categories
+//
+// Everything one script touches lives in the hash tag {<category>:<p>}, so
+// one call never spans two cluster slots.
+
+// Limits on names; longer names are rejected with ErrInvalidStreamID.
+const (
+	MaxCategoryLen  = 64
+	MaxEntityIDLen  = 256
+	MaxNamespaceLen = 64
+	MaxPartitions   = 1024
+)
+
+// StreamID names one entity stream: the category (aggregate type, such as
+// "account") and the entity id within it.
+type StreamID struct {
+	Category string
+	ID       string
+}
+
+// Stream returns the StreamID of entity id in category.
+func Stream(category, id string) StreamID { return StreamID{Category: category, ID: id} }
+
+// String returns "category-id", the form ParseStreamID reads.
+func (s StreamID) String() string { return s.Category + "-" + s.ID }
+
+// ParseStreamID parses "category-id" (split at the first '-'; categories
+// cannot contain '-') and validates both parts.
+func ParseStreamID(s string) (StreamID, error) {
+	cat, id, ok := strings.Cut(s, "-")
+	if !ok {
+		return StreamID{}, &InvalidStreamIDError{Value: s, Reason: `want "category-id"`}
+	}
+	sid := StreamID{Category: cat, ID: id}
+	if err := sid.Validate(); err != nil {
+		return StreamID{}, err
+	}
+	return sid, nil
+}
+
+// Validate reports whether the category and id are safe to use in keys.
+func (s StreamID) Validate() error {
+	if err := ValidateCategory(s.Category); err != nil {
+		return err
+	}
+	return ValidateEntityID(s.ID)
+}
+
+// ValidateCategory checks a category name: 1–64 characters of [A-Za-z0-9_.].
+// Categories appear inside the hash tag, so anything else (':', '-', braces,
+// spaces) is refused.
+func ValidateCategory(c string) error {
+	if c == "" {
+		return &InvalidStreamIDError{Field: "category", Value: c, Reason: "empty"}
+	}
+	if len(c) > MaxCategoryLen {
+		return &InvalidStreamIDError{Field: "category", Value: c, Reason: fmt.Sprintf("longer than %d bytes", MaxCategoryLen)}
+	}
+	for i := 0; i < len(c); i++ {
+		b := c[i]
+		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '_' || b == '.') {
+			return &InvalidStreamIDError{Field: "category", Value: c, Reason: fmt.Sprintf("character %q not in [A-Za-z0-9_.]", b)}
+		}
+	}
+	return nil
+}
+
+// ValidateEntityID checks an entity id: 1–256 bytes of valid UTF-8 with no
+// control characters, no whitespace and no '{' or '}' (which could move the
+// key's hash tag).
+func ValidateEntityID(id string) error {
+	if id == "" {
+		return &InvalidStreamIDError{Field: "id", Value: id, Reason: "empty"}
+	}
+	if len(id) > MaxEntityIDLen {
+		return &InvalidStreamIDError{Field: "id", Value: id, Reason: fmt.Sprintf("longer than %d bytes", MaxEntityIDLen)}
+	}
+	if !utf8.ValidString(id) {
+		return &InvalidStreamIDError{Field: "id", Value: id, Reason: "not valid UTF-8"}
+	}
+	for _, r := range id {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == ' ' || r == '{' || r == '}' || r == '\u2028' || r == '\u2029' {
+			return &InvalidStreamIDError{Field: "id", Value: id, Reason: fmt.Sprintf("character %q not allowed", r)}
+		}
+	}
+	return nil
+}
+
+// ValidateNamespace checks a key prefix: 1–64 characters of [A-Za-z0-9_.-].
+func ValidateNamespace(ns string) error {
+	if ns == "" || len(ns) > MaxNamespaceLen {
+		return &InvalidStreamIDError{Field: "namespace", Value: ns, Reason: fmt.Sprintf("want 1 to %d bytes", MaxNamespaceLen)}
+	}
+	for i := 0; i < len(ns); i++ {
+		b := ns[i]
+		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '_' || b == '.' || b == '-') {
+			return &InvalidStreamIDError{Field: "namespace", Value: ns, Reason: fmt.Sprintf("character %q not in [A-Za-z0-9_.-]", b)}
+		}
+	}
+	return nil
+}
+
+// PartitionOf returns the partition (0 ≤ p < partitions) that entity id
+// belongs to: FNV-1a (32 bit) of the id, modulo partitions. It is part of the
+// storage format and never changes.
+func PartitionOf(id string, partitions int) int {
+	const offset32, prime32 = 2166136261, 16777619
+	h := uint32(offset32)
+	for i := 0; i < len(id); i++ {
+		h ^= uint32(id[i])
+		h *= prime32
+	}
+	return int(h % uint32(partitions))
+}
+
+// Keyspace builds the Redis keys of one namespace. Other Streamfold packages
+// (snapshot, projection, retention, tools) use it rather than formatting
+// keys themselves.
+type Keyspace struct{ ns string }
+
+// NewKeyspace returns the key builder for namespace ns (validated by the caller).
+func NewKeyspace(ns string) Keyspace { return Keyspace{ns: ns} }
+
+// Namespace returns the key prefix (without the trailing ':').
+func (k Keyspace) Namespace() string { return k.ns }
+
+// Tag returns the hash tag of a category partition, braces included.
+func (k Keyspace) Tag(category string, partition int) string {
+	return "{" + category + ":" + strconv.Itoa(partition) + "}"
+}
+
+// Log returns the key of partition log p of category.
+func (k Keyspace) Log(category string, partition int) string {
+	return k.ns + ":" + k.Tag(category, partition) + ":log"
+}
+
+// Stream returns the key of an entity stream in partition p.
+func (k Keyspace) Stream(s StreamID, partition int) string {
+	return k.ns + ":" + k.Tag(s.Category, partition) + ":s:" + s.ID
+}
+
+// Snapshot returns the key of an entity's snapshot, beside its stream.
+func (k Keyspace) Snapshot(s StreamID, partition int) string {
+	return k.ns + ":" + k.Tag(s.Category, partition) + ":snap:" + s.ID
+}
+
+// PartitionKey returns the key of a per-partition object named name (for
+// example a projection's lease), in the partition's hash tag.
+func (k Keyspace) PartitionKey(category string, partition int, name string) string {
+	return k.ns + ":" + k.Tag(category, partition) + ":" + name
+}
+
+// Category returns the key of a category's metadata hash.
+func (k Keyspace) Category(category string) string { return k.ns + ":cat:" + category }
+
+// Categories returns the key of the set of known categories.
+func (k Keyspace) Categories() string { return k.ns + ":categories" }
+
+// Key returns "<ns>:<name>" for namespace-wide objects of other packages
+// (read models, dead letters) that need no shared hash tag.
+func (k Keyspace) Key(name string) string { return k.ns + ":" + name }
+
+// ParseStreamKey is the inverse of Stream: it returns the StreamID and
+// partition encoded in an entity stream key of this namespace.
+func (k Keyspace) ParseStreamKey(key string) (StreamID, int, error) {
+	bad := func(reason string) (StreamID, int, error) {
+		return StreamID{}, 0, &InvalidStreamIDError{Field: "key", Value: key, Reason: reason}
+	}
+	rest, ok := strings.CutPrefix(key, k.ns+":{")
+	if !ok {
+		return bad("not in namespace " + k.ns)
+	}
+	tag, id, ok := strings.Cut(rest, "}:s:")
+	if !ok {
+		return bad("not an entity stream key")
+	}
+	cat, ps, ok := strings.Cut(tag, ":")
+	if !ok {
+		return bad("hash tag without partition")
+	}
+	p, err := strconv.Atoi(ps)
+	if err != nil || p < 0 || p >= MaxPartitions || strconv.Itoa(p) != ps {
+		return bad("bad partition")
+	}
+	sid := StreamID{Category: cat, ID: id}
+	if err := sid.Validate(); err != nil {
+		return StreamID{}, 0, err
+	}
+	return sid, p, nil
+}

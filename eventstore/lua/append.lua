@@ -1,0 +1,142 @@
+-- append.lua: check expected versions and append events to entity streams
+-- and to their partition log, for a group of independent transactions.
+--
+-- KEYS[1]     the partition log          <ns>:{<cat>:<p>}:log
+-- KEYS[2..]   entity streams             <ns>:{<cat>:<p>}:s:<id>   (same hash tag)
+--
+-- ARGV[1]     number of transactions T
+-- then, per transaction:
+--   S                                     number of streams in it
+--   per stream:  key index (into KEYS), entity id, expected, N,
+--                then N times: event id, type, meta, data
+-- expected: -1 any, -2 stream exists, >= 0 exact version (0 = no stream).
+--
+-- Returns one element per transaction, in order:
+--   {0, {version, pos1..posN}, ...}   appended (one table per stream)
+--   {1, {version, pos1..posN}, ...}   replay: the same event ids are already
+--                                     stored after the expected version; the
+--                                     original versions and positions
+--   {2, stream index (1-based), actual version}   wrong expected version
+--
+-- A transaction is all or nothing: every stream is checked before any write.
+-- Transactions are applied in order, so a later one sees an earlier one's
+-- events. Errors raised by Redis (OOM, READONLY) abort the whole call; since
+-- all checks of a transaction pass before its first write, an error can only
+-- come from the first write command of a transaction (OOM is refused before
+-- the script runs; a write cannot fail half-way for any other reason).
+
+local log = KEYS[1]
+
+-- version and last event id of a stream. A stream trimmed to empty keeps its
+-- last-generated-id, which is its version.
+local function current(key)
+  local r = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
+  if #r > 0 then
+    local id = r[1][1]
+    local fv = r[1][2]
+    local eid = nil
+    for i = 1, #fv, 2 do
+      if fv[i] == 'id' then eid = fv[i + 1]; break end
+    end
+    return tonumber(string.sub(id, 1, string.find(id, '-', 1, true) - 1)), eid
+  end
+  if redis.call('EXISTS', key) == 0 then return 0, nil end
+  local info = redis.call('XINFO', 'STREAM', key)
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then
+      local id = info[i + 1]
+      return tonumber(string.sub(id, 1, string.find(id, '-', 1, true) - 1)), nil
+    end
+  end
+  return 0, nil
+end
+
+-- if events from..from+n-1 of the stream carry the ids ARGV[first], ARGV[first+4], ...
+-- return {from+n-1, pos...}; else nil.
+local function stored(key, from, n, first)
+  local r = redis.call('XRANGE', key, from .. '-0', (from + n - 1) .. '-0')
+  if #r ~= n then return nil end
+  local res = {from + n - 1}
+  for i = 1, n do
+    local fv = r[i][2]
+    local eid, pos = nil, nil
+    for j = 1, #fv, 2 do
+      if fv[j] == 'id' then eid = fv[j + 1] elseif fv[j] == 'pos' then pos = fv[j + 1] end
+    end
+    if eid ~= ARGV[first + (i - 1) * 4] then return nil end
+    res[i + 1] = pos or ''
+  end
+  return res
+end
+
+local out = {}
+local a = 2
+for t = 1, tonumber(ARGV[1]) do
+  local ns = tonumber(ARGV[a]); a = a + 1
+  local start = a
+  local bases = {}      -- version before the append, per stream
+  local replays = {}    -- replayed results, per stream
+  local nreplay = 0
+  local conflict = nil
+  for s = 1, ns do
+    local key = KEYS[tonumber(ARGV[a])]
+    local exp = tonumber(ARGV[a + 2])
+    local n = tonumber(ARGV[a + 3])
+    local first = a + 4
+    local cur, lastid = current(key)
+    local replay = nil
+    if exp >= 0 then
+      if cur ~= exp then
+        if cur >= exp + n then replay = stored(key, exp + 1, n, first) end
+        if not replay then conflict = conflict or {2, s, cur} end
+      end
+    else
+      if exp == -2 and cur == 0 then
+        conflict = conflict or {2, s, 0}
+      elseif cur >= n and lastid == ARGV[first + (n - 1) * 4] then
+        -- the stream ends with this batch's last event: a retry
+        replay = stored(key, cur - n + 1, n, first)
+      end
+    end
+    bases[s] = cur
+    if replay then replays[s] = replay; nreplay = nreplay + 1 end
+    a = first + n * 4
+  end
+  if conflict == nil and nreplay > 0 and nreplay < ns then
+    -- part of the transaction is already stored: not a retry of this transaction
+    for s = 1, ns do
+      if replays[s] then conflict = {2, s, bases[s]}; break end
+    end
+  end
+  if conflict then
+    out[t] = conflict
+  elseif nreplay == ns then
+    local res = {1}
+    for s = 1, ns do res[s + 1] = replays[s] end
+    out[t] = res
+  else
+    local res = {0}
+    a = start
+    for s = 1, ns do
+      local key = KEYS[tonumber(ARGV[a])]
+      local eid = ARGV[a + 1]
+      local n = tonumber(ARGV[a + 3])
+      local v = bases[s]
+      local r = {v + n}
+      local e = a + 4
+      for i = 1, n do
+        v = v + 1
+        local pos = redis.call('XADD', log, '*', 'stream', eid, 'ver', v,
+          'id', ARGV[e], 'type', ARGV[e + 1], 'meta', ARGV[e + 2], 'data', ARGV[e + 3])
+        redis.call('XADD', key, v .. '-0', 'id', ARGV[e], 'type', ARGV[e + 1],
+          'meta', ARGV[e + 2], 'data', ARGV[e + 3], 'pos', pos)
+        r[i + 1] = pos
+        e = e + 4
+      end
+      res[s + 1] = r
+      a = e
+    end
+    out[t] = res
+  end
+end
+return out

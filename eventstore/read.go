@@ -1,0 +1,231 @@
+package eventstore
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"strconv"
+	"strings"
+
+	"github.com/redis/rueidis"
+)
+
+// ReadOption configures a read.
+type ReadOption func(*readOptions)
+
+type readOptions struct {
+	limit    int
+	pageSize int
+}
+
+// Limit stops a read after n events (0: no limit).
+func Limit(n int) ReadOption { return func(o *readOptions) { o.limit = n } }
+
+// PageSize sets how many entries one round trip fetches (default 256).
+func PageSize(n int) ReadOption { return func(o *readOptions) { o.pageSize = n } }
+
+func (s *Store) readOpts(opts []ReadOption) readOptions {
+	o := readOptions{pageSize: s.opts.readPageSize}
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.pageSize < 1 {
+		o.pageSize = s.opts.readPageSize
+	}
+	return o
+}
+
+// Read yields the events of a stream in order, starting at version from
+// (0 or 1: from the first event still stored). A stream that never had
+// events yields one *StreamNotFoundError. An event of a type the registry
+// does not know is yielded with an *UnknownEventTypeError (Data nil, Raw
+// set); the caller may go on or stop.
+func (s *Store) Read(ctx context.Context, stream StreamID, from uint64, opts ...ReadOption) iter.Seq2[RecordedEvent, error] {
+	return s.readStream(ctx, stream, from, false, opts)
+}
+
+// ReadBackward yields the events of a stream from version from down to the
+// first one still stored (from 0: from the last event).
+func (s *Store) ReadBackward(ctx context.Context, stream StreamID, from uint64, opts ...ReadOption) iter.Seq2[RecordedEvent, error] {
+	return s.readStream(ctx, stream, from, true, opts)
+}
+
+func (s *Store) readStream(ctx context.Context, stream StreamID, from uint64, backward bool, opts []ReadOption) iter.Seq2[RecordedEvent, error] {
+	o := s.readOpts(opts)
+	return func(yield func(RecordedEvent, error) bool) {
+		_, key, err := s.locate(ctx, stream)
+		if err != nil {
+			yield(RecordedEvent{}, err)
+			return
+		}
+		start := "-"
+		if backward {
+			start = "+"
+		}
+		if from > 1 || backward && from > 0 {
+			start = versionID(from)
+		}
+		n, first := 0, true
+		for {
+			page := o.pageSize
+			if o.limit > 0 && o.limit-n < page {
+				page = o.limit - n
+			}
+			var cmd rueidis.Completed
+			if backward {
+				cmd = s.client.B().Xrevrange().Key(key).End(start).Start("-").Count(int64(page)).Build()
+			} else {
+				cmd = s.client.B().Xrange().Key(key).Start(start).End("+").Count(int64(page)).Build()
+			}
+			entries, err := asEntries(s.client.Do(ctx, cmd))
+			if err != nil {
+				yield(RecordedEvent{}, fmt.Errorf("read %s: %w", stream, err))
+				return
+			}
+			if first && len(entries) == 0 {
+				if err := s.checkExists(ctx, stream, key); err != nil {
+					yield(RecordedEvent{}, err)
+				}
+				return
+			}
+			first = false
+			for _, e := range entries {
+				ev, err := s.dec.decodeEntry(key, e, stream)
+				if !yield(ev, err) {
+					return
+				}
+				n++
+			}
+			if len(entries) < page || o.limit > 0 && n >= o.limit {
+				return
+			}
+			start = "(" + entries[len(entries)-1].ID
+		}
+	}
+}
+
+// checkExists returns a StreamNotFoundError when key does not exist.
+func (s *Store) checkExists(ctx context.Context, stream StreamID, key string) error {
+	n, err := s.client.Do(ctx, s.client.B().Exists().Key(key).Build()).AsInt64()
+	if err != nil {
+		return fmt.Errorf("read %s: %w", stream, err)
+	}
+	if n == 0 {
+		return &StreamNotFoundError{Stream: stream}
+	}
+	return nil
+}
+
+// Last returns the last event of a stream. A stream without events (never
+// written, or trimmed to empty) returns a *StreamNotFoundError.
+func (s *Store) Last(ctx context.Context, stream StreamID) (RecordedEvent, error) {
+	for ev, err := range s.ReadBackward(ctx, stream, 0, Limit(1)) {
+		return ev, err
+	}
+	return RecordedEvent{}, &StreamNotFoundError{Stream: stream}
+}
+
+// Version returns a stream's current version: that of its last event, also
+// when the stream has been trimmed (to empty, even). 0 means no stream.
+func (s *Store) Version(ctx context.Context, stream StreamID) (uint64, error) {
+	_, key, err := s.locate(ctx, stream)
+	if err != nil {
+		return 0, err
+	}
+	c := s.client
+	entries, err := asEntries(c.Do(ctx, c.B().Xrevrange().Key(key).End("+").Start("-").Count(1).Build()))
+	if err != nil {
+		return 0, fmt.Errorf("version of %s: %w", stream, err)
+	}
+	if len(entries) == 1 {
+		v, ok := parseVersionID(entries[0].ID)
+		if !ok {
+			return 0, &CorruptEntryError{Key: key, EntryID: entries[0].ID, Reason: "entry id is not <version>-0"}
+		}
+		return v, nil
+	}
+	info, err := c.Do(ctx, c.B().XinfoStream().Key(key).Build()).AsMap()
+	if rueidis.IsRedisNil(err) || err != nil && strings.Contains(err.Error(), "no such key") {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("version of %s: %w", stream, err)
+	}
+	lastMsg := info["last-generated-id"]
+	last, err := lastMsg.ToString()
+	if err != nil {
+		return 0, fmt.Errorf("version of %s: %w", stream, err)
+	}
+	ms, _, _ := strings.Cut(last, "-")
+	return strconv.ParseUint(ms, 10, 64)
+}
+
+// ReadLog yields the entries of a category's partition log after position
+// after (the zero Position: from the start), for tools and rebuilds. The
+// logs are transport and may be trimmed; the entity streams are the truth.
+func (s *Store) ReadLog(ctx context.Context, category string, partition int, after Position, opts ...ReadOption) iter.Seq2[RecordedEvent, error] {
+	o := s.readOpts(opts)
+	return func(yield func(RecordedEvent, error) bool) {
+		n, err := s.Partitions(ctx, category)
+		if err != nil {
+			yield(RecordedEvent{}, err)
+			return
+		}
+		if partition < 0 || partition >= n {
+			yield(RecordedEvent{}, fmt.Errorf("eventstore: partition %d of category %s out of range 0..%d", partition, category, n-1))
+			return
+		}
+		key := s.keys.Log(category, partition)
+		start := "-"
+		if !after.IsZero() {
+			start = "(" + after.String()
+		}
+		stream := StreamID{Category: category}
+		count := 0
+		for {
+			page := o.pageSize
+			if o.limit > 0 && o.limit-count < page {
+				page = o.limit - count
+			}
+			entries, err := asEntries(s.client.Do(ctx, s.client.B().Xrange().Key(key).Start(start).End("+").Count(int64(page)).Build()))
+			if err != nil {
+				yield(RecordedEvent{}, fmt.Errorf("read log %s/%d: %w", category, partition, err))
+				return
+			}
+			for _, e := range entries {
+				ev, err := s.dec.decodeEntry(key, e, stream)
+				if !yield(ev, err) {
+					return
+				}
+				count++
+			}
+			if len(entries) < page || o.limit > 0 && count >= o.limit {
+				return
+			}
+			start = "(" + entries[len(entries)-1].ID
+		}
+	}
+}
+
+// DecodeLogEntry decodes one partition-log entry of category, as read by a
+// consumer (package projection) with XREADGROUP.
+func (s *Store) DecodeLogEntry(key, category string, e rueidis.XRangeSlice) (RecordedEvent, error) {
+	return s.dec.decodeEntry(key, e, StreamID{Category: category})
+}
+
+// asEntries reads an XRANGE-style reply, keeping field order.
+func asEntries(res rueidis.RedisResult) ([]rueidis.XRangeSlice, error) {
+	arr, err := res.ToArray()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]rueidis.XRangeSlice, 0, len(arr))
+	for i := range arr {
+		e, err := arr[i].AsXRangeSlice()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}

@@ -1,0 +1,260 @@
+package eventstore
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+//go:embed lua/append.lua
+var appendLua string
+
+// Store is the event store. It is safe for concurrent use; create one per
+// namespace and share it.
+type Store struct {
+	client rueidis.Client
+	opts   options
+	keys   Keyspace
+	dec    entryDecoder
+
+	appendScript *rueidis.Lua
+
+	cats   sync.Map // category -> *categoryInfo
+	queues sync.Map // hash tag -> *commitQueue
+}
+
+type categoryInfo struct {
+	once       sync.Once
+	partitions int
+	err        error
+}
+
+type options struct {
+	namespace     string
+	partitions    int
+	catPartitions map[string]int
+	codec         Codec
+	registry      *Registry
+	maxEventSize  int
+	clock         func() time.Time
+	logger        *slog.Logger
+	groupCommit   bool
+	maxBatch      int
+	maxBatchBytes int
+	inflight      int
+	readPageSize  int
+}
+
+// Option configures a Store.
+type Option func(*options)
+
+// WithNamespace sets the key prefix (default "sf"). Stores with different
+// namespaces share nothing; an ACL user can be limited to "~<ns>:*".
+func WithNamespace(ns string) Option { return func(o *options) { o.namespace = ns } }
+
+// WithPartitions sets the number of partitions of categories first used by
+// this store (default 16). A category's partition count is stored in Redis
+// when the category is first used and never changes; the stored count wins
+// over this option.
+func WithPartitions(n int) Option { return func(o *options) { o.partitions = n } }
+
+// WithCategoryPartitions sets the partition count of one category (see WithPartitions).
+func WithCategoryPartitions(category string, n int) Option {
+	return func(o *options) {
+		if o.catPartitions == nil {
+			o.catPartitions = map[string]int{}
+		}
+		o.catPartitions[category] = n
+	}
+}
+
+// WithCodec sets the payload codec (default Msgpack).
+func WithCodec(c Codec) Option { return func(o *options) { o.codec = c } }
+
+// WithRegistry sets the event type registry (default: a new, empty one, see Store.Registry).
+func WithRegistry(r *Registry) Option { return func(o *options) { o.registry = r } }
+
+// WithMaxEventSize bounds an event's encoded size, payload and metadata
+// (default 1 MiB). Larger events are refused with ErrEventTooLarge.
+func WithMaxEventSize(bytes int) Option { return func(o *options) { o.maxEventSize = bytes } }
+
+// WithClock sets the clock that timestamps appended events (default time.Now).
+func WithClock(now func() time.Time) Option { return func(o *options) { o.clock = now } }
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithGroupCommit sets how appends to one partition are grouped: at most
+// maxBatch appends per script call, and at most inflight calls per partition
+// at once (defaults 64 and 1). maxBatch 1 turns grouping off: every append is
+// its own script call, pipelined with the others by rueidis.
+func WithGroupCommit(maxBatch, inflight int) Option {
+	return func(o *options) { o.maxBatch, o.inflight = maxBatch, inflight }
+}
+
+func (o *options) setDefaults() {
+	if o.namespace == "" {
+		o.namespace = "sf"
+	}
+	if o.partitions == 0 {
+		o.partitions = 16
+	}
+	if o.codec == nil {
+		o.codec = Msgpack{}
+	}
+	if o.registry == nil {
+		o.registry = NewRegistry()
+	}
+	if o.maxEventSize == 0 {
+		o.maxEventSize = 1 << 20
+	}
+	if o.clock == nil {
+		o.clock = time.Now
+	}
+	if o.logger == nil {
+		o.logger = slog.Default()
+	}
+	if o.maxBatch == 0 {
+		o.maxBatch = 64
+	}
+	if o.inflight == 0 {
+		o.inflight = 1
+	}
+	if o.maxBatchBytes == 0 {
+		o.maxBatchBytes = 4 << 20
+	}
+	if o.readPageSize == 0 {
+		o.readPageSize = 256
+	}
+}
+
+func (o *options) validate() error {
+	if err := ValidateNamespace(o.namespace); err != nil {
+		return err
+	}
+	if o.partitions < 1 || o.partitions > MaxPartitions {
+		return fmt.Errorf("eventstore: partitions %d out of range 1..%d", o.partitions, MaxPartitions)
+	}
+	for c, n := range o.catPartitions {
+		if err := ValidateCategory(c); err != nil {
+			return err
+		}
+		if n < 1 || n > MaxPartitions {
+			return fmt.Errorf("eventstore: partitions %d of category %s out of range 1..%d", n, c, MaxPartitions)
+		}
+	}
+	if o.maxEventSize < 1 {
+		return fmt.Errorf("eventstore: max event size %d must be positive", o.maxEventSize)
+	}
+	if o.maxBatch < 1 || o.inflight < 1 {
+		return fmt.Errorf("eventstore: group commit batch %d and inflight %d must be positive", o.maxBatch, o.inflight)
+	}
+	return nil
+}
+
+// New returns a Store over client, which may be a standalone or a cluster
+// client. The store does not own the client: close it yourself after use.
+func New(client rueidis.Client, opts ...Option) (*Store, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	o.setDefaults()
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	return &Store{
+		client:       client,
+		opts:         o,
+		keys:         NewKeyspace(o.namespace),
+		dec:          entryDecoder{reg: o.registry, codec: o.codec},
+		appendScript: rueidis.NewLuaScript(appendLua),
+	}, nil
+}
+
+// Registry returns the store's event type registry.
+func (s *Store) Registry() *Registry { return s.opts.registry }
+
+// Keys returns the store's key layout.
+func (s *Store) Keys() Keyspace { return s.keys }
+
+// Client returns the Redis client the store uses.
+func (s *Store) Client() rueidis.Client { return s.client }
+
+// Codec returns the payload codec.
+func (s *Store) Codec() Codec { return s.opts.codec }
+
+// Partitions returns the partition count of category, fixing it in Redis if
+// the category is new. The answer is cached for the life of the Store.
+func (s *Store) Partitions(ctx context.Context, category string) (int, error) {
+	if err := ValidateCategory(category); err != nil {
+		return 0, err
+	}
+	v, _ := s.cats.LoadOrStore(category, &categoryInfo{})
+	ci := v.(*categoryInfo)
+	ci.once.Do(func() { ci.partitions, ci.err = s.resolvePartitions(ctx, category) })
+	if ci.err != nil {
+		// Do not cache failures (a timeout, a cancelled context).
+		s.cats.CompareAndDelete(category, ci)
+	}
+	return ci.partitions, ci.err
+}
+
+func (s *Store) resolvePartitions(ctx context.Context, category string) (int, error) {
+	want := s.opts.partitions
+	if n, ok := s.opts.catPartitions[category]; ok {
+		want = n
+	}
+	key := s.keys.Category(category)
+	c := s.client
+	res := c.DoMulti(ctx,
+		c.B().Hsetnx().Key(key).Field("partitions").Value(strconv.Itoa(want)).Build(),
+		c.B().Hget().Key(key).Field("partitions").Build())
+	if err := res[0].Error(); err != nil {
+		return 0, fmt.Errorf("eventstore: category %s: %w", category, err)
+	}
+	got, err := res[1].AsInt64()
+	if err != nil {
+		return 0, fmt.Errorf("eventstore: category %s: partitions: %w", category, err)
+	}
+	if got < 1 || got > MaxPartitions {
+		return 0, &CorruptEntryError{Key: key, Reason: fmt.Sprintf("partitions %d out of range", got)}
+	}
+	if int(got) != want {
+		s.opts.logger.Warn("eventstore: category was created with another partition count; using the stored one",
+			"category", category, "stored", got, "configured", want)
+	}
+	if err := c.Do(ctx, c.B().Sadd().Key(s.keys.Categories()).Member(category).Build()).Error(); err != nil {
+		return 0, fmt.Errorf("eventstore: category %s: %w", category, err)
+	}
+	return int(got), nil
+}
+
+// Categories lists the categories this namespace has used.
+func (s *Store) Categories(ctx context.Context) ([]string, error) {
+	return s.client.Do(ctx, s.client.B().Smembers().Key(s.keys.Categories()).Build()).AsStrSlice()
+}
+
+// locate returns the partition and key of a stream.
+func (s *Store) locate(ctx context.Context, stream StreamID) (int, string, error) {
+	if err := stream.Validate(); err != nil {
+		return 0, "", err
+	}
+	n, err := s.Partitions(ctx, stream.Category)
+	if err != nil {
+		return 0, "", err
+	}
+	p := PartitionOf(stream.ID, n)
+	return p, s.keys.Stream(stream, p), nil
+}
+
+// Locate returns the partition of a stream and the key of its entity stream.
+func (s *Store) Locate(ctx context.Context, stream StreamID) (partition int, key string, err error) {
+	return s.locate(ctx, stream)
+}
