@@ -70,19 +70,15 @@ type appendReq struct {
 }
 
 // prepare validates and encodes everything before anything is sent: invalid
-// input never reaches Redis.
+// input never reaches Redis (not even the category's metadata).
 func (s *Store) prepare(ctx context.Context, appends []StreamAppend) (*appendReq, error) {
 	if len(appends) == 0 {
 		return nil, ErrEmptyAppend
 	}
 	req := &appendReq{streams: appends, parts: make([]int, len(appends)), keys: make([]string, len(appends))}
-	req.args = make([]string, 0, 1+len(appends)*4+8*4)
-	req.args = append(req.args, strconv.Itoa(len(appends)))
-	now := s.opts.clock().UTC().UnixNano()
-	seen := make(map[uuid.UUID]struct{}, 8)
+	nev := 0
 	for i, a := range appends {
-		p, key, err := s.locate(ctx, a.Stream)
-		if err != nil {
+		if err := a.Stream.Validate(); err != nil {
 			return nil, err
 		}
 		if len(a.Events) == 0 {
@@ -96,10 +92,16 @@ func (s *Store) prepare(ctx context.Context, appends []StreamAppend) (*appendReq
 				return nil, fmt.Errorf("append: %w: stream %s appears twice", ErrInvalidEvent, a.Stream)
 			}
 		}
-		if i > 0 && (a.Stream.Category != appends[0].Stream.Category || p != req.parts[0]) {
-			return nil, &CrossPartitionError{A: appends[0].Stream, B: a.Stream, PartitionA: req.parts[0], PartitionB: p}
+		if a.Stream.Category != appends[0].Stream.Category {
+			return nil, &CrossPartitionError{A: appends[0].Stream, B: a.Stream, PartitionA: -1, PartitionB: -1}
 		}
-		req.parts[i], req.keys[i] = p, key
+		nev += len(a.Events)
+	}
+	req.args = make([]string, 0, 1+len(appends)*4+nev)
+	req.args = append(req.args, strconv.Itoa(len(appends)))
+	now := s.opts.clock().UTC().UnixNano()
+	seen := make(map[uuid.UUID]struct{}, nev)
+	for i, a := range appends {
 		req.args = append(req.args, strconv.Itoa(i+2), a.Stream.ID, strconv.FormatInt(int64(a.Expected), 10), strconv.Itoa(len(a.Events)))
 		for j := range a.Events {
 			ev := &a.Events[j]
@@ -124,17 +126,26 @@ func (s *Store) prepare(ctx context.Context, appends []StreamAppend) (*appendReq
 			if err != nil {
 				return nil, &InvalidEventError{Stream: a.Stream, Index: j, Reason: "encode " + ti.name, Err: err}
 			}
-			m, err := encodeMeta(meta{nanos: now, schemaVersion: ti.schemaVersion, Metadata: ev.Metadata})
+			env, err := encodeEnvelope(&envelope{id: ev.ID, typ: ti.name, schemaVersion: ti.schemaVersion, nanos: now, data: data, Metadata: ev.Metadata})
 			if err != nil {
-				return nil, &InvalidEventError{Stream: a.Stream, Index: j, Reason: "encode metadata", Err: err}
+				return nil, &InvalidEventError{Stream: a.Stream, Index: j, Reason: "encode envelope", Err: err}
 			}
-			size := len(data) + len(m) + len(ti.name) + 36
-			if size > s.opts.maxEventSize {
-				return nil, &EventTooLargeError{Stream: a.Stream, Type: ti.name, Size: size, Max: s.opts.maxEventSize}
+			if len(env) > s.opts.maxEventSize {
+				return nil, &EventTooLargeError{Stream: a.Stream, Type: ti.name, Size: len(env), Max: s.opts.maxEventSize}
 			}
-			req.bytes += size
-			req.args = append(req.args, ev.ID.String(), ti.name, rueidis.BinaryString(m), rueidis.BinaryString(data))
+			req.bytes += len(env)
+			req.args = append(req.args, rueidis.BinaryString(env))
 		}
+	}
+	for i, a := range appends {
+		p, key, err := s.locate(ctx, a.Stream)
+		if err != nil {
+			return nil, err
+		}
+		if i > 0 && p != req.parts[0] {
+			return nil, &CrossPartitionError{A: appends[0].Stream, B: a.Stream, PartitionA: req.parts[0], PartitionB: p}
+		}
+		req.parts[i], req.keys[i] = p, key
 	}
 	req.tag = s.keys.Tag(appends[0].Stream.Category, req.parts[0])
 	req.log = s.keys.Log(appends[0].Stream.Category, req.parts[0])
@@ -162,7 +173,7 @@ func (s *Store) execute(ctx context.Context, batch []*appendReq) {
 		a := 1
 		for i := range r.streams {
 			args = append(args, strconv.Itoa(base+1+i))
-			n := 4 + 4*len(r.streams[i].Events)
+			n := 4 + len(r.streams[i].Events)
 			args = append(args, r.args[a+1:a+n]...)
 			a += n
 		}

@@ -105,6 +105,9 @@ type CrossPartitionError struct {
 }
 
 func (e *CrossPartitionError) Error() string {
+	if e.PartitionA < 0 {
+		return fmt.Sprintf("eventstore: cannot append atomically to %s and %s: streams must share a category and partition", e.A, e.B)
+	}
 	return fmt.Sprintf("eventstore: cannot append atomically to %s (partition %d) and %s (partition %d): streams must share a category and partition", e.A, e.PartitionA, e.B, e.PartitionB)
 }
 

@@ -25,14 +25,8 @@ type Store struct {
 
 	appendScript *rueidis.Lua
 
-	cats   sync.Map // category -> *categoryInfo
+	cats   sync.Map // category -> partition count (int)
 	queues sync.Map // hash tag -> *commitQueue
-}
-
-type categoryInfo struct {
-	once       sync.Once
-	partitions int
-	err        error
 }
 
 type options struct {
@@ -196,14 +190,17 @@ func (s *Store) Partitions(ctx context.Context, category string) (int, error) {
 	if err := ValidateCategory(category); err != nil {
 		return 0, err
 	}
-	v, _ := s.cats.LoadOrStore(category, &categoryInfo{})
-	ci := v.(*categoryInfo)
-	ci.once.Do(func() { ci.partitions, ci.err = s.resolvePartitions(ctx, category) })
-	if ci.err != nil {
-		// Do not cache failures (a timeout, a cancelled context).
-		s.cats.CompareAndDelete(category, ci)
+	if n, ok := s.cats.Load(category); ok {
+		return n.(int), nil
 	}
-	return ci.partitions, ci.err
+	// Concurrent first uses may all ask Redis: HSETNX makes that harmless,
+	// and a failure (a cancelled context) is never cached or shared.
+	n, err := s.resolvePartitions(ctx, category)
+	if err != nil {
+		return 0, err
+	}
+	s.cats.Store(category, n)
+	return n, nil
 }
 
 func (s *Store) resolvePartitions(ctx context.Context, category string) (int, error) {

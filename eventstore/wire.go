@@ -3,6 +3,7 @@ package eventstore
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"reflect"
 	"strconv"
 	"strings"
@@ -14,83 +15,94 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// This file owns the wire format of entries. The Lua scripts write the same
-// field names (see lua/append.lua).
+// This file owns the wire format of entries. lua/append.lua writes the same
+// field names.
 //
 // Entity stream entry, id "<version>-0":
 //
-//	id    event id, UUID text form
-//	type  event type name
-//	meta  msgpack array [unix nanos, schema version, correlation id, causation id, headers];
-//	      trailing empty elements are omitted
-//	data  payload, encoded with the store's codec
-//	pos   the entry id of the same event in the partition log
+//	e  the event envelope (below)
+//	p  the entry id of the same event in the partition log
 //
 // Partition log entry, id chosen by Redis ("*"):
 //
-//	stream  entity id (the category is the log's)
-//	ver     version of the event in the entity stream
-//	id, type, meta, data as above
+//	s  entity id (the category is the log's)
+//	v  version of the event in its entity stream
+//	e  the event envelope
+//
+// Envelope: the 16 bytes of the event id, then a msgpack array
+//
+//	[type, schema version, unix nanos, data (bin), correlation id, causation id, headers]
+//
+// where trailing empty elements are omitted. The id comes first, unencoded, so
+// the append script can compare event ids (idempotent retries) with one
+// string.sub. Few fields per entry keep XADD cheap: each field pair costs
+// Redis ~0.3 µs per append (measured with EVALSHA on Redis 7.0).
 const (
-	fieldID     = "id"
-	fieldType   = "type"
-	fieldMeta   = "meta"
-	fieldData   = "data"
-	fieldPos    = "pos"
-	fieldStream = "stream"
-	fieldVer    = "ver"
+	fieldEnvelope = "e"
+	fieldPos      = "p"
+	fieldStream   = "s"
+	fieldVer      = "v"
 )
 
-// meta is the decoded meta field.
-type meta struct {
-	nanos         int64
+// envelope is an event as stored.
+type envelope struct {
+	id            uuid.UUID
+	typ           string
 	schemaVersion int
+	nanos         int64
+	data          []byte
 	Metadata
 }
 
-type metaEnc struct {
+type envEnc struct {
 	buf bytes.Buffer
 	enc *msgpack.Encoder
 }
 
-var metaEncPool = sync.Pool{New: func() any {
-	m := &metaEnc{}
+var envEncPool = sync.Pool{New: func() any {
+	m := &envEnc{}
 	m.enc = msgpack.NewEncoder(&m.buf)
 	return m
 }}
 
-// encodeMeta appends the meta field. It is hand-rolled (no reflection): it
-// runs once per appended event.
-func encodeMeta(m meta) ([]byte, error) {
-	n := 2
+// encodeEnvelope is hand-rolled (no reflection): it runs once per appended
+// event.
+func encodeEnvelope(e *envelope) ([]byte, error) {
+	n := 4
 	switch {
-	case len(m.Headers) > 0:
+	case len(e.Headers) > 0:
+		n = 7
+	case e.CausationID != "":
+		n = 6
+	case e.CorrelationID != "":
 		n = 5
-	case m.CausationID != "":
-		n = 4
-	case m.CorrelationID != "":
-		n = 3
 	}
-	e := metaEncPool.Get().(*metaEnc)
-	defer metaEncPool.Put(e)
-	e.buf.Reset()
-	enc := e.enc
+	p := envEncPool.Get().(*envEnc)
+	p.buf.Reset()
+	p.buf.Write(e.id[:])
+	enc := p.enc
 	err := enc.EncodeArrayLen(n)
 	if err == nil {
-		err = enc.EncodeInt(m.nanos)
+		err = enc.EncodeString(e.typ)
 	}
 	if err == nil {
-		err = enc.EncodeInt(int64(m.schemaVersion))
+		err = enc.EncodeInt(int64(e.schemaVersion))
 	}
-	if err == nil && n >= 3 {
-		err = enc.EncodeString(m.CorrelationID)
+	if err == nil {
+		err = enc.EncodeInt(e.nanos)
 	}
-	if err == nil && n >= 4 {
-		err = enc.EncodeString(m.CausationID)
+	if err == nil {
+		err = enc.EncodeBytes(e.data)
 	}
 	if err == nil && n >= 5 {
-		err = enc.EncodeMapLen(len(m.Headers))
-		for k, v := range m.Headers {
+		err = enc.EncodeString(e.CorrelationID)
+	}
+	if err == nil && n >= 6 {
+		err = enc.EncodeString(e.CausationID)
+	}
+	if err == nil && n >= 7 {
+		err = enc.EncodeMapLen(len(e.Headers))
+		for k, v := range e.Headers {
 			if err == nil {
 				err = enc.EncodeString(k)
 			}
@@ -99,82 +111,109 @@ func encodeMeta(m meta) ([]byte, error) {
 			}
 		}
 	}
-	if err != nil {
-		return nil, err
+	var out []byte
+	if err == nil {
+		out = bytes.Clone(p.buf.Bytes())
 	}
-	return bytes.Clone(e.buf.Bytes()), nil
+	if p.buf.Cap() <= 64<<10 {
+		envEncPool.Put(p)
+	}
+	return out, err
 }
 
-type metaDec struct {
+type envDec struct {
 	r   bytes.Reader
 	dec *msgpack.Decoder
 }
 
-var metaDecPool = sync.Pool{New: func() any {
-	return &metaDec{dec: msgpack.NewDecoder(nil)}
+var envDecPool = sync.Pool{New: func() any {
+	return &envDec{dec: msgpack.NewDecoder(nil)}
 }}
 
-func decodeMeta(b []byte) (m meta, err error) {
-	d := metaDecPool.Get().(*metaDec)
-	defer metaDecPool.Put(d)
-	d.r.Reset(b)
+// decodeEnvelope parses b. The returned data aliases b.
+func decodeEnvelope(b []byte) (e envelope, err error) {
+	if len(b) < 17 {
+		return e, fmt.Errorf("envelope of %d bytes", len(b))
+	}
+	copy(e.id[:], b[:16])
+	rest := b[16:]
+	d := envDecPool.Get().(*envDec)
+	defer envDecPool.Put(d)
+	d.r.Reset(rest)
 	d.dec.Reset(&d.r)
 	dec := d.dec
 	n, err := dec.DecodeArrayLen()
 	if err != nil {
-		return m, err
+		return e, err
 	}
-	if n < 2 || n > 16 {
-		return m, fmt.Errorf("meta has %d elements", n)
+	if n < 4 || n > 32 {
+		return e, fmt.Errorf("envelope has %d elements", n)
 	}
-	if m.nanos, err = dec.DecodeInt64(); err != nil {
-		return m, err
+	if e.typ, err = dec.DecodeString(); err != nil {
+		return e, err
 	}
 	sv, err := dec.DecodeInt64()
 	if err != nil {
-		return m, err
+		return e, err
 	}
-	m.schemaVersion = int(sv)
-	if n >= 3 {
-		if m.CorrelationID, err = dec.DecodeString(); err != nil {
-			return m, err
-		}
+	e.schemaVersion = int(sv)
+	if e.nanos, err = dec.DecodeInt64(); err != nil {
+		return e, err
 	}
-	if n >= 4 {
-		if m.CausationID, err = dec.DecodeString(); err != nil {
-			return m, err
-		}
+	// Decode the payload in place: its length prefix tells where it is.
+	start := len(rest) - d.r.Len()
+	dl, err := dec.DecodeBytesLen()
+	if err != nil {
+		return e, err
+	}
+	hdr := len(rest) - d.r.Len() - start
+	if dl < 0 || dl > d.r.Len() {
+		return e, fmt.Errorf("envelope data length %d", dl)
+	}
+	e.data = rest[start+hdr : start+hdr+dl : start+hdr+dl]
+	if _, err := d.r.Seek(int64(dl), io.SeekCurrent); err != nil {
+		return e, err
 	}
 	if n >= 5 {
+		if e.CorrelationID, err = dec.DecodeString(); err != nil {
+			return e, err
+		}
+	}
+	if n >= 6 {
+		if e.CausationID, err = dec.DecodeString(); err != nil {
+			return e, err
+		}
+	}
+	if n >= 7 {
 		hn, err := dec.DecodeMapLen()
 		if err != nil {
-			return m, err
+			return e, err
 		}
-		if hn > len(b) { // each pair takes at least two bytes: a bogus length
-			return m, fmt.Errorf("meta headers length %d", hn)
+		if hn > d.r.Len() { // each pair takes at least two bytes: a bogus length
+			return e, fmt.Errorf("envelope headers length %d", hn)
 		}
 		if hn > 0 {
-			m.Headers = make(map[string]string, hn)
+			e.Headers = make(map[string]string, hn)
 		}
 		for range hn {
 			k, err := dec.DecodeString()
 			if err != nil {
-				return m, err
+				return e, err
 			}
 			v, err := dec.DecodeString()
 			if err != nil {
-				return m, err
+				return e, err
 			}
-			m.Headers[k] = v
+			e.Headers[k] = v
 		}
 	}
-	// Elements past the fifth are from a newer writer: skip them.
-	for i := 5; i < n; i++ {
+	// Elements past the seventh are from a newer writer: skip them.
+	for i := 7; i < n; i++ {
 		if err := dec.Skip(); err != nil {
-			return m, err
+			return e, err
 		}
 	}
-	return m, nil
+	return e, nil
 }
 
 // parseVersionID returns v from an entity stream entry id "<v>-0".
@@ -204,18 +243,12 @@ func (d entryDecoder) decodeEntry(key string, e rueidis.XRangeSlice, stream Stre
 	corrupt := func(reason string, err error) (RecordedEvent, error) {
 		return RecordedEvent{}, &CorruptEntryError{Key: key, EntryID: e.ID, Reason: reason, Err: err}
 	}
-	var id, typ, metaRaw, data, pos, ver string
-	var haveID, haveType, haveMeta, haveData bool
+	var env, pos, ver string
+	var haveEnv bool
 	for _, fv := range e.FieldValues {
 		switch fv.Field {
-		case fieldID:
-			id, haveID = fv.Value, true
-		case fieldType:
-			typ, haveType = fv.Value, true
-		case fieldMeta:
-			metaRaw, haveMeta = fv.Value, true
-		case fieldData:
-			data, haveData = fv.Value, true
+		case fieldEnvelope:
+			env, haveEnv = fv.Value, true
 		case fieldPos:
 			pos = fv.Value
 		case fieldStream:
@@ -224,20 +257,17 @@ func (d entryDecoder) decodeEntry(key string, e rueidis.XRangeSlice, stream Stre
 			ver = fv.Value
 		}
 	}
-	if !haveID || !haveType || !haveMeta || !haveData {
-		return corrupt("missing fields (want id, type, meta, data)", nil)
+	if !haveEnv {
+		return corrupt("no envelope field", nil)
 	}
 	var err error
-	if ev.ID, err = uuid.Parse(id); err != nil {
-		return corrupt("bad event id", err)
-	}
 	if fromLog {
 		if err := ValidateEntityID(stream.ID); err != nil {
 			return corrupt("bad stream field", err)
 		}
 		v, err := strconv.ParseUint(ver, 10, 64)
 		if err != nil || v == 0 {
-			return corrupt("bad ver field", err)
+			return corrupt("bad version field", err)
 		}
 		ev.Version = v
 		if ev.Position, err = ParsePosition(e.ID); err != nil {
@@ -251,27 +281,28 @@ func (d entryDecoder) decodeEntry(key string, e rueidis.XRangeSlice, stream Stre
 		ev.Version = v
 		if pos != "" {
 			if ev.Position, err = ParsePosition(pos); err != nil {
-				return corrupt("bad pos field", err)
+				return corrupt("bad position field", err)
 			}
 		}
 	}
-	m, err := decodeMeta([]byte(metaRaw))
+	en, err := decodeEnvelope([]byte(env))
 	if err != nil {
-		return corrupt("bad meta field", err)
+		return corrupt("bad envelope", err)
 	}
 	ev.Stream = stream
-	ev.Type = typ
-	ev.SchemaVersion = m.schemaVersion
-	ev.Time = time.Unix(0, m.nanos).UTC()
-	ev.Metadata = m.Metadata
-	ev.Raw = []byte(data)
-	ti := d.reg.lookupName(typ)
+	ev.ID = en.id
+	ev.Type = en.typ
+	ev.SchemaVersion = en.schemaVersion
+	ev.Time = time.Unix(0, en.nanos).UTC()
+	ev.Metadata = en.Metadata
+	ev.Raw = en.data
+	ti := d.reg.lookupName(en.typ)
 	if ti == nil {
-		return ev, &UnknownEventTypeError{Type: typ, Stream: stream}
+		return ev, &UnknownEventTypeError{Type: en.typ, Stream: stream}
 	}
 	ptr := reflect.New(ti.typ)
 	if err := d.codec.Unmarshal(ev.Raw, ptr.Interface()); err != nil {
-		return corrupt(fmt.Sprintf("cannot decode %s payload", typ), err)
+		return corrupt(fmt.Sprintf("cannot decode %s payload", en.typ), err)
 	}
 	ev.Data = ptr.Elem().Interface()
 	return ev, nil

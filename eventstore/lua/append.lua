@@ -8,8 +8,12 @@
 -- then, per transaction:
 --   S                                     number of streams in it
 --   per stream:  key index (into KEYS), entity id, expected, N,
---                then N times: event id, type, meta, data
+--                then N event envelopes (the first 16 bytes are the event id)
 -- expected: -1 any, -2 stream exists, >= 0 exact version (0 = no stream).
+--
+-- Entries written (see wire.go):
+--   log:     XADD log *        s <entity id> v <version> e <envelope>
+--   entity:  XADD key <ver>-0  e <envelope> p <log entry id>
 --
 -- Returns one element per transaction, in order:
 --   {0, {version, pos1..posN}, ...}   appended (one table per stream)
@@ -20,10 +24,8 @@
 --
 -- A transaction is all or nothing: every stream is checked before any write.
 -- Transactions are applied in order, so a later one sees an earlier one's
--- events. Errors raised by Redis (OOM, READONLY) abort the whole call; since
--- all checks of a transaction pass before its first write, an error can only
--- come from the first write command of a transaction (OOM is refused before
--- the script runs; a write cannot fail half-way for any other reason).
+-- events. Redis refuses the whole call up front when it is out of memory or
+-- read-only; after the checks, no write can fail.
 
 local log = KEYS[1]
 
@@ -35,9 +37,7 @@ local function current(key)
     local id = r[1][1]
     local fv = r[1][2]
     local eid = nil
-    for i = 1, #fv, 2 do
-      if fv[i] == 'id' then eid = fv[i + 1]; break end
-    end
+    if fv[1] == 'e' then eid = string.sub(fv[2], 1, 16) end
     return tonumber(string.sub(id, 1, string.find(id, '-', 1, true) - 1)), eid
   end
   if redis.call('EXISTS', key) == 0 then return 0, nil end
@@ -51,20 +51,20 @@ local function current(key)
   return 0, nil
 end
 
--- if events from..from+n-1 of the stream carry the ids ARGV[first], ARGV[first+4], ...
--- return {from+n-1, pos...}; else nil.
+-- If events from..from+n-1 of the stream carry the ids of the envelopes
+-- ARGV[first..first+n-1], return {from+n-1, pos...}; else nil.
 local function stored(key, from, n, first)
   local r = redis.call('XRANGE', key, from .. '-0', (from + n - 1) .. '-0')
   if #r ~= n then return nil end
   local res = {from + n - 1}
   for i = 1, n do
     local fv = r[i][2]
-    local eid, pos = nil, nil
+    local env, pos = nil, ''
     for j = 1, #fv, 2 do
-      if fv[j] == 'id' then eid = fv[j + 1] elseif fv[j] == 'pos' then pos = fv[j + 1] end
+      if fv[j] == 'e' then env = fv[j + 1] elseif fv[j] == 'p' then pos = fv[j + 1] end
     end
-    if eid ~= ARGV[first + (i - 1) * 4] then return nil end
-    res[i + 1] = pos or ''
+    if env == nil or string.sub(env, 1, 16) ~= string.sub(ARGV[first + i - 1], 1, 16) then return nil end
+    res[i + 1] = pos
   end
   return res
 end
@@ -90,17 +90,15 @@ for t = 1, tonumber(ARGV[1]) do
         if cur >= exp + n then replay = stored(key, exp + 1, n, first) end
         if not replay then conflict = conflict or {2, s, cur} end
       end
-    else
-      if exp == -2 and cur == 0 then
-        conflict = conflict or {2, s, 0}
-      elseif cur >= n and lastid == ARGV[first + (n - 1) * 4] then
-        -- the stream ends with this batch's last event: a retry
-        replay = stored(key, cur - n + 1, n, first)
-      end
+    elseif exp == -2 and cur == 0 then
+      conflict = conflict or {2, s, 0}
+    elseif cur >= n and lastid == string.sub(ARGV[first + n - 1], 1, 16) then
+      -- the stream ends with this batch's last event: a retry
+      replay = stored(key, cur - n + 1, n, first)
     end
     bases[s] = cur
     if replay then replays[s] = replay; nreplay = nreplay + 1 end
-    a = first + n * 4
+    a = first + n
   end
   if conflict == nil and nreplay > 0 and nreplay < ns then
     -- part of the transaction is already stored: not a retry of this transaction
@@ -126,12 +124,10 @@ for t = 1, tonumber(ARGV[1]) do
       local e = a + 4
       for i = 1, n do
         v = v + 1
-        local pos = redis.call('XADD', log, '*', 'stream', eid, 'ver', v,
-          'id', ARGV[e], 'type', ARGV[e + 1], 'meta', ARGV[e + 2], 'data', ARGV[e + 3])
-        redis.call('XADD', key, v .. '-0', 'id', ARGV[e], 'type', ARGV[e + 1],
-          'meta', ARGV[e + 2], 'data', ARGV[e + 3], 'pos', pos)
+        local pos = redis.call('XADD', log, '*', 's', eid, 'v', v, 'e', ARGV[e])
+        redis.call('XADD', key, v .. '-0', 'e', ARGV[e], 'p', pos)
         r[i + 1] = pos
-        e = e + 4
+        e = e + 1
       end
       res[s + 1] = r
       a = e

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Builds a Redis image from this machine's redis-server without any registry:
+# FROM scratch + the binary + every library ldd lists (and the dynamic loader).
+# Idempotent: does nothing when the tag already exists. Prints the tag on stdout.
+#
+#   .ci/redis-image.sh [TAG]        default TAG: streamfold/redis:7.0.15
+#   REDIS_SERVER=/path/to/redis-server .ci/redis-image.sh
+set -euo pipefail
+
+tag=${1:-${REDIS_IMAGE_TAG:-streamfold/redis:7.0.15}}
+bin=${REDIS_SERVER:-$(command -v redis-server || true)}
+
+log() { printf 'redis-image: %s\n' "$*" >&2; }
+
+if ! command -v docker >/dev/null 2>&1; then
+  log "docker not found"; exit 1
+fi
+
+if docker image inspect "$tag" >/dev/null 2>&1; then
+  log "image $tag already exists"
+else
+  if [ -z "$bin" ] || [ ! -x "$bin" ]; then
+    log "redis-server not found (apt-get install -y redis-server)"; exit 1
+  fi
+  bin=$(readlink -f "$bin")
+  ctx=$(mktemp -d)
+  trap 'rm -rf "$ctx"' EXIT
+
+  mkdir -p "$ctx/usr/bin"
+  cp -L "$bin" "$ctx/usr/bin/redis-server"
+  # ldd lines: "libx.so => /path (0x..)", "/lib64/ld-linux-x86-64.so.2 (0x..)", "linux-vdso.so.1 (0x..)".
+  # Copy each absolute path, dereferenced, to the same path in the context (the loader's search paths).
+  libs=$(ldd "$bin" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }' | sort -u)
+  [ -n "$libs" ] || { log "ldd listed no libraries for $bin"; exit 1; }
+  for lib in $libs; do
+    mkdir -p "$ctx$(dirname "$lib")"
+    cp -L "$lib" "$ctx$lib"
+  done
+
+  cat > "$ctx/Dockerfile" <<'DOCKERFILE'
+FROM scratch
+COPY . /
+WORKDIR /data
+ENTRYPOINT ["/usr/bin/redis-server"]
+DOCKERFILE
+  printf 'Dockerfile\n' > "$ctx/.dockerignore"
+
+  log "building $tag from $bin ($(echo "$libs" | wc -l) libraries)"
+  docker build --quiet -t "$tag" "$ctx" >&2
+fi
+
+# Smoke test: the image must start and answer PING on the host network.
+port=${REDIS_IMAGE_TEST_PORT:-6399}
+name="redis-image-check-$$"
+docker run -d --rm --name "$name" --network host "$tag" \
+  --port "$port" --bind 127.0.0.1 --save "" --appendonly no >/dev/null
+stop() { docker stop -t 1 "$name" >/dev/null 2>&1 || true; }
+ok=""
+for _ in $(seq 1 50); do
+  if [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null || true)" = "PONG" ]; then ok=1; break; fi
+  sleep 0.1
+done
+if [ -z "$ok" ]; then
+  docker logs "$name" >&2 || true
+  stop
+  log "image $tag did not answer PING on port $port"
+  exit 1
+fi
+stop
+log "image $tag answers PING"
+printf '%s\n' "$tag"

@@ -1,0 +1,27 @@
+package eventstore_test
+
+import (
+	"testing"
+
+	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/eventstore/storetest"
+	"github.com/streamfold/streamfold/redistest"
+)
+
+func TestMain(m *testing.M) { redistest.Main(m) }
+
+// newStore returns a store on a fresh namespace of the given deployment.
+func newStore(get func(testing.TB) *redistest.Target) storetest.Factory {
+	return func(t *testing.T, opts ...eventstore.Option) *eventstore.Store {
+		tg := get(t)
+		s, err := eventstore.New(tg.Client, append([]eventstore.Option{eventstore.WithNamespace(tg.Namespace)}, opts...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+}
+
+func TestConformanceStandalone(t *testing.T) { storetest.Run(t, newStore(redistest.Standalone)) }
+
+func TestConformanceCluster(t *testing.T) { storetest.Run(t, newStore(redistest.Cluster)) }

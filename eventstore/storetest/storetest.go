@@ -1,0 +1,814 @@
+// Package storetest is the conformance suite of the event store: every
+// guarantee of package eventstore, checked against a real Redis.
+//
+// Run it against each deployment you support (standalone, cluster, a managed
+// service, an ACL-restricted user) from a test of your own:
+//
+//	func TestStore(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T, opts ...eventstore.Option) *eventstore.Store {
+//			tg := redistest.Cluster(t) // a fresh namespace on every call
+//			opts = append([]eventstore.Option{eventstore.WithNamespace(tg.Namespace)}, opts...)
+//			s, err := eventstore.New(tg.Client, opts...)
+//			if err != nil {
+//				t.Fatal(err)
+//			}
+//			return s
+//		})
+//	}
+//
+// The factory must return a Store in a namespace of its own on every call.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/rueidis"
+	"github.com/streamfold/streamfold/eventstore"
+)
+
+// Factory returns a Store, in a fresh namespace, with opts applied after the
+// suite's own: Run passes a registry with the suite's event types and may
+// pass more options.
+type Factory func(t *testing.T, opts ...eventstore.Option) *eventstore.Store
+
+// Opened, Deposited and Note are the suite's event types.
+type (
+	// Opened is an event of the suite.
+	Opened struct{ Owner string }
+	// Deposited is an event of the suite.
+	Deposited struct{ Amount int64 }
+	// Note is an event of the suite with a payload of any size.
+	Note struct{ Text string }
+)
+
+// Registry returns a registry with the suite's event types.
+func Registry() *eventstore.Registry {
+	r := eventstore.NewRegistry()
+	eventstore.MustRegister[Opened](r, "opened")
+	eventstore.MustRegister[Deposited](r, "deposited")
+	eventstore.MustRegister[Note](r, "note")
+	return r
+}
+
+// Run runs the whole suite as subtests of t.
+func Run(t *testing.T, newStore Factory) {
+	mk := func(t *testing.T, opts ...eventstore.Option) *eventstore.Store {
+		return newStore(t, append([]eventstore.Option{eventstore.WithRegistry(Registry())}, opts...)...)
+	}
+	tests := []struct {
+		name string
+		fn   func(*testing.T, Factory)
+	}{
+		{"AppendAndRead", testAppendAndRead},
+		{"ExpectedVersion", testExpectedVersion},
+		{"IdempotentRetry", testIdempotentRetry},
+		{"Race", testRace},
+		{"MultiStream", testMultiStream},
+		{"BadInput", testBadInput},
+		{"UnknownTypeOnRead", testUnknownTypeOnRead},
+		{"TrimmedStreamKeepsVersion", testTrimmedKeepsVersion},
+		{"GroupCommit", testGroupCommit},
+		{"PartitionsFixed", testPartitionsFixed},
+		{"OneSlotPerScript", testOneSlot},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.fn(t, mk)
+		})
+	}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func readAll(t *testing.T, s *eventstore.Store, id eventstore.StreamID) []eventstore.RecordedEvent {
+	t.Helper()
+	var out []eventstore.RecordedEvent
+	for ev, err := range s.Read(ctxT(t), id, 0) {
+		if err != nil {
+			t.Fatalf("read %s: %v", id, err)
+		}
+		out = append(out, ev)
+	}
+	return out
+}
+
+// NamespaceKeys returns every key of the store's namespace, on every node.
+func NamespaceKeys(t *testing.T, s *eventstore.Store) []string {
+	t.Helper()
+	ctx := ctxT(t)
+	var keys []string
+	for _, node := range s.Client().Nodes() {
+		var cursor uint64
+		for {
+			e, err := node.Do(ctx, node.B().Scan().Cursor(cursor).Match(s.Keys().Namespace()+":*").Count(1000).Build()).AsScanEntry()
+			if err != nil {
+				if strings.Contains(err.Error(), "READONLY") {
+					break
+				}
+				t.Fatalf("scan: %v", err)
+			}
+			keys = append(keys, e.Elements...)
+			if e.Cursor == 0 {
+				break
+			}
+			cursor = e.Cursor
+		}
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}
+
+func testAppendAndRead(t *testing.T, newStore Factory) {
+	clock := time.Date(2026, 1, 2, 3, 4, 5, 6000, time.FixedZone("X", 3600))
+	s := newStore(t, eventstore.WithClock(func() time.Time { return clock }))
+	ctx := ctxT(t)
+	id := eventstore.Stream("account", "acc-1")
+	first := eventstore.NewEvent(Opened{Owner: "ann"})
+	first.CorrelationID, first.CausationID = "corr-1", "cause-1"
+	first.Headers = map[string]string{"tenant": "t1", "trace": "abc"}
+	res, err := s.Append(ctx, id, eventstore.NoStream, first, eventstore.NewEvent(Deposited{Amount: 10}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Version != 2 || res.FirstVersion() != 1 || len(res.Positions) != 2 || res.Replayed {
+		t.Fatalf("result %+v", res)
+	}
+	if res.Positions[0].Compare(res.Positions[1]) >= 0 {
+		t.Fatalf("positions not increasing: %v", res.Positions)
+	}
+	res2, err := s.Append(ctx, id, eventstore.Exact(2), eventstore.NewEvent(Deposited{Amount: 5}))
+	if err != nil || res2.Version != 3 {
+		t.Fatalf("second append: %+v %v", res2, err)
+	}
+
+	evs := readAll(t, s, id)
+	if len(evs) != 3 {
+		t.Fatalf("read %d events, want 3", len(evs))
+	}
+	want := []any{Opened{Owner: "ann"}, Deposited{Amount: 10}, Deposited{Amount: 5}}
+	for i, ev := range evs {
+		if ev.Version != uint64(i+1) || ev.Data != want[i] || ev.Stream != id {
+			t.Fatalf("event %d: %+v", i, ev)
+		}
+		if !ev.Time.Equal(clock) || ev.Time.Location() != time.UTC {
+			t.Fatalf("event %d time %v, want %v in UTC", i, ev.Time, clock)
+		}
+		if ev.SchemaVersion != 1 {
+			t.Fatalf("schema version %d", ev.SchemaVersion)
+		}
+	}
+	if evs[0].ID != first.ID || evs[0].CorrelationID != "corr-1" || evs[0].CausationID != "cause-1" || evs[0].Headers["tenant"] != "t1" || len(evs[0].Headers) != 2 {
+		t.Fatalf("metadata lost: %+v", evs[0])
+	}
+	if evs[0].Position != res.Positions[0] || evs[2].Position != res2.Positions[0] {
+		t.Fatalf("positions: read %v %v, appended %v %v", evs[0].Position, evs[2].Position, res.Positions, res2.Positions)
+	}
+	if evs[0].Type != "opened" || evs[1].Type != "deposited" {
+		t.Fatalf("types %q %q", evs[0].Type, evs[1].Type)
+	}
+
+	// From a version, with a page size smaller than the stream.
+	var got []uint64
+	for ev, err := range s.Read(ctx, id, 2, eventstore.PageSize(1)) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, ev.Version)
+	}
+	if !slices.Equal(got, []uint64{2, 3}) {
+		t.Fatalf("read from 2: %v", got)
+	}
+	got = got[:0]
+	for ev, err := range s.ReadBackward(ctx, id, 0, eventstore.PageSize(2)) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, ev.Version)
+	}
+	if !slices.Equal(got, []uint64{3, 2, 1}) {
+		t.Fatalf("backward: %v", got)
+	}
+	got = got[:0]
+	for ev, err := range s.ReadBackward(ctx, id, 2) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, ev.Version)
+	}
+	if !slices.Equal(got, []uint64{2, 1}) {
+		t.Fatalf("backward from 2: %v", got)
+	}
+	got = got[:0]
+	for ev, err := range s.Read(ctx, id, 0, eventstore.Limit(2), eventstore.PageSize(1)) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, ev.Version)
+	}
+	if !slices.Equal(got, []uint64{1, 2}) {
+		t.Fatalf("limit 2: %v", got)
+	}
+
+	last, err := s.Last(ctx, id)
+	if err != nil || last.Version != 3 || last.Data != (Deposited{Amount: 5}) {
+		t.Fatalf("last: %+v %v", last, err)
+	}
+	if v, err := s.Version(ctx, id); err != nil || v != 3 {
+		t.Fatalf("version %d %v", v, err)
+	}
+
+	// The partition log holds the same events, in order, with the stream.
+	var logged []eventstore.RecordedEvent
+	for ev, err := range s.ReadLog(ctx, "account", res.Partition, eventstore.Position{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		logged = append(logged, ev)
+	}
+	if len(logged) != 3 {
+		t.Fatalf("log has %d entries", len(logged))
+	}
+	for i, ev := range logged {
+		if ev.Stream != id || ev.Version != evs[i].Version || ev.ID != evs[i].ID || ev.Position != evs[i].Position || ev.Data != evs[i].Data {
+			t.Fatalf("log entry %d: %+v, stream entry %+v", i, ev, evs[i])
+		}
+	}
+	n := 0
+	for _, err := range s.ReadLog(ctx, "account", res.Partition, logged[0].Position) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if n != 2 {
+		t.Fatalf("log after first: %d entries", n)
+	}
+
+	// A stream that never existed.
+	missing := eventstore.Stream("account", "nobody")
+	_, err = s.Last(ctx, missing)
+	var nf *eventstore.StreamNotFoundError
+	if !errors.As(err, &nf) || nf.Stream != missing || !errors.Is(err, eventstore.ErrStreamNotFound) {
+		t.Fatalf("last of missing: %v", err)
+	}
+	for _, err := range s.Read(ctx, missing, 0) {
+		if !errors.Is(err, eventstore.ErrStreamNotFound) {
+			t.Fatalf("read missing: %v", err)
+		}
+	}
+	if v, err := s.Version(ctx, missing); err != nil || v != 0 {
+		t.Fatalf("version of missing %d %v", v, err)
+	}
+}
+
+func testExpectedVersion(t *testing.T, newStore Factory) {
+	s := newStore(t)
+	ctx := ctxT(t)
+	id := eventstore.Stream("account", "ev")
+	ev := func() eventstore.Event { return eventstore.NewEvent(Deposited{Amount: 1}) }
+	wrong := func(err error, exp eventstore.ExpectedVersion, actual uint64) {
+		t.Helper()
+		var wv *eventstore.WrongVersionError
+		if !errors.As(err, &wv) || !errors.Is(err, eventstore.ErrWrongVersion) {
+			t.Fatalf("want WrongVersionError, got %v", err)
+		}
+		if wv.Stream != id || wv.Expected != exp || wv.Actual != actual {
+			t.Fatalf("detail %+v, want expected %v actual %d", wv, exp, actual)
+		}
+	}
+	_, err := s.Append(ctx, id, eventstore.StreamExists, ev())
+	wrong(err, eventstore.StreamExists, 0)
+	_, err = s.Append(ctx, id, eventstore.Exact(3), ev())
+	wrong(err, eventstore.Exact(3), 0)
+	if _, err := s.Append(ctx, id, eventstore.NoStream, ev()); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Append(ctx, id, eventstore.NoStream, ev())
+	wrong(err, eventstore.NoStream, 1)
+	if r, err := s.Append(ctx, id, eventstore.StreamExists, ev()); err != nil || r.Version != 2 {
+		t.Fatalf("exists: %+v %v", r, err)
+	}
+	if r, err := s.Append(ctx, id, eventstore.Any, ev(), ev()); err != nil || r.Version != 4 {
+		t.Fatalf("any: %+v %v", r, err)
+	}
+	_, err = s.Append(ctx, id, eventstore.Exact(3), ev()) // behind
+	wrong(err, eventstore.Exact(3), 4)
+	_, err = s.Append(ctx, id, eventstore.Exact(9), ev()) // ahead: no gap allowed
+	wrong(err, eventstore.Exact(9), 4)
+	if r, err := s.Append(ctx, id, eventstore.Exact(4), ev()); err != nil || r.Version != 5 {
+		t.Fatalf("exact: %+v %v", r, err)
+	}
+	if n := len(readAll(t, s, id)); n != 5 {
+		t.Fatalf("%d events, want 5", n)
+	}
+}
+
+func testIdempotentRetry(t *testing.T, newStore Factory) {
+	s := newStore(t)
+	ctx := ctxT(t)
+	id := eventstore.Stream("account", "retry")
+	batch := []eventstore.Event{eventstore.NewEvent(Opened{Owner: "bo"}), eventstore.NewEvent(Deposited{Amount: 3})}
+	orig, err := s.Append(ctx, id, eventstore.NoStream, batch...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keysBefore := NamespaceKeys(t, s)
+	logLen := func() int64 {
+		c := s.Client()
+		n, err := c.Do(ctx, c.B().Xlen().Key(s.Keys().Log("account", orig.Partition)).Build()).AsInt64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := logLen()
+	for range 3 {
+		again, err := s.Append(ctx, id, eventstore.NoStream, batch...)
+		if err != nil {
+			t.Fatalf("retry: %v", err)
+		}
+		if !again.Replayed || again.Version != orig.Version || !slices.Equal(again.Positions, orig.Positions) {
+			t.Fatalf("retry result %+v, original %+v", again, orig)
+		}
+	}
+	// A retry after other appends: still recognised.
+	more, err := s.Append(ctx, id, eventstore.Exact(2), eventstore.NewEvent(Deposited{Amount: 4}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := s.Append(ctx, id, eventstore.NoStream, batch...); err != nil || !again.Replayed || !slices.Equal(again.Positions, orig.Positions) {
+		t.Fatalf("late retry: %+v %v", again, err)
+	}
+	// Retry with Any of the last append.
+	anyBatch := []eventstore.Event{eventstore.NewEvent(Deposited{Amount: 5})}
+	r1, err := s.Append(ctx, id, eventstore.Any, anyBatch...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := s.Append(ctx, id, eventstore.Any, anyBatch...)
+	if err != nil || !r2.Replayed || r2.Version != r1.Version || r2.Positions[0] != r1.Positions[0] {
+		t.Fatalf("any retry: %+v %v (first %+v)", r2, err, r1)
+	}
+	// Same expected version, other ids: a conflict, not a replay.
+	_, err = s.Append(ctx, id, eventstore.NoStream, eventstore.NewEvent(Opened{Owner: "bo"}), eventstore.NewEvent(Deposited{Amount: 3}))
+	if !errors.Is(err, eventstore.ErrWrongVersion) {
+		t.Fatalf("other ids: %v", err)
+	}
+	// Part of a stored append, at its own expected version, is stored too:
+	// the result says where, and nothing is written.
+	if r, err := s.Append(ctx, id, eventstore.Exact(1), batch[1]); err != nil || !r.Replayed || r.Version != 2 || r.Positions[0] != orig.Positions[1] {
+		t.Fatalf("retry of the second event: %+v %v", r, err)
+	}
+	// The same events at another expected version are a conflict.
+	if _, err := s.Append(ctx, id, eventstore.Exact(1), batch...); !errors.Is(err, eventstore.ErrWrongVersion) {
+		t.Fatalf("retry at another version: %v", err)
+	}
+	if got := logLen(); got != before+2 {
+		t.Fatalf("log grew by %d, want 2 (retries must write nothing)", got-before)
+	}
+	if evs := readAll(t, s, id); len(evs) != 4 || evs[2].Version != more.Version {
+		t.Fatalf("stream has %d events", len(evs))
+	}
+	if after := NamespaceKeys(t, s); !slices.Equal(after, keysBefore) {
+		t.Fatalf("keys changed: %v -> %v", keysBefore, after)
+	}
+}
+
+// testRace: goroutines race on one stream, each reading the version and
+// appending with it. Every version must have exactly one winner, no gaps,
+// no duplicates, and the stream must hold exactly the winners' events.
+func testRace(t *testing.T, newStore Factory) {
+	s := newStore(t)
+	ctx := ctxT(t)
+	id := eventstore.Stream("account", "race")
+	const workers, rounds = 16, 25
+	var mu sync.Mutex
+	winners := map[uint64]uuid.UUID{}
+	conflicts := 0
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for r := range rounds {
+				v, err := s.Version(ctx, id)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				ev := eventstore.NewEvent(Note{Text: fmt.Sprintf("w%d-r%d", w, r)})
+				res, err := s.Append(ctx, id, eventstore.Exact(v), ev)
+				mu.Lock()
+				switch {
+				case err == nil:
+					if _, dup := winners[res.Version]; dup {
+						t.Errorf("version %d won twice", res.Version)
+					}
+					if res.Version != v+1 {
+						t.Errorf("appended at %d, expected %d", res.Version, v+1)
+					}
+					winners[res.Version] = ev.ID
+				case errors.Is(err, eventstore.ErrWrongVersion):
+					conflicts++
+				default:
+					t.Error(err)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	evs := readAll(t, s, id)
+	if len(evs) != len(winners) {
+		t.Fatalf("%d events stored, %d winners", len(evs), len(winners))
+	}
+	for i, ev := range evs {
+		if ev.Version != uint64(i+1) {
+			t.Fatalf("gap: event %d has version %d", i, ev.Version)
+		}
+		if winners[ev.Version] != ev.ID {
+			t.Fatalf("version %d holds %s, winner was %s", ev.Version, ev.ID, winners[ev.Version])
+		}
+	}
+	if conflicts+len(winners) != workers*rounds {
+		t.Fatalf("%d conflicts + %d winners != %d attempts", conflicts, len(winners), workers*rounds)
+	}
+	t.Logf("race: %d attempts, %d appended, %d conflicts", workers*rounds, len(winners), conflicts)
+}
+
+// samePartition returns two entity ids of category that share a partition,
+// and one that does not.
+func samePartition(t *testing.T, s *eventstore.Store, category string) (a, b, other string) {
+	n, err := s.Partitions(ctxT(t), category)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a = "m-0"
+	pa := eventstore.PartitionOf(a, n)
+	for i := 1; b == "" || other == ""; i++ {
+		id := fmt.Sprintf("m-%d", i)
+		if eventstore.PartitionOf(id, n) == pa {
+			if b == "" {
+				b = id
+			}
+		} else if other == "" {
+			other = id
+		}
+	}
+	return a, b, other
+}
+
+func testMultiStream(t *testing.T, newStore Factory) {
+	s := newStore(t, eventstore.WithPartitions(4))
+	ctx := ctxT(t)
+	a, b, other := samePartition(t, s, "order")
+	sa, sb, so := eventstore.Stream("order", a), eventstore.Stream("order", b), eventstore.Stream("order", other)
+	ev := func() eventstore.Event { return eventstore.NewEvent(Note{Text: "x"}) }
+	res, err := s.AppendMulti(ctx,
+		eventstore.StreamAppend{Stream: sa, Expected: eventstore.NoStream, Events: []eventstore.Event{ev(), ev()}},
+		eventstore.StreamAppend{Stream: sb, Expected: eventstore.NoStream, Events: []eventstore.Event{ev()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 2 || res[0].Version != 2 || res[1].Version != 1 || res[0].Partition != res[1].Partition {
+		t.Fatalf("multi result %+v", res)
+	}
+	if res[0].Positions[1].Compare(res[1].Positions[0]) >= 0 {
+		t.Fatalf("log order: %v then %v", res[0].Positions, res[1].Positions)
+	}
+	// One stream's check fails: nothing is written to either.
+	_, err = s.AppendMulti(ctx,
+		eventstore.StreamAppend{Stream: sa, Expected: eventstore.Exact(2), Events: []eventstore.Event{ev()}},
+		eventstore.StreamAppend{Stream: sb, Expected: eventstore.Exact(7), Events: []eventstore.Event{ev()}})
+	var wv *eventstore.WrongVersionError
+	if !errors.As(err, &wv) || wv.Stream != sb || wv.Actual != 1 {
+		t.Fatalf("multi conflict: %v", err)
+	}
+	if v, _ := s.Version(ctx, sa); v != 2 {
+		t.Fatalf("stream a at %d after refused multi-append", v)
+	}
+	// Streams of other partitions or categories: refused, nothing written.
+	keys := NamespaceKeys(t, s)
+	_, err = s.AppendMulti(ctx,
+		eventstore.StreamAppend{Stream: sa, Expected: eventstore.Any, Events: []eventstore.Event{ev()}},
+		eventstore.StreamAppend{Stream: so, Expected: eventstore.Any, Events: []eventstore.Event{ev()}})
+	var cp *eventstore.CrossPartitionError
+	if !errors.As(err, &cp) || !errors.Is(err, eventstore.ErrCrossPartition) || cp.B != so {
+		t.Fatalf("cross partition: %v", err)
+	}
+	_, err = s.AppendMulti(ctx,
+		eventstore.StreamAppend{Stream: sa, Expected: eventstore.Any, Events: []eventstore.Event{ev()}},
+		eventstore.StreamAppend{Stream: eventstore.Stream("invoice", a), Expected: eventstore.Any, Events: []eventstore.Event{ev()}})
+	if !errors.Is(err, eventstore.ErrCrossPartition) {
+		t.Fatalf("cross category: %v", err)
+	}
+	_, err = s.AppendMulti(ctx,
+		eventstore.StreamAppend{Stream: sa, Expected: eventstore.Any, Events: []eventstore.Event{ev()}},
+		eventstore.StreamAppend{Stream: sa, Expected: eventstore.Any, Events: []eventstore.Event{ev()}})
+	if !errors.Is(err, eventstore.ErrInvalidEvent) {
+		t.Fatalf("same stream twice: %v", err)
+	}
+	if got := NamespaceKeys(t, s); !slices.Equal(got, keys) {
+		t.Fatalf("refused appends wrote keys: %v -> %v", keys, got)
+	}
+	if v, _ := s.Version(ctx, sa); v != 2 {
+		t.Fatalf("stream a at %d", v)
+	}
+	// Retry of the whole multi-append is recognised.
+	e1, e2 := ev(), ev()
+	m := []eventstore.StreamAppend{
+		{Stream: sa, Expected: eventstore.Exact(2), Events: []eventstore.Event{e1}},
+		{Stream: sb, Expected: eventstore.Exact(1), Events: []eventstore.Event{e2}},
+	}
+	first, err := s.AppendMulti(ctx, m...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.AppendMulti(ctx, m...)
+	if err != nil || !again[0].Replayed || !again[1].Replayed || again[1].Positions[0] != first[1].Positions[0] {
+		t.Fatalf("multi retry: %+v %v", again, err)
+	}
+}
+
+type unregistered struct{ X int }
+
+func testBadInput(t *testing.T, newStore Factory) {
+	s := newStore(t, eventstore.WithMaxEventSize(1024))
+	ctx := ctxT(t)
+	ok := eventstore.Stream("account", "fine")
+	good := func() eventstore.Event { return eventstore.NewEvent(Note{Text: "ok"}) }
+	dup := good()
+	cases := []struct {
+		name   string
+		stream eventstore.StreamID
+		exp    eventstore.ExpectedVersion
+		events []eventstore.Event
+		want   error
+	}{
+		{"empty category", eventstore.Stream("", "x"), eventstore.Any, []eventstore.Event{good()}, eventstore.ErrInvalidStreamID},
+		{"category with colon", eventstore.Stream("a:b", "x"), eventstore.Any, []eventstore.Event{good()}, eventstore.ErrInvalidStreamID},
+		{"category with brace", eventstore.Stream("a{b", "x"), eventstore.Any, []eventstore.Event{good()}, eventstore.ErrInvalidStreamID},
+		{"category with dash", eventstore.Stream("a-b", "x"), eventstore.Any, []eventstore.Event{good()}, eventstore.ErrInvalidStreamID},
+		{"long category", eventstore.Stream(strings.Repeat("c", 65), "x"), eventstore.Any, []eventstore.Event{good()}, eventstore.ErrInvalidStreamID},
+		{"empty id", eventstore.Stream("account", ""), eventstore.Any, []eventstore.Event{good()}, eventstore.ErrInvalidStreamID},
+		{"id with braces", eventstore.Stream("account", "{x}"), eventstore.Any, []eventstore.Event{good()}, eventstore.ErrInvalidStreamID},
+		{"id with newline", eventstore.Stream("account", "a\nb"), eventstore.Any, []eventstore.Event{good()}, eventstore.ErrInvalidStreamID},
+		{"id with NUL", eventstore.Stream("account", "a\x00b"), eventstore.Any, []eventstore.Event{good()}, eventstore.ErrInvalidStreamID},
+		{"id not UTF-8", eventstore.Stream("account", "a\xffb"), eventstore.Any, []eventstore.Event{good()}, eventstore.ErrInvalidStreamID},
+		{"long id", eventstore.Stream("account", strings.Repeat("i", 257)), eventstore.Any, []eventstore.Event{good()}, eventstore.ErrInvalidStreamID},
+		{"no events", ok, eventstore.Any, nil, eventstore.ErrEmptyAppend},
+		{"unknown type", ok, eventstore.Any, []eventstore.Event{good(), {Data: unregistered{1}}}, eventstore.ErrUnknownEventType},
+		{"nil data", ok, eventstore.Any, []eventstore.Event{{}}, eventstore.ErrUnknownEventType},
+		{"too large", ok, eventstore.Any, []eventstore.Event{good(), eventstore.NewEvent(Note{Text: strings.Repeat("z", 2000)})}, eventstore.ErrEventTooLarge},
+		{"duplicate event id", ok, eventstore.Any, []eventstore.Event{dup, dup}, eventstore.ErrInvalidEvent},
+		{"bad expected version", ok, eventstore.ExpectedVersion(-7), []eventstore.Event{good()}, eventstore.ErrInvalidEvent},
+	}
+	for _, tc := range cases {
+		_, err := s.Append(ctx, tc.stream, tc.exp, tc.events...)
+		if !errors.Is(err, tc.want) {
+			t.Errorf("%s: got %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	var ut *eventstore.UnknownEventTypeError
+	_, err := s.Append(ctx, ok, eventstore.Any, eventstore.Event{Data: unregistered{}})
+	if !errors.As(err, &ut) || ut.Stream != ok || !strings.Contains(ut.Type, "unregistered") {
+		t.Errorf("unknown type detail: %v", err)
+	}
+	var tl *eventstore.EventTooLargeError
+	_, err = s.Append(ctx, ok, eventstore.Any, eventstore.NewEvent(Note{Text: strings.Repeat("z", 2000)}))
+	if !errors.As(err, &tl) || tl.Max != 1024 || tl.Size <= 1024 || tl.Type != "note" {
+		t.Errorf("too large detail: %v", err)
+	}
+	if _, err := s.AppendMulti(ctx); !errors.Is(err, eventstore.ErrEmptyAppend) {
+		t.Errorf("empty multi: %v", err)
+	}
+	if keys := NamespaceKeys(t, s); len(keys) != 0 {
+		t.Fatalf("invalid input wrote keys: %v", keys)
+	}
+	// The store still works afterwards.
+	if _, err := s.Append(ctx, ok, eventstore.NoStream, good()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testUnknownTypeOnRead(t *testing.T, newStore Factory) {
+	s := newStore(t)
+	ctx := ctxT(t)
+	id := eventstore.Stream("account", "u1")
+	if _, err := s.Append(ctx, id, eventstore.NoStream, eventstore.NewEvent(Opened{Owner: "x"}), eventstore.NewEvent(Deposited{Amount: 2})); err != nil {
+		t.Fatal(err)
+	}
+	// A reader that only knows "opened", on the same namespace.
+	reg := eventstore.NewRegistry()
+	eventstore.MustRegister[Opened](reg, "opened")
+	r, err := eventstore.New(s.Client(), eventstore.WithNamespace(s.Keys().Namespace()), eventstore.WithRegistry(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errs []error
+	var evs []eventstore.RecordedEvent
+	for ev, err := range r.Read(ctx, id, 0) {
+		evs = append(evs, ev)
+		errs = append(errs, err)
+	}
+	if len(evs) != 2 || errs[0] != nil || evs[0].Data != (Opened{Owner: "x"}) {
+		t.Fatalf("first event: %+v %v", evs, errs)
+	}
+	var ut *eventstore.UnknownEventTypeError
+	if !errors.As(errs[1], &ut) || ut.Type != "deposited" || ut.Stream != id {
+		t.Fatalf("unknown type on read: %v", errs[1])
+	}
+	if evs[1].Data != nil || len(evs[1].Raw) == 0 || evs[1].Version != 2 {
+		t.Fatalf("unknown event should carry raw data: %+v", evs[1])
+	}
+}
+
+func testTrimmedKeepsVersion(t *testing.T, newStore Factory) {
+	s := newStore(t)
+	ctx := ctxT(t)
+	id := eventstore.Stream("account", "trim")
+	var evs []eventstore.Event
+	for i := range 5 {
+		evs = append(evs, eventstore.NewEvent(Deposited{Amount: int64(i)}))
+	}
+	res, err := s.Append(ctx, id, eventstore.NoStream, evs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, key, err := s.Locate(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.Client()
+	// Trim behind version 3: versions are ids, not positions.
+	if err := c.Do(ctx, c.B().Xtrim().Key(key).Minid().Threshold("4-0").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	got := readAll(t, s, id)
+	if len(got) != 2 || got[0].Version != 4 || got[1].Version != 5 {
+		t.Fatalf("after MINID trim: %d events", len(got))
+	}
+	// Trim to empty: the version survives.
+	if err := c.Do(ctx, c.B().Xtrim().Key(key).Maxlen().Threshold("0").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := s.Version(ctx, id); err != nil || v != 5 {
+		t.Fatalf("version after trim to empty: %d %v", v, err)
+	}
+	if got := readAll(t, s, id); len(got) != 0 {
+		t.Fatalf("read of empty stream: %d events", len(got))
+	}
+	_, err = s.Append(ctx, id, eventstore.NoStream, eventstore.NewEvent(Deposited{}))
+	var wv *eventstore.WrongVersionError
+	if !errors.As(err, &wv) || wv.Actual != 5 {
+		t.Fatalf("no-stream on trimmed stream: %v", err)
+	}
+	_, err = s.Append(ctx, id, eventstore.Exact(2), eventstore.NewEvent(Deposited{}))
+	if !errors.As(err, &wv) || wv.Actual != 5 {
+		t.Fatalf("stale version on trimmed stream: %v", err)
+	}
+	// Retry of the trimmed append cannot be proven any more: a conflict, never a duplicate.
+	if _, err := s.Append(ctx, id, eventstore.NoStream, evs...); !errors.Is(err, eventstore.ErrWrongVersion) {
+		t.Fatalf("retry of trimmed events: %v", err)
+	}
+	r, err := s.Append(ctx, id, eventstore.Exact(5), eventstore.NewEvent(Deposited{Amount: 9}))
+	if err != nil || r.Version != 6 || r.Positions[0].Compare(res.Positions[4]) <= 0 {
+		t.Fatalf("append after trim: %+v %v", r, err)
+	}
+	if r, err := s.Append(ctx, id, eventstore.Any, eventstore.NewEvent(Deposited{})); err != nil || r.Version != 7 {
+		t.Fatalf("any after trim: %+v %v", r, err)
+	}
+}
+
+// testGroupCommit drives many concurrent appends into few partitions so
+// that they are grouped, including conflicting ones and ones on the same
+// stream, and checks every result.
+func testGroupCommit(t *testing.T, newStore Factory) {
+	for _, gc := range []struct {
+		name            string
+		batch, inflight int
+	}{{"grouped", 64, 1}, {"grouped-2-inflight", 16, 2}, {"ungrouped", 1, 1}} {
+		t.Run(gc.name, func(t *testing.T) {
+			s := newStore(t, eventstore.WithPartitions(2), eventstore.WithGroupCommit(gc.batch, gc.inflight))
+			ctx := ctxT(t)
+			const streams, perStream = 40, 10
+			var wg sync.WaitGroup
+			errs := make(chan error, streams*perStream*2)
+			for i := range streams {
+				id := eventstore.Stream("cart", fmt.Sprintf("c%d", i))
+				wg.Go(func() {
+					for v := range perStream {
+						res, err := s.Append(ctx, id, eventstore.Exact(uint64(v)), eventstore.NewEvent(Note{Text: fmt.Sprint(v)}))
+						if err != nil {
+							errs <- err
+							return
+						}
+						if res.Version != uint64(v+1) {
+							errs <- fmt.Errorf("%s: version %d, want %d", id, res.Version, v+1)
+						}
+						// A stale append in the same batch window must fail.
+						if _, err := s.Append(ctx, id, eventstore.Exact(uint64(v)), eventstore.NewEvent(Note{})); !errors.Is(err, eventstore.ErrWrongVersion) {
+							errs <- fmt.Errorf("%s: stale append: %v", id, err)
+						}
+					}
+				})
+			}
+			// A caller that gives up while queued must not break the others.
+			cctx, cancel := context.WithCancel(ctx)
+			cancel()
+			if _, err := s.Append(cctx, eventstore.Stream("cart", "gone"), eventstore.Any, eventstore.NewEvent(Note{})); err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("cancelled append: %v", err)
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+			total := 0
+			for p := range 2 {
+				for _, err := range s.ReadLog(ctx, "cart", p, eventstore.Position{}) {
+					if err != nil {
+						t.Fatal(err)
+					}
+					total++
+				}
+			}
+			gone, _ := s.Version(ctx, eventstore.Stream("cart", "gone"))
+			if total != streams*perStream+int(gone) {
+				t.Fatalf("log holds %d events, want %d", total, streams*perStream+int(gone))
+			}
+		})
+	}
+}
+
+func testPartitionsFixed(t *testing.T, newStore Factory) {
+	s := newStore(t, eventstore.WithPartitions(3))
+	ctx := ctxT(t)
+	n, err := s.Partitions(ctx, "ledger")
+	if err != nil || n != 3 {
+		t.Fatalf("partitions %d %v", n, err)
+	}
+	// A second store configured differently uses the stored count.
+	other, err := eventstore.New(s.Client(), eventstore.WithNamespace(s.Keys().Namespace()), eventstore.WithPartitions(8), eventstore.WithRegistry(Registry()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := other.Partitions(ctx, "ledger"); err != nil || n != 3 {
+		t.Fatalf("second store sees %d partitions, %v", n, err)
+	}
+	cats, err := s.Categories(ctx)
+	if err != nil || !slices.Contains(cats, "ledger") {
+		t.Fatalf("categories %v %v", cats, err)
+	}
+}
+
+// testOneSlot checks that every key of one partition maps to one cluster
+// slot (on a cluster; on a standalone server it checks the key shapes).
+func testOneSlot(t *testing.T, newStore Factory) {
+	s := newStore(t, eventstore.WithPartitions(8))
+	ctx := ctxT(t)
+	k := s.Keys()
+	for p := range 8 {
+		id := eventstore.Stream("slot", fmt.Sprintf("e%d", p))
+		keys := []string{k.Log("slot", p), k.Stream(id, p), k.Snapshot(id, p), k.PartitionKey("slot", p, "lease")}
+		tag := k.Tag("slot", p)
+		for _, key := range keys {
+			if !strings.Contains(key, tag) || strings.Index(key, "{") != strings.Index(key, tag) {
+				t.Fatalf("key %q does not start its hash tag with %q", key, tag)
+			}
+		}
+		if slots := clusterSlots(ctx, t, s.Client(), keys); len(slots) > 1 {
+			t.Fatalf("partition %d keys span slots %v", p, slots)
+		}
+	}
+}
+
+// clusterSlots returns the distinct CLUSTER KEYSLOT values of keys, or nil
+// when the server is not a cluster.
+func clusterSlots(ctx context.Context, t *testing.T, c rueidis.Client, keys []string) []int64 {
+	var slots []int64
+	for _, key := range keys {
+		n, err := c.Do(ctx, c.B().ClusterKeyslot().Key(key).Build()).AsInt64()
+		if err != nil {
+			if strings.Contains(err.Error(), "cluster support disabled") || strings.Contains(err.Error(), "ERR This instance has cluster support disabled") {
+				return nil
+			}
+			t.Fatal(err)
+		}
+		if !slices.Contains(slots, n) {
+			slots = append(slots, n)
+		}
+	}
+	return slots
+}
