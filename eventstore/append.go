@@ -36,6 +36,11 @@ func (s *Store) Append(ctx context.Context, stream StreamID, expected ExpectedVe
 // must share a category and a partition (ErrCrossPartition otherwise), since
 // one script can only touch one hash slot.
 func (s *Store) AppendMulti(ctx context.Context, appends ...StreamAppend) ([]AppendResult, error) {
+	if err := ctx.Err(); err != nil {
+		// Fail before touching Redis: rueidis shares a connection being
+		// dialled among callers, so a dead context must not start the dial.
+		return nil, err
+	}
 	req, err := s.prepare(ctx, appends)
 	if err != nil {
 		return nil, err
