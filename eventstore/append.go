@@ -102,12 +102,16 @@ func (s *Store) prepare(ctx context.Context, appends []StreamAppend) (*appendReq
 		}
 		nev += len(a.Events)
 	}
-	req.args = make([]string, 0, 1+len(appends)*4+nev)
+	req.args = make([]string, 0, 1+len(appends)*5+nev*2)
 	req.args = append(req.args, strconv.Itoa(len(appends)))
 	now := s.opts.clock().UTC().UnixNano()
 	seen := make(map[uuid.UUID]struct{}, nev)
 	for i, a := range appends {
-		req.args = append(req.args, strconv.Itoa(i+2), a.Stream.ID, strconv.FormatInt(int64(a.Expected), 10), strconv.Itoa(len(a.Events)))
+		expID := ""
+		if a.Expected > 0 {
+			expID = versionID(uint64(a.Expected))
+		}
+		req.args = append(req.args, strconv.Itoa(i+2), a.Stream.ID, strconv.FormatInt(int64(a.Expected), 10), expID, strconv.Itoa(len(a.Events)))
 		for j := range a.Events {
 			ev := &a.Events[j]
 			ti := s.opts.registry.lookupType(ev.Data)
@@ -139,7 +143,11 @@ func (s *Store) prepare(ctx context.Context, appends []StreamAppend) (*appendReq
 				return nil, &EventTooLargeError{Stream: a.Stream, Type: ti.name, Size: len(env), Max: s.opts.maxEventSize}
 			}
 			req.bytes += len(env)
-			req.args = append(req.args, rueidis.BinaryString(env))
+			vid := ""
+			if a.Expected >= 0 {
+				vid = versionID(uint64(a.Expected) + uint64(j) + 1)
+			}
+			req.args = append(req.args, vid, rueidis.BinaryString(env))
 		}
 	}
 	for i, a := range appends {
@@ -178,7 +186,7 @@ func (s *Store) execute(ctx context.Context, batch []*appendReq) {
 		a := 1
 		for i := range r.streams {
 			args = append(args, strconv.Itoa(base+1+i))
-			n := 4 + len(r.streams[i].Events)
+			n := 5 + 2*len(r.streams[i].Events)
 			args = append(args, r.args[a+1:a+n]...)
 			a += n
 		}

@@ -3,6 +3,7 @@ package eventstore_test
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -108,17 +109,46 @@ func BenchmarkAppendVsRawXADD(b *testing.B) {
 				n = 1000
 			}
 			const rounds = 3
-			var oursRate, rawRate float64
+			var oursRate, rawRate, oursCPU, rawCPU float64
 			b.ResetTimer()
 			for range rounds {
-				rawRate += runWorkers(b, n/rounds, rawOp)
-				oursRate += runWorkers(b, n/rounds, ours)
+				r, cpu := withServerCPU(b, c, func() float64 { return runWorkers(b, n/rounds, rawOp) })
+				rawRate, rawCPU = rawRate+r, rawCPU+cpu
+				r, cpu = withServerCPU(b, c, func() float64 { return runWorkers(b, n/rounds, ours) })
+				oursRate, oursCPU = oursRate+r, oursCPU+cpu
 			}
 			b.StopTimer()
 			b.ReportMetric(oursRate/rounds, "events/s")
 			b.ReportMetric(rawRate/rounds, "raw-xadd/s")
 			b.ReportMetric(oursRate/rawRate, "ratio")
+			// Share of one core the Redis server used while each side ran:
+			// near 1 means Redis itself is the limit.
+			b.ReportMetric(oursCPU/rounds, "redis-cpu")
+			b.ReportMetric(rawCPU/rounds, "raw-redis-cpu")
 			b.ReportMetric(0, "ns/op")
 		})
 	}
+}
+
+// withServerCPU runs f and returns its result and the share of one core the
+// Redis server spent meanwhile (INFO cpu, main thread and I/O).
+func withServerCPU(b *testing.B, c rueidis.Client, f func() float64) (float64, float64) {
+	cpu := func() float64 {
+		info, err := c.Do(context.Background(), c.B().Info().Section("cpu").Build()).ToString()
+		if err != nil {
+			b.Fatal(err)
+		}
+		var total float64
+		for _, line := range strings.Split(info, "\n") {
+			k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+			if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+				f, _ := strconv.ParseFloat(v, 64)
+				total += f
+			}
+		}
+		return total
+	}
+	before, start := cpu(), time.Now()
+	r := f()
+	return r, (cpu() - before) / time.Since(start).Seconds()
 }

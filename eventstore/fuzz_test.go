@@ -101,7 +101,7 @@ func FuzzDecodeEntry(f *testing.F) {
 	d := entryDecoder{reg: reg, codec: Msgpack{}}
 	data, _ := Msgpack{}.Marshal(fuzzEvent{A: 1, B: "x"})
 	good, _ := encodeEnvelope(&envelope{id: uuid.New(), typ: "fe", schemaVersion: 1, nanos: 5, data: data})
-	f.Add("1-0", "e1", "3", good, "2-0")
+	f.Add("1-0", "e1", "3-0", good, "2-0")
 	f.Add("1-0", "", "x", []byte{0xc1}, "")
 	f.Fuzz(func(t *testing.T, entryID, stream, ver string, env []byte, pos string) {
 		e := rueidis.XRangeSlice{ID: entryID, FieldValues: []rueidis.XRangeFieldValue{

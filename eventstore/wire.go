@@ -26,7 +26,7 @@ import (
 // Partition log entry, id chosen by Redis ("*"):
 //
 //	s  entity id (the category is the log's)
-//	v  version of the event in its entity stream
+//	v  the event's entry id in its entity stream, "<version>-0"
 //	e  the event envelope
 //
 // Envelope: the 16 bytes of the event id, then a msgpack array
@@ -265,9 +265,9 @@ func (d entryDecoder) decodeEntry(key string, e rueidis.XRangeSlice, stream Stre
 		if err := ValidateEntityID(stream.ID); err != nil {
 			return corrupt("bad stream field", err)
 		}
-		v, err := strconv.ParseUint(ver, 10, 64)
-		if err != nil || v == 0 {
-			return corrupt("bad version field", err)
+		v, ok := parseVersionID(ver)
+		if !ok {
+			return corrupt("bad version field", nil)
 		}
 		ev.Version = v
 		if ev.Position, err = ParsePosition(e.ID); err != nil {
