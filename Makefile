@@ -12,7 +12,7 @@ ifeq ($(origin REDIS_IMAGE),undefined)
   endif
 endif
 
-.PHONY: test demo redis-image
+.PHONY: test demo redis-image bench bench-quick fuzz
 
 test:
 	go vet ./...
@@ -23,3 +23,18 @@ demo:
 
 redis-image:
 	.ci/redis-image.sh $(REDIS_IMAGE_TAG)
+
+# Benchmarks against raw Redis and peers (own module under bench/); each writes
+# bench-results.json at the repository root and prints a table.
+bench:
+	cd bench && go run . -out ../bench-results.json
+
+bench-quick:
+	cd bench && go run . -quick -out ../bench-results.json
+
+# Fuzz every parser and codec for FUZZTIME each (default 20s).
+FUZZTIME ?= 20s
+fuzz:
+	for f in $$(go test -list 'Fuzz.*' ./eventstore/ | grep ^Fuzz); do \
+		go test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./eventstore/ || exit 1; \
+	done

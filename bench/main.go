@@ -1,0 +1,120 @@
+// Command bench measures Streamfold against raw Redis and its peers, each
+// figure beside its baseline measured in the same run, and writes
+// bench-results.json plus a table.
+//
+//	go run . [-quick] [-out ../bench-results.json] [-only S1-append]
+//
+// It uses REDIS_URL when set; otherwise it starts its own redis-server with
+// a fixed configuration (printed). It lives in its own module so that the
+// peers it compares against (watermill, go-redis) never enter the library's
+// dependency graph.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	quick := flag.Bool("quick", false, "run every scenario small (about 2 minutes)")
+	out := flag.String("out", "bench-results.json", "where to write the JSON results")
+	only := flag.String("only", "", "comma-separated scenario names to run (default all)")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *quick, *out, *only); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, quick bool, out, only string) error {
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	srv, err := startRedis(ctx)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	env, err := describe(ctx, srv)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("go %s · redis %s (%s) · %s · %d CPUs · quick=%v\n", env.Go, env.Redis, srv.desc, env.CPU, env.CPUs, quick)
+	if srv.config != "" {
+		fmt.Printf("redis-server configuration: %s\n", srv.config)
+	}
+	sc := scale{quick: quick}
+	var results []Result
+	for _, s := range scenarios() {
+		if only != "" && !contains(strings.Split(only, ","), s.name) {
+			continue
+		}
+		start := time.Now()
+		fmt.Printf("== %s\n", s.name)
+		rs, err := s.run(ctx, srv, sc, logger)
+		if err != nil {
+			// A failing scenario is reported, never hidden or invented.
+			rs = append(rs, Result{Scenario: s.name, Metric: "error", Reason: err.Error()})
+		}
+		for i := range rs {
+			rs[i].finish()
+		}
+		results = append(results, rs...)
+		fmt.Printf("   (%s)\n", time.Since(start).Round(time.Second))
+	}
+	if err := writeResults(out, env, results); err != nil {
+		return err
+	}
+	printTable(os.Stdout, results)
+	fmt.Printf("wrote %s\n", out)
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if strings.TrimSpace(x) == s {
+			return true
+		}
+	}
+	return false
+}
+
+// scale sizes a scenario: full or quick.
+type scale struct{ quick bool }
+
+func (s scale) n(full, quick int) int {
+	if s.quick {
+		return quick
+	}
+	return full
+}
+
+type scenario struct {
+	name string
+	run  func(ctx context.Context, srv *server, sc scale, logger *slog.Logger) ([]Result, error)
+}
+
+func scenarios() []scenario {
+	return []scenario{
+		{"S1-append", runS1},
+		{"S2-load", pending("S2-load", "load", "p50 ratio", "≤ 1.5", "aggregate repository and snapshots (issue 3) have not landed")},
+		{"S3-project", runS3},
+		{"S4-memory", pending("S4-memory", "bytes per aggregate", "bytes", "≤ 800", "retention's cold compaction (issue 6) has not landed")},
+		{"S5-latency", pending("S5-latency", "append→visible p99", "ms", "≤ 3", "projection runner (issue 4) has not landed")},
+	}
+}
+
+// pending reports a scenario whose capability has not landed: ours is null,
+// with the reason, never a made-up number.
+func pending(name, metric, unit, goal, reason string) func(context.Context, *server, scale, *slog.Logger) ([]Result, error) {
+	return func(context.Context, *server, scale, *slog.Logger) ([]Result, error) {
+		return []Result{{Scenario: name, Metric: metric, Unit: unit, Goal: goal, Reason: reason}}, nil
+	}
+}

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Result is one row of bench-results.json: our figure, its baseline's and
+// their ratio (ours / baseline_value).
+type Result struct {
+	Scenario      string   `json:"scenario"`
+	Metric        string   `json:"metric"`
+	Unit          string   `json:"unit"`
+	Ours          *float64 `json:"ours"`
+	Baseline      string   `json:"baseline"`
+	BaselineValue *float64 `json:"baseline_value"`
+	Ratio         *float64 `json:"ratio"`
+	Goal          string   `json:"goal"`
+	MeetsGoal     *bool    `json:"meets_goal"`
+	Reason        string   `json:"reason,omitempty"`
+	Notes         string   `json:"notes,omitempty"`
+}
+
+func f64(v float64) *float64 { return &v }
+
+// finish computes the ratio and checks the goal ("≥ 0.6", "≤ 1.5"; a goal on
+// the ratio when a baseline is named, else on ours).
+func (r *Result) finish() {
+	if r.Ours != nil && r.BaselineValue != nil && *r.BaselineValue != 0 {
+		r.Ratio = f64(*r.Ours / *r.BaselineValue)
+	}
+	subject := r.Ours
+	if r.Baseline != "" {
+		subject = r.Ratio
+	}
+	if subject == nil || r.Goal == "" {
+		return
+	}
+	op, num, ok := strings.Cut(r.Goal, " ")
+	if !ok {
+		return
+	}
+	want, err := strconv.ParseFloat(strings.TrimSuffix(num, "×"), 64)
+	if err != nil {
+		return
+	}
+	var meets bool
+	switch op {
+	case "≥":
+		meets = *subject >= want
+	case "≤":
+		meets = *subject <= want
+	default:
+		return
+	}
+	r.MeetsGoal = &meets
+}
+
+type environment struct {
+	Go    string    `json:"go"`
+	Redis string    `json:"redis"`
+	CPU   string    `json:"cpu"`
+	CPUs  int       `json:"cpus"`
+	OS    string    `json:"os"`
+	When   time.Time `json:"when"`
+	Source string    `json:"redis_source"`
+}
+
+func writeResults(path string, env environment, results []Result) error {
+	// An array of result objects, as asked; the machine is recorded in a
+	// first row of its own so every figure can be traced to where it ran.
+	rows := make([]any, 0, len(results)+1)
+	rows = append(rows, map[string]any{"scenario": "environment", "metric": "machine", "environment": env})
+	for _, r := range results {
+		rows = append(rows, r)
+	}
+	b, err := json.MarshalIndent(rows, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+func printTable(w io.Writer, results []Result) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "scenario\tmetric\tours\tbaseline\tbaseline value\tratio\tgoal\tmet")
+	num := func(p *float64) string {
+		if p == nil {
+			return "—"
+		}
+		v := *p
+		switch {
+		case v >= 1000:
+			return strconv.FormatFloat(v, 'f', 0, 64)
+		case v >= 10:
+			return strconv.FormatFloat(v, 'f', 1, 64)
+		}
+		return strconv.FormatFloat(v, 'f', 3, 64)
+	}
+	for _, r := range results {
+		met := "—"
+		if r.MeetsGoal != nil {
+			met = map[bool]string{true: "yes", false: "NO"}[*r.MeetsGoal]
+		}
+		ours := num(r.Ours)
+		if r.Ours == nil && r.Reason != "" {
+			ours = "n/a: " + r.Reason
+		}
+		fmt.Fprintf(tw, "%s\t%s (%s)\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Scenario, r.Metric, r.Unit, ours, r.Baseline, num(r.BaselineValue), num(r.Ratio), r.Goal, met)
+	}
+	tw.Flush()
+}
