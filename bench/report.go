@@ -63,11 +63,11 @@ func (r *Result) finish() {
 }
 
 type environment struct {
-	Go    string    `json:"go"`
-	Redis string    `json:"redis"`
-	CPU   string    `json:"cpu"`
-	CPUs  int       `json:"cpus"`
-	OS    string    `json:"os"`
+	Go     string    `json:"go"`
+	Redis  string    `json:"redis"`
+	CPU    string    `json:"cpu"`
+	CPUs   int       `json:"cpus"`
+	OS     string    `json:"os"`
 	When   time.Time `json:"when"`
 	Source string    `json:"redis_source"`
 }

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
@@ -196,4 +198,26 @@ func startContainerNode(ctx context.Context, image string, cfg config) (*contain
 		}
 	}
 	return nil, 0, last
+}
+
+// tcLogOnce guards the one change Start makes to testcontainers' process-wide
+// default logger.
+var tcLogOnce sync.Once
+
+// routeContainerLogs sends testcontainers' default logger (otherwise a Docker
+// banner on stderr, in the middle of a program's output) to l at Debug, once per
+// process, at the first Start. Programs only: in a test binary testcontainers keeps
+// its own behaviour (its output shows with go test -v).
+func routeContainerLogs(l *slog.Logger) {
+	if testing.Testing() {
+		return
+	}
+	tcLogOnce.Do(func() { tclog.SetDefault(slogPrintf{l}) })
+}
+
+// slogPrintf adapts a slog.Logger to testcontainers' Printf logger.
+type slogPrintf struct{ l *slog.Logger }
+
+func (p slogPrintf) Printf(format string, args ...any) {
+	p.l.Debug(strings.TrimSpace(fmt.Sprintf(format, args...)))
 }

@@ -43,4 +43,18 @@
 // which keeps the shared servers small and lets tests run in parallel.
 //
 // Tests that kill or restart Redis use a dedicated server from [NewServer].
+//
+// # Outside of tests
+//
+// Programs without a testing.TB (demos, Example functions, tools) start a
+// dedicated server with [Start], connect with [Server.Client] and Close both
+// themselves. Start picks its source like NewServer and ignores REDIS_URL under
+// SourceAuto; a program that prefers a configured server checks REDIS_URL first:
+//
+//	srv, err := redistest.Start(ctx)
+//	if err != nil {
+//		return err
+//	}
+//	defer srv.Close()
+//	client, err := srv.Client()
 package redistest

@@ -2,6 +2,8 @@ package redistest_test
 
 import (
 	"context"
+	"fmt"
+	"log"
 	"testing"
 
 	"github.com/streamfold/streamfold/redistest"
@@ -40,4 +42,29 @@ func ExampleNewServer() {
 		}
 	}
 	_ = testCrash
+}
+
+// A program (a demo, a tool, an Example) starts its own Redis and closes it at the
+// end. Start ignores REDIS_URL unless REDISTEST_SOURCE=env: check it yourself to
+// prefer a configured server.
+func ExampleStart() {
+	ctx := context.Background()
+	srv, err := redistest.Start(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close()
+
+	client, err := srv.Client()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.Close()
+
+	pong, err := client.Do(ctx, client.B().Ping().Build()).ToString()
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(pong)
+	// Output: PONG
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
@@ -17,13 +18,15 @@ import (
 // startTimeout bounds starting one server (all nodes of a cluster included).
 const startTimeout = 2 * time.Minute
 
-// Option configures [NewServer].
+// Option configures [Start] and [NewServer].
 type Option func(*config)
 
 type config struct {
 	cluster bool
 	args    []string
 	source  Source
+	logger  *slog.Logger         // where Start logs
+	logf    func(string, ...any) // set by NewServer: log to the test instead
 	// shared servers may use REDIS_URL/REDIS_CLUSTER_URL under SourceAuto; a dedicated
 	// server may not, since it could not be closed, killed or restarted.
 	allowEnv bool
@@ -41,6 +44,10 @@ func WithArgs(args ...string) Option {
 // WithSource picks the source instead of SourceAuto; the server fails to start
 // when that source is not available.
 func WithSource(s Source) Option { return func(c *config) { c.source = s } }
+
+// WithLogger sets where [Start] logs which source it chose and why it fell back
+// (default [slog.Default]). [NewServer] ignores it and logs to its test.
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
 // Server is one Redis deployment: a standalone server or a 3-master cluster.
 type Server struct {
@@ -70,22 +77,58 @@ type node interface {
 	gone() error
 }
 
-// NewServer starts a dedicated server for this test, closed in tb.Cleanup. Use it for
-// tests that kill or restart Redis or need special arguments. With SourceAuto it
-// honours REDISTEST_SOURCE, else tries a container, then a local redis-server.
-func NewServer(tb testing.TB, opts ...Option) *Server {
-	tb.Helper()
+// Start starts a dedicated Redis outside of a test: for programs, demos and Example
+// functions. The caller owns the server and must Close it; [Server.Client] connects
+// to it.
+//
+// Sources are chosen as for [NewServer]: with SourceAuto it honours
+// REDISTEST_SOURCE, else tries a container of REDIS_IMAGE, then a local
+// redis-server. REDIS_URL and REDIS_CLUSTER_URL are not used unless
+// WithSource(SourceEnv) or REDISTEST_SOURCE=env asks for them: callers that prefer
+// a configured server check REDIS_URL themselves.
+//
+// Starting is bounded by ctx and by a timeout of two minutes. A fallback from one
+// source to the next is logged at Info, the server started at Debug (see
+// [WithLogger]); in a program, testcontainers' own messages go to the same logger at
+// Debug. A local redis-server dies with the program (on Linux); a container
+// is removed only by Close (or by Ryuk, when enabled), so call Close on every path,
+// signals included.
+func Start(ctx context.Context, opts ...Option) (*Server, error) {
 	var cfg config
 	for _, o := range opts {
 		o(&cfg)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-	defer cancel()
-	s, err := start(ctx, cfg, tb.Logf)
-	if err != nil {
-		tb.Fatalf("redistest: %v", err)
+	logf, started := cfg.logf, cfg.logf
+	if logf == nil {
+		log := cfg.logger
+		if log == nil {
+			log = slog.Default()
+		}
+		routeContainerLogs(log)
+		logf = func(format string, args ...any) { log.Info(fmt.Sprintf(format, args...)) }
+		started = func(format string, args ...any) { log.Debug(fmt.Sprintf(format, args...)) }
 	}
-	tb.Logf("redistest: dedicated %s", s.desc)
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	s, err := start(ctx, cfg, logf)
+	if err != nil {
+		return nil, fmt.Errorf("redistest: %w", err)
+	}
+	started("redistest: dedicated %s", s.desc)
+	return s, nil
+}
+
+// NewServer starts a dedicated server for this test, closed in tb.Cleanup. Use it for
+// tests that kill or restart Redis or need special arguments. With SourceAuto it
+// honours REDISTEST_SOURCE, else tries a container, then a local redis-server.
+// It is [Start] logging to the test and failing it on error.
+func NewServer(tb testing.TB, opts ...Option) *Server {
+	tb.Helper()
+	// Full slice expression: never write into the caller's backing array.
+	s, err := Start(context.Background(), append(opts[:len(opts):len(opts)], func(c *config) { c.logf = tb.Logf })...)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	tb.Cleanup(func() {
 		if err := s.Close(); err != nil {
 			tb.Errorf("redistest: close: %v", err)
@@ -110,12 +153,23 @@ func (s *Server) String() string { return s.desc }
 // client options, e.g. func(o *rueidis.ClientOption) { o.DisableCache = true }.
 func (s *Server) NewClient(tb testing.TB, opts ...func(*rueidis.ClientOption)) rueidis.Client {
 	tb.Helper()
-	c, err := s.newClient(opts...)
+	c, err := s.Client(opts...)
 	if err != nil {
-		tb.Fatalf("redistest: client for %s: %v", s.desc, err)
+		tb.Fatalf("%v", err)
 	}
 	tb.Cleanup(c.Close)
 	return c
+}
+
+// Client returns a new client for the server; the caller closes it. A standalone
+// server gets a single-node client, a cluster a cluster client. opts adjust the
+// client options, e.g. func(o *rueidis.ClientOption) { o.DisableCache = true }.
+func (s *Server) Client(opts ...func(*rueidis.ClientOption)) (rueidis.Client, error) {
+	c, err := s.newClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("redistest: client for %s: %w", s.desc, err)
+	}
+	return c, nil
 }
 
 func (s *Server) newClient(opts ...func(*rueidis.ClientOption)) (rueidis.Client, error) {
