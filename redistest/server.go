@@ -325,6 +325,10 @@ func startAuto(ctx context.Context, cfg config, logf func(string, ...any)) (*Ser
 		return s, nil
 	}
 	reasons = append(reasons, err.Error()) // already says "container: ..."
+	if ctx.Err() != nil {
+		// Cancelled (a signal, a deadline): starting a local server now would only fail slower.
+		return nil, fmt.Errorf("%s: %w", err, ctx.Err())
+	}
 
 	if _, lerr := exec.LookPath("redis-server"); lerr != nil {
 		reasons = append(reasons, "local: redis-server not found on PATH")
