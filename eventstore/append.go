@@ -191,7 +191,14 @@ func (s *Store) execute(ctx context.Context, batch []*appendReq) {
 			a += n
 		}
 	}
-	resp, err := s.appendScript.Exec(ctx, s.client, keys, args).ToArray()
+	var resp []rueidis.RedisMessage
+	var err error
+	acked := -1
+	if s.opts.durability.enabled() {
+		resp, acked, err = s.execDurable(ctx, keys, args)
+	} else {
+		resp, err = s.appendScript.Exec(ctx, s.client, keys, args).ToArray()
+	}
 	if err == nil && len(resp) != len(batch) {
 		err = fmt.Errorf("append script returned %d results for %d transactions", len(resp), len(batch))
 	}
@@ -203,6 +210,10 @@ func (s *Store) execute(ctx context.Context, batch []*appendReq) {
 	}
 	for i, r := range batch {
 		r.res, r.err = r.decodeResult(resp[i])
+		if r.err == nil && acked >= 0 && acked < s.opts.durability.Replicas {
+			r.err = &DurabilityError{Results: r.res, Wanted: s.opts.durability.Replicas, Acked: acked}
+			r.res = nil
+		}
 	}
 }
 

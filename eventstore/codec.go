@@ -59,6 +59,9 @@ type Registry struct {
 	mu     sync.RWMutex
 	byName map[string]*typeInfo
 	byType map[reflect.Type]*typeInfo
+	// upcasts[name][from] turns a payload of schema version from into the
+	// next version (see RegisterUpcast).
+	upcasts map[string]map[int]*upcaster
 }
 
 type typeInfo struct {
@@ -69,14 +72,16 @@ type typeInfo struct {
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
-	return &Registry{byName: map[string]*typeInfo{}, byType: map[reflect.Type]*typeInfo{}}
+	return &Registry{byName: map[string]*typeInfo{}, byType: map[reflect.Type]*typeInfo{}, upcasts: map[string]map[int]*upcaster{}}
 }
 
 // TypeOption configures a registered event type.
 type TypeOption func(*typeInfo)
 
 // SchemaVersion sets the schema version written with events of the type
-// (default 1). Readers see it in RecordedEvent.SchemaVersion.
+// (default 1). Readers see it in RecordedEvent.SchemaVersion; events stored
+// with an older version are brought up to it by the upcasters registered with
+// RegisterUpcast.
 func SchemaVersion(v int) TypeOption { return func(t *typeInfo) { t.schemaVersion = v } }
 
 // Register adds event type T under name. Registering the same name and type

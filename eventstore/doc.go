@@ -32,11 +32,21 @@
 // next call (leader/follower group commit, no timers, so a lone append is never
 // delayed). Each grouped append is still checked and applied on its own.
 //
+// // # Durability
+//
+// An append is acknowledged once the primary has applied it; with
+// appendfsync always it is also in the primary's AOF. [WithDurability] makes
+// Append also wait (WAIT, on the same connection, in the same round trip)
+// until enough replicas have it, so that a failover cannot lose an
+// acknowledged append; when they do not confirm in time, Append returns a
+// [DurabilityError] that carries the result (the write stands on the primary).
+//
 // # Errors
 //
 // Every error is errors.Is-able against a sentinel (ErrWrongVersion,
 // ErrStreamNotFound, ErrUnknownEventType, ErrInvalidStreamID, ErrEventTooLarge,
-// ErrCrossPartition, ErrEmptyAppend, ErrCorruptEntry) and carries detail in a
+// ErrCrossPartition, ErrEmptyAppend, ErrInvalidEvent, ErrCorruptEntry,
+// ErrNotDurable) and carries detail in a
 // typed error ([WrongVersionError], ...). Invalid input is rejected before
 // anything is sent to Redis.
 package eventstore

@@ -39,7 +39,9 @@ func (s *Store) readOpts(opts []ReadOption) readOptions {
 // (0 or 1: from the first event still stored). A stream that never had
 // events yields one *StreamNotFoundError. An event of a type the registry
 // does not know is yielded with an *UnknownEventTypeError (Data nil, Raw
-// set); the caller may go on or stop.
+// set), one stored with an older schema version is upcast (see
+// RegisterUpcast) or yielded with an *UpcastError; the caller may go on or
+// stop.
 func (s *Store) Read(ctx context.Context, stream StreamID, from uint64, opts ...ReadOption) iter.Seq2[RecordedEvent, error] {
 	return s.readStream(ctx, stream, from, false, opts)
 }
@@ -211,6 +213,17 @@ func (s *Store) ReadLog(ctx context.Context, category string, partition int, aft
 // consumer (package projection) with XREADGROUP.
 func (s *Store) DecodeLogEntry(key, category string, e rueidis.XRangeSlice) (RecordedEvent, error) {
 	return s.dec.decodeEntry(key, e, StreamID{Category: category})
+}
+
+// DecodeStreamEntry decodes one entry of the entity stream of stream, stored
+// at key, as read with XRANGE by another package (package snapshot reads a
+// snapshot and the entries after it in one script call). Errors are those of
+// Read: *CorruptEntryError, *UnknownEventTypeError, *UpcastError.
+func (s *Store) DecodeStreamEntry(stream StreamID, key string, e rueidis.XRangeSlice) (RecordedEvent, error) {
+	if stream.ID == "" {
+		return RecordedEvent{}, &InvalidStreamIDError{Field: "id", Value: "", Reason: "empty"}
+	}
+	return s.dec.decodeEntry(key, e, stream)
 }
 
 // asEntries reads an XRANGE-style reply, keeping field order.

@@ -43,6 +43,7 @@ type options struct {
 	maxBatchBytes int
 	inflight      int
 	readPageSize  int
+	durability    Durability
 }
 
 // Option configures a Store.

@@ -1,6 +1,8 @@
 package eventstore_test
 
 import (
+	"net"
+	"strconv"
 	"testing"
 
 	"github.com/streamfold/streamfold/eventstore"
@@ -25,3 +27,16 @@ func newStore(get func(testing.TB) *redistest.Target) storetest.Factory {
 func TestConformanceStandalone(t *testing.T) { storetest.Run(t, newStore(redistest.Standalone)) }
 
 func TestConformanceCluster(t *testing.T) { storetest.Run(t, newStore(redistest.Cluster)) }
+
+func splitAddr(t *testing.T, addr string) (string, int64) {
+	t.Helper()
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := strconv.ParseInt(port, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return host, p
+}

@@ -236,7 +236,8 @@ type entryDecoder struct {
 
 // decodeEntry decodes an entity stream entry (stream set) or a partition log
 // entry (stream.ID empty; category set). On an unknown event type it returns
-// the event without Data, and an *UnknownEventTypeError.
+// the event without Data, and an *UnknownEventTypeError; likewise an
+// *UpcastError when a payload of another schema version cannot be upcast.
 func (d entryDecoder) decodeEntry(key string, e rueidis.XRangeSlice, stream StreamID) (RecordedEvent, error) {
 	fromLog := stream.ID == ""
 	var ev RecordedEvent
@@ -299,6 +300,12 @@ func (d entryDecoder) decodeEntry(key string, e rueidis.XRangeSlice, stream Stre
 	ti := d.reg.lookupName(en.typ)
 	if ti == nil {
 		return ev, &UnknownEventTypeError{Type: en.typ, Stream: stream}
+	}
+	if en.schemaVersion != ti.schemaVersion {
+		if ev.Data, err = d.upcast(ti, stream, en.schemaVersion, ev.Raw); err != nil {
+			return ev, err
+		}
+		return ev, nil
 	}
 	ptr := reflect.New(ti.typ)
 	if err := d.codec.Unmarshal(ev.Raw, ptr.Interface()); err != nil {
