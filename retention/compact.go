@@ -1,0 +1,83 @@
+package retention
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// CompactReport is one entity stream compacted (or, on a dry run, that
+// would be).
+type CompactReport struct {
+	Key     string
+	Entries int64
+	Before  int64 // bytes before
+	After   int64 // bytes after (on a dry run: an estimate)
+}
+
+// ErrIdleTimeUnavailable: the server cannot tell how long a key has been
+// idle (an LFU maxmemory-policy is set), so cold streams cannot be found.
+var ErrIdleTimeUnavailable = errors.New("retention: OBJECT IDLETIME unavailable (LFU maxmemory-policy)")
+
+// compactCategory finds the category's entity streams on every node and
+// compacts those idle long enough.
+func (r *Retainer) compactCategory(ctx context.Context, p Policy, dryRun bool, rep *Report) error {
+	c := r.store.Client()
+	pattern := r.store.Keys().Namespace() + ":{" + p.Category + ":*}:s:*"
+	idle := fmt.Sprint(int64(p.CompactIdle.Seconds()))
+	maxEntries := fmt.Sprint(p.CompactMaxEntries)
+	dry := "0"
+	if dryRun {
+		dry = "1"
+	}
+	seen := map[string]bool{}
+	for addr, node := range c.Nodes() {
+		var cursor uint64
+		for {
+			e, err := node.Do(ctx, node.B().Scan().Cursor(cursor).Match(pattern).Count(r.opts.scanCount).Type("stream").Build()).AsScanEntry()
+			if err != nil {
+				if strings.Contains(err.Error(), "READONLY") || strings.Contains(err.Error(), "MOVED") {
+					break // a replica or a node that owns nothing
+				}
+				return fmt.Errorf("retention: scan %s: %w", addr, err)
+			}
+			for _, key := range e.Elements {
+				if seen[key] {
+					continue // a replica listed the same key
+				}
+				seen[key] = true
+				if _, _, err := r.store.Keys().ParseStreamKey(key); err != nil {
+					rep.Skipped["not an entity stream"]++
+					continue
+				}
+				res, err := r.compact.Exec(ctx, c, []string{key}, []string{idle, maxEntries, dry}).AsIntSlice()
+				if err != nil {
+					if strings.Contains(err.Error(), "LFU") {
+						return ErrIdleTimeUnavailable
+					}
+					return fmt.Errorf("retention: compact %s: %w", key, err)
+				}
+				if len(res) != 4 {
+					return fmt.Errorf("retention: compact %s: bad reply %v", key, res)
+				}
+				switch res[0] {
+				case 1:
+					rep.Compacted = append(rep.Compacted, CompactReport{Key: key, Before: res[1], After: res[2], Entries: res[3]})
+				case 0:
+					// deleted since the scan
+				case -1:
+					rep.Skipped["not idle long enough"]++
+				case -2:
+					rep.Skipped["too many entries"]++
+				case -3:
+					rep.Skipped["already compact"]++
+				}
+			}
+			if cursor = e.Cursor; cursor == 0 {
+				break
+			}
+		}
+	}
+	return nil
+}

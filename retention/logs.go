@@ -1,0 +1,194 @@
+package retention
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/redis/rueidis"
+	"github.com/streamfold/streamfold/eventstore"
+)
+
+// LogReport is what a pass did to one partition log.
+type LogReport struct {
+	Category  string
+	Partition int
+	Key       string
+	Length    int64               // entries before the pass
+	Threshold eventstore.Position // entries before it were (or would be) trimmed
+	// LimitedBy names the consumer group that held the trim back, if one did.
+	LimitedBy  string
+	Trimmed    int64 // entries removed (on a dry run: entries below the threshold, at most the trim limit)
+	BytesFreed int64
+}
+
+// trimLogs trims every partition log of p's category.
+func (r *Retainer) trimLogs(ctx context.Context, p Policy, dryRun bool) ([]LogReport, error) {
+	n, err := r.store.Partitions(ctx, p.Category)
+	if err != nil {
+		return nil, err
+	}
+	var out []LogReport
+	for part := range n {
+		rep, err := r.trimLog(ctx, p, part, dryRun)
+		if err != nil {
+			return out, fmt.Errorf("retention: log %s/%d: %w", p.Category, part, err)
+		}
+		if rep.Length > 0 {
+			out = append(out, rep)
+		}
+	}
+	return out, nil
+}
+
+func (r *Retainer) trimLog(ctx context.Context, p Policy, part int, dryRun bool) (LogReport, error) {
+	c := r.store.Client()
+	key := r.store.Keys().Log(p.Category, part)
+	rep := LogReport{Category: p.Category, Partition: part, Key: key}
+	length, err := c.Do(ctx, c.B().Xlen().Key(key).Build()).AsInt64()
+	if err != nil || length == 0 {
+		return rep, err
+	}
+	rep.Length = length
+
+	// The policy's threshold: the later of the length and the age bound.
+	var threshold eventstore.Position
+	if p.LogMaxLen > 0 && length > p.LogMaxLen {
+		// The id of the last entry to drop, read with at most trimLimit
+		// entries: one pass never removes more than that anyway.
+		k := min(length-p.LogMaxLen, r.opts.trimLimit)
+		entries, err := c.Do(ctx, c.B().Xrange().Key(key).Start("-").End("+").Count(k).Build()).ToArray()
+		if err != nil {
+			return rep, err
+		}
+		if len(entries) > 0 {
+			last, err := entries[len(entries)-1].AsXRangeSlice()
+			if err != nil {
+				return rep, err
+			}
+			pos, err := eventstore.ParsePosition(last.ID)
+			if err != nil {
+				return rep, err
+			}
+			threshold = after(pos)
+		}
+	}
+	if p.LogMaxAge > 0 {
+		cut := r.opts.clock().Add(-p.LogMaxAge).UnixMilli()
+		if cut > 0 {
+			if byAge := (eventstore.Position{Ms: uint64(cut)}); byAge.Compare(threshold) > 0 {
+				threshold = byAge
+			}
+		}
+	}
+	if threshold.IsZero() {
+		return rep, nil
+	}
+	if !p.ForceLogTrim {
+		needed, group, err := oldestNeeded(ctx, c, key)
+		if err != nil {
+			return rep, err
+		}
+		if group != "" && needed.Compare(threshold) < 0 {
+			threshold, rep.LimitedBy = needed, group
+		}
+	}
+	rep.Threshold = threshold
+	if threshold.IsZero() {
+		return rep, nil
+	}
+	before, err := c.Do(ctx, c.B().MemoryUsage().Key(key).Samples(0).Build()).AsInt64()
+	if err != nil {
+		return rep, err
+	}
+	if dryRun {
+		below, err := c.Do(ctx, c.B().Xrange().Key(key).Start("-").End("("+threshold.String()).Count(r.opts.trimLimit).Build()).ToArray()
+		if err != nil {
+			return rep, err
+		}
+		rep.Trimmed = int64(len(below))
+		rep.BytesFreed = before * rep.Trimmed / length
+		return rep, nil
+	}
+	// Approximate trimming removes whole nodes only: cheap, and never more
+	// than asked.
+	rep.Trimmed, err = c.Do(ctx, c.B().Xtrim().Key(key).Minid().Almost().Threshold(threshold.String()).Limit(r.opts.trimLimit).Build()).AsInt64()
+	if err != nil {
+		return rep, err
+	}
+	if rep.Trimmed > 0 {
+		after, err := c.Do(ctx, c.B().MemoryUsage().Key(key).Samples(0).Build()).AsInt64()
+		if err == nil {
+			rep.BytesFreed = before - after
+		}
+	}
+	return rep, nil
+}
+
+// after returns the smallest position greater than p.
+func after(p eventstore.Position) eventstore.Position {
+	if p.Seq == ^uint64(0) {
+		return eventstore.Position{Ms: p.Ms + 1}
+	}
+	return eventstore.Position{Ms: p.Ms, Seq: p.Seq + 1}
+}
+
+// oldestNeeded returns the oldest position any consumer group of the log
+// still needs: its oldest pending entry, or the entry after the last one
+// delivered to it. group names the group that needs it ("" when the log has
+// no groups: nothing is needed).
+func oldestNeeded(ctx context.Context, c rueidis.Client, key string) (eventstore.Position, string, error) {
+	groups, err := c.Do(ctx, c.B().XinfoGroups().Key(key).Build()).ToArray()
+	if err != nil {
+		return eventstore.Position{}, "", err
+	}
+	var oldest eventstore.Position
+	var holder string
+	for _, g := range groups {
+		m, err := g.AsMap()
+		if err != nil {
+			return oldest, "", err
+		}
+		name, _ := mstr(m, "name")
+		last, _ := mstr(m, "last-delivered-id")
+		lastPos, err := eventstore.ParsePosition(last)
+		if err != nil {
+			return oldest, "", fmt.Errorf("group %s: last-delivered-id %q: %w", name, last, err)
+		}
+		need := after(lastPos)
+		if pending, _ := mint(m, "pending"); pending > 0 {
+			sum, err := c.Do(ctx, c.B().Xpending().Key(key).Group(name).Build()).ToArray()
+			if err != nil {
+				return oldest, "", err
+			}
+			if len(sum) >= 2 {
+				if minID, err := sum[1].ToString(); err == nil {
+					if p, err := eventstore.ParsePosition(minID); err == nil && p.Compare(need) < 0 {
+						need = p
+					}
+				}
+			}
+		}
+		if holder == "" || need.Compare(oldest) < 0 {
+			oldest, holder = need, name
+		}
+	}
+	return oldest, holder, nil
+}
+
+func mstr(m map[string]rueidis.RedisMessage, k string) (string, bool) {
+	v, ok := m[k]
+	if !ok {
+		return "", false
+	}
+	s, err := v.ToString()
+	return s, err == nil
+}
+
+func mint(m map[string]rueidis.RedisMessage, k string) (int64, bool) {
+	v, ok := m[k]
+	if !ok {
+		return 0, false
+	}
+	n, err := v.AsInt64()
+	return n, err == nil
+}

@@ -1,0 +1,161 @@
+package retention
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/redis/rueidis"
+	"github.com/streamfold/streamfold/eventstore"
+)
+
+//go:embed lua/compact.lua
+var compactLua string
+
+// Policy is the retention of one category.
+type Policy struct {
+	Category string
+
+	// Partition logs. LogMaxLen keeps about the newest N entries of each
+	// partition log; LogMaxAge drops entries older than this. Either bound
+	// stops at the oldest entry a consumer group still needs unless
+	// ForceLogTrim is set. Zero values disable each bound.
+	LogMaxLen    int64
+	LogMaxAge    time.Duration
+	ForceLogTrim bool
+
+	// Entity streams idle longer than CompactIdle are rewritten compactly.
+	// Zero disables compaction. CompactMaxEntries skips longer streams
+	// (default 100).
+	CompactIdle       time.Duration
+	CompactMaxEntries int
+}
+
+// Validate reports a policy that cannot be applied.
+func (p Policy) Validate() error {
+	if err := eventstore.ValidateCategory(p.Category); err != nil {
+		return err
+	}
+	if p.LogMaxLen < 0 || p.LogMaxAge < 0 || p.CompactIdle < 0 || p.CompactMaxEntries < 0 {
+		return fmt.Errorf("%w: negative bound in policy for %s", ErrInvalidPolicy, p.Category)
+	}
+	return nil
+}
+
+// ErrInvalidPolicy: a policy that cannot be applied.
+var ErrInvalidPolicy = errors.New("retention: invalid policy")
+
+// Retainer applies retention policies to a store's categories.
+type Retainer struct {
+	store    *eventstore.Store
+	policies []Policy
+	opts     options
+	compact  *rueidis.Lua
+}
+
+type options struct {
+	logger    *slog.Logger
+	clock     func() time.Time
+	trimLimit int64
+	scanCount int64
+}
+
+// Option configures a Retainer.
+type Option func(*options)
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithClock sets the clock used for age bounds (default time.Now).
+func WithClock(now func() time.Time) Option { return func(o *options) { o.clock = now } }
+
+// WithTrimLimit bounds the entries one XTRIM may evict (default 10000), so
+// a large trim never blocks Redis for long; later runs continue it.
+func WithTrimLimit(n int64) Option { return func(o *options) { o.trimLimit = n } }
+
+// New returns a Retainer for the given policies.
+func New(store *eventstore.Store, policies []Policy, opts ...Option) (*Retainer, error) {
+	o := options{logger: slog.Default(), clock: time.Now, trimLimit: 10000, scanCount: 1000}
+	for _, f := range opts {
+		f(&o)
+	}
+	seen := map[string]bool{}
+	for i := range policies {
+		if err := policies[i].Validate(); err != nil {
+			return nil, err
+		}
+		if seen[policies[i].Category] {
+			return nil, fmt.Errorf("%w: two policies for %s", ErrInvalidPolicy, policies[i].Category)
+		}
+		seen[policies[i].Category] = true
+		if policies[i].CompactMaxEntries == 0 {
+			policies[i].CompactMaxEntries = 100
+		}
+	}
+	return &Retainer{store: store, policies: policies, opts: o, compact: rueidis.NewLuaScript(compactLua)}, nil
+}
+
+// Report says what one pass did (or, on a dry run, would do).
+type Report struct {
+	DryRun    bool
+	Logs      []LogReport
+	Compacted []CompactReport
+	// Skipped counts entity streams looked at but left alone, by reason.
+	Skipped map[string]int
+}
+
+// BytesFreed sums the memory freed (or that would be freed) by the pass.
+func (r Report) BytesFreed() int64 {
+	var n int64
+	for _, l := range r.Logs {
+		n += l.BytesFreed
+	}
+	for _, c := range r.Compacted {
+		n += c.Before - c.After
+	}
+	return n
+}
+
+// Apply runs every policy once. With dryRun nothing is changed and the
+// report tells what would be.
+func (r *Retainer) Apply(ctx context.Context, dryRun bool) (Report, error) {
+	rep := Report{DryRun: dryRun, Skipped: map[string]int{}}
+	for _, p := range r.policies {
+		if p.LogMaxLen > 0 || p.LogMaxAge > 0 {
+			logs, err := r.trimLogs(ctx, p, dryRun)
+			rep.Logs = append(rep.Logs, logs...)
+			if err != nil {
+				return rep, err
+			}
+		}
+		if p.CompactIdle > 0 {
+			if err := r.compactCategory(ctx, p, dryRun, &rep); err != nil {
+				return rep, err
+			}
+		}
+	}
+	return rep, nil
+}
+
+// Run applies the policies every interval until ctx ends, logging each
+// pass. Errors are logged and the next pass goes on; Run returns ctx's error.
+func (r *Retainer) Run(ctx context.Context, every time.Duration) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		rep, err := r.Apply(ctx, false)
+		if err != nil && ctx.Err() == nil {
+			r.opts.logger.Error("retention pass failed", "err", err)
+		} else if err == nil {
+			r.opts.logger.Info("retention pass", "logs", len(rep.Logs), "compacted", len(rep.Compacted), "bytes_freed", rep.BytesFreed())
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
