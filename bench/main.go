@@ -106,7 +106,7 @@ func scenarios() []scenario {
 		{"S1-append", runS1},
 		{"S2-load", pending("S2-load", "load", "p50 ratio", "≤ 1.5", "aggregate repository and snapshots (issue 3) have not landed")},
 		{"S3-project", runS3},
-		{"S4-memory", pending("S4-memory", "bytes per aggregate", "bytes", "≤ 800", "retention's cold compaction (issue 6) has not landed")},
+		{"S4-memory", runS4},
 		{"S5-latency", pending("S5-latency", "append→visible p99", "ms", "≤ 3", "projection runner (issue 4) has not landed")},
 	}
 }

@@ -25,6 +25,8 @@ type Result struct {
 	MeetsGoal     *bool    `json:"meets_goal"`
 	Reason        string   `json:"reason,omitempty"`
 	Notes         string   `json:"notes,omitempty"`
+	// GoalOnOurs puts the goal on our figure rather than on the ratio.
+	GoalOnOurs bool `json:"-"`
 }
 
 func f64(v float64) *float64 { return &v }
@@ -36,7 +38,7 @@ func (r *Result) finish() {
 		r.Ratio = f64(*r.Ours / *r.BaselineValue)
 	}
 	subject := r.Ours
-	if r.Baseline != "" {
+	if r.Baseline != "" && !r.GoalOnOurs {
 		subject = r.Ratio
 	}
 	if subject == nil || r.Goal == "" {

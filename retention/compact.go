@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/redis/rueidis"
 )
 
 // CompactReport is one entity stream compacted (or, on a dry run, that
@@ -42,6 +44,9 @@ func (r *Retainer) compactCategory(ctx context.Context, p Policy, dryRun bool, r
 				}
 				return fmt.Errorf("retention: scan %s: %w", addr, err)
 			}
+			// One round trip per scanned page: the scripts are pipelined.
+			var keys []string
+			var execs []rueidis.LuaExec
 			for _, key := range e.Elements {
 				if seen[key] {
 					continue // a replica listed the same key
@@ -51,33 +56,47 @@ func (r *Retainer) compactCategory(ctx context.Context, p Policy, dryRun bool, r
 					rep.Skipped["not an entity stream"]++
 					continue
 				}
-				res, err := r.compact.Exec(ctx, c, []string{key}, []string{idle, maxEntries, dry}).AsIntSlice()
-				if err != nil {
-					if strings.Contains(err.Error(), "LFU") {
-						return ErrIdleTimeUnavailable
+				keys = append(keys, key)
+				execs = append(execs, rueidis.LuaExec{Keys: []string{key}, Args: []string{idle, maxEntries, dry}})
+			}
+			if len(execs) > 0 {
+				for i, res := range r.compact.ExecMulti(ctx, c, execs...) {
+					if err := r.record(keys[i], res, rep); err != nil {
+						return err
 					}
-					return fmt.Errorf("retention: compact %s: %w", key, err)
-				}
-				if len(res) != 4 {
-					return fmt.Errorf("retention: compact %s: bad reply %v", key, res)
-				}
-				switch res[0] {
-				case 1:
-					rep.Compacted = append(rep.Compacted, CompactReport{Key: key, Before: res[1], After: res[2], Entries: res[3]})
-				case 0:
-					// deleted since the scan
-				case -1:
-					rep.Skipped["not idle long enough"]++
-				case -2:
-					rep.Skipped["too many entries"]++
-				case -3:
-					rep.Skipped["already compact"]++
 				}
 			}
 			if cursor = e.Cursor; cursor == 0 {
 				break
 			}
 		}
+	}
+	return nil
+}
+
+// record adds one script result to the report.
+func (r *Retainer) record(key string, resp rueidis.RedisResult, rep *Report) error {
+	res, err := resp.AsIntSlice()
+	if err != nil {
+		if strings.Contains(err.Error(), "LFU") {
+			return ErrIdleTimeUnavailable
+		}
+		return fmt.Errorf("retention: compact %s: %w", key, err)
+	}
+	if len(res) != 4 {
+		return fmt.Errorf("retention: compact %s: bad reply %v", key, res)
+	}
+	switch res[0] {
+	case 1:
+		rep.Compacted = append(rep.Compacted, CompactReport{Key: key, Before: res[1], After: res[2], Entries: res[3]})
+	case 0:
+		// deleted since the scan
+	case -1:
+		rep.Skipped["not idle long enough"]++
+	case -2:
+		rep.Skipped["too many entries"]++
+	case -3:
+		rep.Skipped["already compact"]++
 	}
 	return nil
 }

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/retention"
+)
+
+// runS4 measures Redis memory per aggregate (3 events of ~100 bytes): plain
+// per-entity streams as an application would write them (naive-streams),
+// ours right after the appends (entity streams plus partition logs), and
+// ours after retention (logs trimmed, cold streams compacted); and what
+// stream-node-max-bytes does to the un-compacted figure.
+func runS4(ctx context.Context, srv *server, sc scale, logger *slog.Logger) ([]Result, error) {
+	c, err := srv.client()
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	n := sc.n(100_000, 10_000)
+	payload := strings.Repeat("p", 100)
+
+	naive, err := perAggregate(ctx, c, n, func() error {
+		return parallel(n, func(i int) error {
+			key := fmt.Sprintf("s4naive:acc-%07d", i)
+			cmds := make(rueidis.Commands, 3)
+			for j := range cmds {
+				cmds[j] = c.B().Xadd().Key(key).Id("*").FieldValue().FieldValue("data", payload).Build()
+			}
+			for _, r := range c.DoMulti(ctx, cmds...) {
+				if err := r.Error(); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("naive-streams: %w", err)
+	}
+
+	reg := eventstore.NewRegistry()
+	if err := eventstore.Register[Deposited](reg, "deposited"); err != nil {
+		return nil, err
+	}
+	store, err := eventstore.New(c, eventstore.WithNamespace("s4"), eventstore.WithRegistry(reg))
+	if err != nil {
+		return nil, err
+	}
+	memo := strings.Repeat("m", 70) // ~100-byte payload with Account and Amount
+	var afterAppend, afterRetention float64
+	afterAppend, err = perAggregate(ctx, c, n, func() error {
+		return parallel(n, func(i int) error {
+			id := eventstore.Stream("account", fmt.Sprintf("acc-%07d", i))
+			_, err := store.Append(ctx, id, eventstore.NoStream,
+				eventstore.NewEvent(Deposited{Account: id.ID, Amount: 1, Memo: memo}),
+				eventstore.NewEvent(Deposited{Account: id.ID, Amount: 2, Memo: memo}),
+				eventstore.NewEvent(Deposited{Account: id.ID, Amount: 3, Memo: memo}))
+			return err
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Retention: no consumer group needs the logs any more (a projection
+	// that had applied everything would have acknowledged it all).
+	r, err := retention.New(store, []retention.Policy{{Category: "account", LogMaxAge: time.Nanosecond, CompactIdle: time.Nanosecond, CompactMaxEntries: 100}},
+		retention.WithTrimLimit(int64(4*n)), retention.WithLogger(logger))
+	if err != nil {
+		return nil, err
+	}
+	base, err := usedMemory(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	rep, err := r.Apply(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	took := time.Since(start)
+	after, err := usedMemory(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	afterRetention = afterAppend - float64(base-after)/float64(n)
+	fmt.Printf("   naive %.0f B, ours after appends %.0f B, after retention %.0f B per aggregate (compacted %d streams in %s)\n",
+		naive, afterAppend, afterRetention, len(rep.Compacted), took.Round(time.Millisecond))
+
+	// stream-node-max-bytes: the same appends with smaller nodes, no compaction.
+	var small float64
+	if err := c.Do(ctx, c.B().ConfigSet().ParameterValue().ParameterValue("stream-node-max-bytes", "512").Build()).Error(); err != nil {
+		return nil, err
+	}
+	store2, err := eventstore.New(c, eventstore.WithNamespace("s4b"), eventstore.WithRegistry(reg))
+	if err != nil {
+		return nil, err
+	}
+	small, err = perAggregate(ctx, c, n, func() error {
+		return parallel(n, func(i int) error {
+			id := eventstore.Stream("account", fmt.Sprintf("acc-%07d", i))
+			_, err := store2.Append(ctx, id, eventstore.NoStream,
+				eventstore.NewEvent(Deposited{Account: id.ID, Amount: 1, Memo: memo}),
+				eventstore.NewEvent(Deposited{Account: id.ID, Amount: 2, Memo: memo}),
+				eventstore.NewEvent(Deposited{Account: id.ID, Amount: 3, Memo: memo}))
+			return err
+		})
+	})
+	if err := c.Do(ctx, c.B().ConfigSet().ParameterValue().ParameterValue("stream-node-max-bytes", "4096").Build()).Error(); err != nil {
+		return nil, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	fmt.Printf("   with stream-node-max-bytes 512 (no compaction): %.0f B per aggregate\n", small)
+	if err := flush(ctx, c); err != nil {
+		return nil, err
+	}
+	note := fmt.Sprintf("%d aggregates × 3 events (~100-byte payload); used_memory delta per aggregate", n)
+	return []Result{
+		{Scenario: "S4-memory", Metric: "bytes per aggregate after retention (logs trimmed, cold streams compacted)", Unit: "bytes", Ours: f64(afterRetention), Baseline: "naive-streams", BaselineValue: f64(naive), Goal: "≤ 800", GoalOnOurs: true, Notes: note},
+		{Scenario: "S4-memory", Metric: "bytes per aggregate right after appending (entity streams + partition logs)", Unit: "bytes", Ours: f64(afterAppend), Baseline: "naive-streams", BaselineValue: f64(naive), Notes: note},
+		{Scenario: "S4-memory", Metric: "bytes per aggregate with stream-node-max-bytes 512, no compaction", Unit: "bytes", Ours: f64(small), Baseline: "naive-streams", BaselineValue: f64(naive), Notes: note + "; entity streams + partition logs"},
+	}, nil
+}
+
+// perAggregate runs load and returns the growth of used_memory per aggregate.
+func perAggregate(ctx context.Context, c rueidis.Client, n int, load func() error) (float64, error) {
+	before, err := usedMemory(ctx, c)
+	if err != nil {
+		return 0, err
+	}
+	if err := load(); err != nil {
+		return 0, err
+	}
+	after, err := usedMemory(ctx, c)
+	if err != nil {
+		return 0, err
+	}
+	return float64(after-before) / float64(n), nil
+}
+
+func usedMemory(ctx context.Context, c rueidis.Client) (int64, error) {
+	info, err := c.Do(ctx, c.B().Info().Section("memory").Build()).ToString()
+	if err != nil {
+		return 0, err
+	}
+	var v int64
+	_, err = fmt.Sscan(infoField(info, "used_memory"), &v)
+	return v, err
+}
+
+// parallel runs f(0..n-1) on 64 goroutines.
+func parallel(n int, f func(i int) error) error {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var first atomic.Value
+	for range 64 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				if err := f(i); err != nil {
+					first.CompareAndSwap(nil, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err, _ := first.Load().(error); err != nil {
+		return err
+	}
+	return nil
+}
