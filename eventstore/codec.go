@@ -181,6 +181,9 @@ func validateTypeName(name string) error {
 	if name == "" || len(name) > 128 {
 		return fmt.Errorf("%w: type name %q must be 1 to 128 bytes", ErrInvalidEvent, name)
 	}
+	if name[0] == '$' {
+		return fmt.Errorf("%w: type name %q: names starting with '$' are reserved", ErrInvalidEvent, name)
+	}
 	for i := 0; i < len(name); i++ {
 		if name[i] <= ' ' || name[i] == 0x7f {
 			return fmt.Errorf("%w: type name %q contains a space or control character", ErrInvalidEvent, name)

@@ -12,8 +12,17 @@ import (
 	"github.com/redis/rueidis"
 )
 
-//go:embed lua/append.lua
-var appendLua string
+var (
+	//go:embed lua/version.lua
+	versionLua string
+	//go:embed lua/append.lua
+	appendBodyLua string
+	//go:embed lua/delete.lua
+	deleteBodyLua string
+
+	appendLua = versionLua + appendBodyLua
+	deleteLua = versionLua + deleteBodyLua
+)
 
 // Store is the event store. It is safe for concurrent use; create one per
 // namespace and share it.
@@ -24,6 +33,7 @@ type Store struct {
 	dec    entryDecoder
 
 	appendScript *rueidis.Lua
+	deleteScript *rueidis.Lua
 
 	cats   sync.Map // category -> partition count (int)
 	queues sync.Map // hash tag -> *commitQueue
@@ -170,6 +180,7 @@ func New(client rueidis.Client, opts ...Option) (*Store, error) {
 		keys:         NewKeyspace(o.namespace),
 		dec:          entryDecoder{reg: o.registry, codec: o.codec},
 		appendScript: rueidis.NewLuaScript(appendLua),
+		deleteScript: rueidis.NewLuaScript(deleteLua),
 	}, nil
 }
 

@@ -297,6 +297,10 @@ func (d entryDecoder) decodeEntry(key string, e rueidis.XRangeSlice, stream Stre
 	ev.Time = time.Unix(0, en.nanos).UTC()
 	ev.Metadata = en.Metadata
 	ev.Raw = en.data
+	if en.typ == DeletedType {
+		ev.Data = Deleted{}
+		return ev, nil
+	}
 	ti := d.reg.lookupName(en.typ)
 	if ti == nil {
 		return ev, &UnknownEventTypeError{Type: en.typ, Stream: stream}

@@ -78,6 +78,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"GroupCommit", testGroupCommit},
 		{"PartitionsFixed", testPartitionsFixed},
 		{"OneSlotPerScript", testOneSlot},
+		{"Delete", testDelete},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -811,4 +812,59 @@ func clusterSlots(ctx context.Context, t *testing.T, c rueidis.Client, keys []st
 		}
 	}
 	return slots
+}
+
+func testDelete(t *testing.T, newStore Factory) {
+	s := newStore(t)
+	ctx := ctxT(t)
+	id := eventstore.Stream("account", "gone")
+	res, err := s.Append(ctx, id, eventstore.NoStream, eventstore.NewEvent(Opened{Owner: "x"}), eventstore.NewEvent(Deposited{Amount: 1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.Client()
+	snap := s.Keys().Snapshot(id, res.Partition)
+	if err := c.Do(ctx, c.B().Set().Key(snap).Value("state").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	var wv *eventstore.WrongVersionError
+	if _, err := s.Delete(ctx, id, eventstore.Exact(1)); !errors.As(err, &wv) || wv.Actual != 2 {
+		t.Fatalf("delete at a stale version: %v", err)
+	}
+	if _, err := s.Delete(ctx, id, eventstore.NoStream); !errors.Is(err, eventstore.ErrInvalidEvent) {
+		t.Fatalf("delete with NoStream: %v", err)
+	}
+	del, err := s.Delete(ctx, id, eventstore.Exact(2))
+	if err != nil || del.Version != 3 || len(del.Positions) != 1 {
+		t.Fatalf("delete: %+v %v", del, err)
+	}
+	if n, _ := c.Do(ctx, c.B().Exists().Key(snap).Build()).AsInt64(); n != 0 {
+		t.Fatal("snapshot survived the deletion")
+	}
+	if _, err := s.Last(ctx, id); !errors.Is(err, eventstore.ErrStreamNotFound) {
+		t.Fatalf("stream after deletion: %v", err)
+	}
+	if _, err := s.Delete(ctx, id, eventstore.Any); !errors.Is(err, eventstore.ErrStreamNotFound) {
+		t.Fatalf("second delete: %v", err)
+	}
+	// The log tells projections, after the entity's events.
+	var last eventstore.RecordedEvent
+	n := 0
+	for ev, err := range s.ReadLog(ctx, "account", res.Partition, eventstore.Position{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		last, n = ev, n+1
+	}
+	if n != 3 || last.Type != eventstore.DeletedType || last.Data != (eventstore.Deleted{}) || last.Version != 3 || last.Stream != id || last.Position != del.Positions[0] {
+		t.Fatalf("deletion marker: %d entries, last %+v", n, last)
+	}
+	// The entity can start again.
+	if r, err := s.Append(ctx, id, eventstore.NoStream, eventstore.NewEvent(Opened{Owner: "y"})); err != nil || r.Version != 1 {
+		t.Fatalf("append after deletion: %+v %v", r, err)
+	}
+	// Reserved type names cannot be registered.
+	if err := eventstore.Register[Note](eventstore.NewRegistry(), "$deleted"); !errors.Is(err, eventstore.ErrInvalidEvent) {
+		t.Fatalf("registering a reserved name: %v", err)
+	}
 }

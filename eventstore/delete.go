@@ -1,0 +1,69 @@
+package eventstore
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/redis/rueidis"
+)
+
+// DeletedType is the type of the marker Delete writes to the partition log.
+// Projections receive it as a RecordedEvent with Data of type Deleted.
+const DeletedType = "$deleted"
+
+// Deleted is the payload of a deletion marker.
+type Deleted struct{}
+
+// Delete removes an entity: its stream and its snapshot, in one script, and
+// writes a deletion marker (type DeletedType, version = the stream's last
+// version + 1) to the partition log so projections can drop what they
+// derived from it. The entity's events are gone from Redis (archive them
+// first if they must be kept; see package retention). A later append with
+// NoStream starts the entity again at version 1.
+//
+// expected is checked as for Append (NoStream makes no sense here and is
+// refused). A stream that does not exist returns a *StreamNotFoundError.
+func (s *Store) Delete(ctx context.Context, stream StreamID, expected ExpectedVersion) (AppendResult, error) {
+	if expected == NoStream || expected < StreamExists {
+		return AppendResult{}, fmt.Errorf("delete %s: %w: expected version %s", stream, ErrInvalidEvent, expected)
+	}
+	p, key, err := s.locate(ctx, stream)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return AppendResult{}, err
+	}
+	env, err := encodeEnvelope(&envelope{id: id, typ: DeletedType, schemaVersion: 1, nanos: s.opts.clock().UTC().UnixNano(), data: []byte{0x80}})
+	if err != nil {
+		return AppendResult{}, err
+	}
+	keys := []string{s.keys.Log(stream.Category, p), key, s.keys.Snapshot(stream, p)}
+	args := []string{stream.ID, fmt.Sprint(int64(expected)), rueidis.BinaryString(env)}
+	res, err := s.deleteScript.Exec(ctx, s.client, keys, args).ToArray()
+	if err != nil {
+		return AppendResult{}, fmt.Errorf("delete %s: %w", stream, err)
+	}
+	if len(res) != 3 {
+		return AppendResult{}, fmt.Errorf("delete %s: bad script reply", stream)
+	}
+	status, _ := res[0].AsInt64()
+	ver, _ := res[1].AsInt64()
+	switch status {
+	case 2:
+		return AppendResult{}, &WrongVersionError{Stream: stream, Expected: expected, Actual: uint64(ver)}
+	case 3:
+		return AppendResult{}, &StreamNotFoundError{Stream: stream}
+	}
+	ps, err := res[2].ToString()
+	if err != nil {
+		return AppendResult{}, fmt.Errorf("delete %s: %w", stream, err)
+	}
+	pos, err := ParsePosition(ps)
+	if err != nil {
+		return AppendResult{}, fmt.Errorf("delete %s: %w", stream, err)
+	}
+	return AppendResult{Stream: stream, Partition: p, Version: uint64(ver), Positions: []Position{pos}}, nil
+}
