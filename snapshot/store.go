@@ -1,0 +1,484 @@
+package snapshot
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+	"github.com/streamfold/streamfold/eventstore"
+)
+
+var (
+	//go:embed lua/load.lua
+	loadLua string
+	//go:embed lua/save.lua
+	saveLua string
+)
+
+// Sentinel errors; typed errors carry the detail.
+var (
+	// ErrNotFound: the stream has no snapshot.
+	ErrNotFound = errors.New("snapshot: not found")
+	// ErrCorrupt: a stored snapshot is not in Streamfold's format.
+	ErrCorrupt = errCorrupt
+	// ErrClosed: the Store was closed.
+	ErrClosed = errors.New("snapshot: store closed")
+)
+
+// Snapshot is an entity's state at a version.
+type Snapshot struct {
+	Version       uint64    // the version of the last event folded into State
+	SchemaVersion int       // the version of State's encoding; a reader wanting another ignores the snapshot
+	Time          time.Time // when it was taken
+	State         []byte    // the encoded state (package aggregate uses msgpack)
+}
+
+// Stats counts what a Store's background writer did.
+type Stats struct {
+	Queued  uint64 // snapshots accepted by Offer
+	Dropped uint64 // snapshots Offer refused: queue full, or store closed
+	Written uint64 // snapshots written to Redis
+	Skipped uint64 // snapshots not written: a newer one was already stored
+	Failed  uint64 // snapshots whose write failed (logged)
+	Ignored uint64 // stored snapshots ignored by Load: corrupt or unreadable
+}
+
+// Store reads and writes the snapshots of one event store's streams. Its
+// background workers write the snapshots offered with Offer, so that a
+// command never waits for one. It is safe for concurrent use; Close it on
+// shutdown to flush the queue.
+type Store struct {
+	es     *eventstore.Store
+	client rueidis.Client
+	opts   options
+
+	loadScript *rueidis.Lua
+	saveScript *rueidis.Lua
+
+	mu     sync.RWMutex // guards closed against sends on queue
+	closed bool
+	queue  chan job
+	wg     sync.WaitGroup
+	ctx    context.Context // the workers'; cancelled when Close gives up waiting
+	cancel context.CancelFunc
+
+	// recent[stream] is the newest snapshot this store queued in the last
+	// minute or so. Until it is written, and for a load already in flight
+	// when it is, loads still see the previous snapshot; without this, every
+	// save in that window would find a snapshot due and queue another.
+	recent    sync.Map // eventstore.StreamID -> pendingSnap
+	lastSweep atomic.Int64
+
+	queued, dropped, written, skipped, failed, ignored atomic.Uint64
+}
+
+type pendingSnap struct {
+	version uint64
+	time    time.Time
+}
+
+type job struct {
+	stream eventstore.StreamID
+	sn     Snapshot
+}
+
+type options struct {
+	policy       Policy
+	queueSize    int
+	workers      int
+	writeTimeout time.Duration
+	pageSize     int
+	logger       *slog.Logger
+	clock        func() time.Time
+}
+
+// Option configures a Store.
+type Option func(*options)
+
+// WithPolicy sets when snapshots are taken (default Every(100)).
+func WithPolicy(p Policy) Option { return func(o *options) { o.policy = p } }
+
+// WithQueueSize bounds the snapshots waiting to be written (default 1024).
+// When the queue is full, Offer drops the snapshot (counted in
+// Stats.Dropped): the next due save offers a fresher one.
+func WithQueueSize(n int) Option { return func(o *options) { o.queueSize = n } }
+
+// WithWorkers sets the number of writer goroutines (default 1; each write is
+// one round trip, pipelined with the application's traffic).
+func WithWorkers(n int) Option { return func(o *options) { o.workers = n } }
+
+// WithWriteTimeout bounds one background write (default 5s).
+func WithWriteTimeout(d time.Duration) Option { return func(o *options) { o.writeTimeout = d } }
+
+// WithPageSize sets how many events the load script returns with the
+// snapshot (default 256); more are read with XRANGE, a page a round trip.
+func WithPageSize(n int) Option { return func(o *options) { o.pageSize = n } }
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithClock sets the clock that timestamps snapshots (default time.Now).
+func WithClock(now func() time.Time) Option { return func(o *options) { o.clock = now } }
+
+func (o *options) setDefaults() {
+	if o.policy == nil {
+		o.policy = Every(100)
+	}
+	if o.queueSize == 0 {
+		o.queueSize = 1024
+	}
+	if o.workers == 0 {
+		o.workers = 1
+	}
+	if o.writeTimeout == 0 {
+		o.writeTimeout = 5 * time.Second
+	}
+	if o.pageSize == 0 {
+		o.pageSize = 256
+	}
+	if o.logger == nil {
+		o.logger = slog.Default()
+	}
+	if o.clock == nil {
+		o.clock = time.Now
+	}
+}
+
+func (o *options) validate() error {
+	if o.queueSize < 1 || o.workers < 1 || o.pageSize < 1 || o.writeTimeout < 0 {
+		return fmt.Errorf("snapshot: queue size %d, workers %d and page size %d must be positive", o.queueSize, o.workers, o.pageSize)
+	}
+	return nil
+}
+
+// New returns a snapshot Store beside es (same client, namespace and key
+// layout) and starts its background writers.
+func New(es *eventstore.Store, opts ...Option) (*Store, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	o.setDefaults()
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Store{
+		es:         es,
+		client:     es.Client(),
+		opts:       o,
+		loadScript: rueidis.NewLuaScriptReadOnly(loadLua),
+		saveScript: rueidis.NewLuaScript(saveLua),
+		queue:      make(chan job, o.queueSize),
+		ctx:        ctx,
+		cancel:     cancel,
+	}
+	for range o.workers {
+		s.wg.Go(s.work)
+	}
+	return s, nil
+}
+
+// Due reports whether the store's policy wants a snapshot (info.Now is set
+// from the store's clock when zero). A snapshot this store has queued and not
+// yet written (or written moments ago) counts as the latest snapshot.
+func (s *Store) Due(info Info) bool {
+	if info.Now.IsZero() {
+		info.Now = s.opts.clock()
+	}
+	if p, ok := s.recent.Load(info.Stream); ok {
+		if p := p.(pendingSnap); p.version > info.SnapshotVersion {
+			info.SnapshotVersion, info.SnapshotTime = p.version, p.time
+		}
+	}
+	return s.opts.policy.Due(info)
+}
+
+// Now returns the time of the store's clock.
+func (s *Store) Now() time.Time { return s.opts.clock() }
+
+// Offer queues a snapshot for the background writers and returns at once:
+// false when the queue is full or the store closed (the snapshot is dropped
+// and counted). sn.Time is set from the store's clock when zero. sn.State
+// must not be modified afterwards.
+func (s *Store) Offer(stream eventstore.StreamID, sn Snapshot) bool {
+	if sn.Time.IsZero() {
+		sn.Time = s.opts.clock()
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		s.dropped.Add(1)
+		return false
+	}
+	// Marked before the send: a worker may write and unmark it at once.
+	p := pendingSnap{version: sn.Version, time: sn.Time}
+	s.markInflight(stream, p)
+	select {
+	case s.queue <- job{stream: stream, sn: sn}:
+		s.queued.Add(1)
+		return true
+	default:
+		s.recent.CompareAndDelete(stream, p)
+		s.dropped.Add(1)
+		return false
+	}
+}
+
+func (s *Store) work() {
+	for j := range s.queue {
+		ctx, cancel := context.WithTimeout(s.ctx, s.opts.writeTimeout)
+		ok, err := s.Save(ctx, j.stream, j.sn)
+		cancel()
+		s.sweep()
+		switch {
+		case err != nil:
+			s.failed.Add(1)
+			s.opts.logger.Warn("snapshot: write failed", "stream", j.stream.String(), "version", j.sn.Version, "error", err)
+		case ok:
+			s.written.Add(1)
+		default:
+			s.skipped.Add(1)
+		}
+	}
+}
+
+// recentFor bounds how long a queued snapshot is remembered (see Store.recent).
+const recentFor = time.Minute
+
+// sweep forgets the snapshots queued more than recentFor ago, at most every
+// few seconds: memory stays bounded by the streams snapshotted recently.
+func (s *Store) sweep() {
+	now := s.opts.clock()
+	last := s.lastSweep.Load()
+	if now.UnixNano()-last < int64(recentFor/8) || !s.lastSweep.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	s.recent.Range(func(k, v any) bool {
+		if now.Sub(v.(pendingSnap).time) > recentFor {
+			s.recent.CompareAndDelete(k, v)
+		}
+		return true
+	})
+}
+
+// markInflight records p as stream's newest queued snapshot unless a newer
+// one is.
+func (s *Store) markInflight(stream eventstore.StreamID, p pendingSnap) {
+	for {
+		cur, loaded := s.recent.LoadOrStore(stream, p)
+		if !loaded || cur.(pendingSnap).version >= p.version || s.recent.CompareAndSwap(stream, cur, p) {
+			return
+		}
+	}
+}
+
+// Close stops accepting snapshots, waits until the queued ones are written
+// or ctx ends (the rest are abandoned, and ctx's error returned), and stops
+// the workers. It does not close the event store's client.
+func (s *Store) Close(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.queue)
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		s.cancel()
+		return nil
+	case <-ctx.Done():
+		s.cancel() // in-flight writes fail fast; the workers drain what is left
+		<-done
+		return fmt.Errorf("snapshot: close: %w", ctx.Err())
+	}
+}
+
+// Stats returns the counters of the store's background writer and loads.
+func (s *Store) Stats() Stats {
+	return Stats{
+		Queued:  s.queued.Load(),
+		Dropped: s.dropped.Load(),
+		Written: s.written.Load(),
+		Skipped: s.skipped.Load(),
+		Failed:  s.failed.Load(),
+		Ignored: s.ignored.Load(),
+	}
+}
+
+// key returns the snapshot key of stream and its entity stream key.
+func (s *Store) key(ctx context.Context, stream eventstore.StreamID) (snap, entity string, err error) {
+	p, entity, err := s.es.Locate(ctx, stream)
+	if err != nil {
+		return "", "", err
+	}
+	return s.es.Keys().Snapshot(stream, p), entity, nil
+}
+
+// Save writes sn now, unless a snapshot of the same schema version and a
+// version at least sn.Version is stored (then it returns false). Most callers
+// use Offer instead.
+func (s *Store) Save(ctx context.Context, stream eventstore.StreamID, sn Snapshot) (bool, error) {
+	if sn.Version == 0 {
+		return false, fmt.Errorf("snapshot: save %s: version 0 has no state", stream)
+	}
+	if sn.Time.IsZero() {
+		sn.Time = s.opts.clock()
+	}
+	b, err := encode(sn)
+	if err != nil {
+		return false, err
+	}
+	key, _, err := s.key(ctx, stream)
+	if err != nil {
+		return false, err
+	}
+	n, err := s.saveScript.Exec(ctx, s.client, []string{key}, []string{rueidis.BinaryString(b)}).AsInt64()
+	if err != nil {
+		return false, fmt.Errorf("snapshot: save %s: %w", stream, err)
+	}
+	return n == 1, nil
+}
+
+// Get returns the stored snapshot of stream: ErrNotFound when there is none,
+// a *CorruptError when it cannot be read.
+func (s *Store) Get(ctx context.Context, stream eventstore.StreamID) (Snapshot, error) {
+	key, _, err := s.key(ctx, stream)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	b, err := s.client.Do(ctx, s.client.B().Get().Key(key).Build()).AsBytes()
+	if rueidis.IsRedisNil(err) {
+		return Snapshot{}, fmt.Errorf("snapshot of %s: %w", stream, ErrNotFound)
+	}
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("snapshot of %s: %w", stream, err)
+	}
+	sn, err := decode(b)
+	if err != nil {
+		return Snapshot{}, &CorruptError{Stream: stream, Key: key, Err: err}
+	}
+	return sn, nil
+}
+
+// Delete removes the snapshot of stream, if any.
+func (s *Store) Delete(ctx context.Context, stream eventstore.StreamID) error {
+	key, _, err := s.key(ctx, stream)
+	if err != nil {
+		return err
+	}
+	return s.client.Do(ctx, s.client.B().Del().Key(key).Build()).Error()
+}
+
+// CorruptError names a snapshot that is not in Streamfold's format.
+type CorruptError struct {
+	Stream eventstore.StreamID
+	Key    string
+	Err    error
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("snapshot: corrupt snapshot of %s at %s: %v", e.Stream, e.Key, e.Err)
+}
+
+// Unwrap returns the cause, which matches ErrCorrupt.
+func (e *CorruptError) Unwrap() error { return e.Err }
+
+// Load reads the snapshot of stream and the events after it in one round
+// trip, and yields those events. When a snapshot of schemaVersion is stored,
+// restore is called with it before the first event; if restore fails (the
+// state does not decode), the snapshot is ignored with a warning and every
+// event is yielded from the first: restore must leave its target untouched
+// when it fails. A snapshot of another schema version is ignored (the next
+// due save replaces it). A stream with neither snapshot nor events yields
+// nothing.
+//
+// Events beyond the first page are read with eventstore.Store.Read. Event
+// errors are those of Read.
+func (s *Store) Load(ctx context.Context, stream eventstore.StreamID, schemaVersion int, restore func(Snapshot) error) iter.Seq2[eventstore.RecordedEvent, error] {
+	return func(yield func(eventstore.RecordedEvent, error) bool) {
+		skey, key, err := s.key(ctx, stream)
+		if err != nil {
+			yield(eventstore.RecordedEvent{}, err)
+			return
+		}
+		page := s.opts.pageSize
+		resp, err := s.loadScript.Exec(ctx, s.client, []string{skey, key}, []string{strconv.Itoa(schemaVersion), strconv.Itoa(page)}).ToArray()
+		if err == nil && len(resp) != 3 {
+			err = fmt.Errorf("load script returned %d elements", len(resp))
+		}
+		if err != nil {
+			yield(eventstore.RecordedEvent{}, fmt.Errorf("snapshot: load %s: %w", stream, err))
+			return
+		}
+		status, _ := resp[0].AsInt64()
+		switch status {
+		case 1:
+			b, err := resp[1].AsBytes()
+			if err == nil {
+				var sn Snapshot
+				if sn, err = decode(b); err == nil {
+					err = restore(sn)
+				}
+			}
+			if err != nil {
+				s.ignore(stream, skey, err)
+				s.readFrom(ctx, stream, 0, yield)
+				return
+			}
+		case 2:
+			s.opts.logger.Debug("snapshot: ignored: another schema version", "stream", stream.String(), "want", schemaVersion)
+		case 3:
+			s.ignore(stream, skey, fmt.Errorf("%w: bad header", errCorrupt))
+		}
+		entries, err := resp[2].ToArray()
+		if err != nil {
+			yield(eventstore.RecordedEvent{}, fmt.Errorf("snapshot: load %s: %w", stream, err))
+			return
+		}
+		var last uint64
+		for i := range entries {
+			e, err := entries[i].AsXRangeSlice()
+			if err != nil {
+				yield(eventstore.RecordedEvent{}, fmt.Errorf("snapshot: load %s: %w", stream, err))
+				return
+			}
+			ev, err := s.es.DecodeStreamEntry(stream, key, e)
+			if !yield(ev, err) {
+				return
+			}
+			last = ev.Version
+		}
+		if len(entries) == page && last > 0 {
+			s.readFrom(ctx, stream, last+1, yield)
+		}
+	}
+}
+
+func (s *Store) ignore(stream eventstore.StreamID, key string, err error) {
+	s.ignored.Add(1)
+	s.opts.logger.Warn("snapshot: ignoring unreadable snapshot; loading from events", "stream", stream.String(), "key", key, "error", err)
+}
+
+// readFrom yields the events of stream from version from; a stream that
+// does not exist yields nothing.
+func (s *Store) readFrom(ctx context.Context, stream eventstore.StreamID, from uint64, yield func(eventstore.RecordedEvent, error) bool) {
+	for ev, err := range s.es.Read(ctx, stream, from, eventstore.PageSize(s.opts.pageSize)) {
+		if errors.Is(err, eventstore.ErrStreamNotFound) {
+			return
+		}
+		if !yield(ev, err) {
+			return
+		}
+	}
+}
