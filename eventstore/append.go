@@ -131,7 +131,7 @@ func (s *Store) prepare(ctx context.Context, appends []StreamAppend) (*appendReq
 				return nil, &InvalidEventError{Stream: a.Stream, Index: j, Reason: "event id " + ev.ID.String() + " appears twice"}
 			}
 			seen[ev.ID] = struct{}{}
-			data, err := s.opts.codec.Marshal(ev.Data)
+			data, err := codecFor(ctx, s.opts.codec, a.Stream).Marshal(ev.Data)
 			if err != nil {
 				return nil, &InvalidEventError{Stream: a.Stream, Index: j, Reason: "encode " + ti.name, Err: err}
 			}

@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"reflect"
 	"sync"
@@ -16,6 +17,36 @@ type Codec interface {
 	Marshal(v any) ([]byte, error)
 	// Unmarshal decodes data into the value v points to.
 	Unmarshal(data []byte, v any) error
+}
+
+// A StreamCodec is a Codec whose encoding depends on the stream an event
+// belongs to, such as per-entity encryption (crypto-shredding, see package
+// retention/shred). The store calls the stream methods when its codec has
+// them. They may do I/O (fetch a key): decoding happens on every read, so
+// such a codec should cache.
+type StreamCodec interface {
+	Codec
+	MarshalStream(ctx context.Context, stream StreamID, v any) ([]byte, error)
+	UnmarshalStream(ctx context.Context, stream StreamID, data []byte, v any) error
+}
+
+// codecFor binds a StreamCodec to one stream; other codecs are returned as they are.
+func codecFor(ctx context.Context, c Codec, stream StreamID) Codec {
+	if sc, ok := c.(StreamCodec); ok {
+		return boundCodec{ctx: ctx, sc: sc, stream: stream}
+	}
+	return c
+}
+
+type boundCodec struct {
+	ctx    context.Context
+	sc     StreamCodec
+	stream StreamID
+}
+
+func (b boundCodec) Marshal(v any) ([]byte, error) { return b.sc.MarshalStream(b.ctx, b.stream, v) }
+func (b boundCodec) Unmarshal(data []byte, v any) error {
+	return b.sc.UnmarshalStream(b.ctx, b.stream, data, v)
 }
 
 // Msgpack is the default codec: msgpack through pooled encoders. Struct

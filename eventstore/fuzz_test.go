@@ -1,6 +1,7 @@
 package eventstore
 
 import (
+	"context"
 	"errors"
 
 	"github.com/google/uuid"
@@ -107,13 +108,13 @@ func FuzzDecodeEntry(f *testing.F) {
 		e := rueidis.XRangeSlice{ID: entryID, FieldValues: []rueidis.XRangeFieldValue{
 			{Field: "s", Value: stream}, {Field: "v", Value: ver}, {Field: "e", Value: string(env)},
 		}}
-		ev, err := d.decodeEntry("log", e, StreamID{Category: "cat"})
+		ev, err := d.decodeEntry(context.Background(), "log", e, StreamID{Category: "cat"})
 		if err == nil && (ev.Version == 0 || ev.Data == nil) {
 			t.Fatalf("accepted log entry without version or data: %+v", ev)
 		}
 		checkTyped(t, err)
 		e = rueidis.XRangeSlice{ID: entryID, FieldValues: []rueidis.XRangeFieldValue{{Field: "e", Value: string(env)}, {Field: "p", Value: pos}}}
-		ev, err = d.decodeEntry("s", e, StreamID{Category: "cat", ID: "x"})
+		ev, err = d.decodeEntry(context.Background(), "s", e, StreamID{Category: "cat", ID: "x"})
 		if err == nil && ev.Version == 0 {
 			t.Fatalf("accepted stream entry without version: %+v", ev)
 		}

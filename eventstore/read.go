@@ -92,7 +92,7 @@ func (s *Store) readStream(ctx context.Context, stream StreamID, from uint64, ba
 			}
 			first = false
 			for _, e := range entries {
-				ev, err := s.dec.decodeEntry(key, e, stream)
+				ev, err := s.dec.decodeEntry(ctx, key, e, stream)
 				if !yield(ev, err) {
 					return
 				}
@@ -195,7 +195,7 @@ func (s *Store) ReadLog(ctx context.Context, category string, partition int, aft
 				return
 			}
 			for _, e := range entries {
-				ev, err := s.dec.decodeEntry(key, e, stream)
+				ev, err := s.dec.decodeEntry(ctx, key, e, stream)
 				if !yield(ev, err) {
 					return
 				}
@@ -212,7 +212,9 @@ func (s *Store) ReadLog(ctx context.Context, category string, partition int, aft
 // DecodeLogEntry decodes one partition-log entry of category, as read by a
 // consumer (package projection) with XREADGROUP.
 func (s *Store) DecodeLogEntry(key, category string, e rueidis.XRangeSlice) (RecordedEvent, error) {
-	return s.dec.decodeEntry(key, e, StreamID{Category: category})
+	// A codec that fetches keys (see StreamCodec) runs without a deadline
+	// here; it should cache.
+	return s.dec.decodeEntry(context.Background(), key, e, StreamID{Category: category})
 }
 
 // DecodeStreamEntry decodes one entry of the entity stream of stream, stored
@@ -223,7 +225,7 @@ func (s *Store) DecodeStreamEntry(stream StreamID, key string, e rueidis.XRangeS
 	if stream.ID == "" {
 		return RecordedEvent{}, &InvalidStreamIDError{Field: "id", Value: "", Reason: "empty"}
 	}
-	return s.dec.decodeEntry(key, e, stream)
+	return s.dec.decodeEntry(context.Background(), key, e, stream)
 }
 
 // asEntries reads an XRANGE-style reply, keeping field order.

@@ -117,7 +117,7 @@ func (r *Registry) upcastStep(name string, from int) *upcaster {
 
 // upcast decodes raw, stored with schema version from, and runs the chain up
 // to ti's version. The result has ti's Go type.
-func (d entryDecoder) upcast(ti *typeInfo, stream StreamID, from int, raw []byte) (any, error) {
+func (d entryDecoder) upcast(codec Codec, ti *typeInfo, stream StreamID, from int, raw []byte) (any, error) {
 	fail := func(reason string, err error) (any, error) {
 		return nil, &UpcastError{Type: ti.name, Stream: stream, From: from, To: ti.schemaVersion, Reason: reason, Err: err}
 	}
@@ -130,7 +130,7 @@ func (d entryDecoder) upcast(ti *typeInfo, stream StreamID, from int, raw []byte
 	if first == nil {
 		return fail(fmt.Sprintf("no upcaster registered from version %d", from), nil)
 	}
-	v, err := first.decode(d.codec, raw)
+	v, err := first.decode(codec, raw)
 	if err != nil {
 		return fail(fmt.Sprintf("cannot decode payload as %v", first.in), err)
 	}

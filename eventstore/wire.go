@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"reflect"
@@ -238,7 +239,7 @@ type entryDecoder struct {
 // entry (stream.ID empty; category set). On an unknown event type it returns
 // the event without Data, and an *UnknownEventTypeError; likewise an
 // *UpcastError when a payload of another schema version cannot be upcast.
-func (d entryDecoder) decodeEntry(key string, e rueidis.XRangeSlice, stream StreamID) (RecordedEvent, error) {
+func (d entryDecoder) decodeEntry(ctx context.Context, key string, e rueidis.XRangeSlice, stream StreamID) (RecordedEvent, error) {
 	fromLog := stream.ID == ""
 	var ev RecordedEvent
 	corrupt := func(reason string, err error) (RecordedEvent, error) {
@@ -306,13 +307,13 @@ func (d entryDecoder) decodeEntry(key string, e rueidis.XRangeSlice, stream Stre
 		return ev, &UnknownEventTypeError{Type: en.typ, Stream: stream}
 	}
 	if en.schemaVersion != ti.schemaVersion {
-		if ev.Data, err = d.upcast(ti, stream, en.schemaVersion, ev.Raw); err != nil {
+		if ev.Data, err = d.upcast(codecFor(ctx, d.codec, stream), ti, stream, en.schemaVersion, ev.Raw); err != nil {
 			return ev, err
 		}
 		return ev, nil
 	}
 	ptr := reflect.New(ti.typ)
-	if err := d.codec.Unmarshal(ev.Raw, ptr.Interface()); err != nil {
+	if err := codecFor(ctx, d.codec, stream).Unmarshal(ev.Raw, ptr.Interface()); err != nil {
 		return corrupt(fmt.Sprintf("cannot decode %s payload", en.typ), err)
 	}
 	ev.Data = ptr.Elem().Interface()

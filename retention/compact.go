@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/redis/rueidis"
+	"github.com/streamfold/streamfold/eventstore"
 )
 
 // CompactReport is one entity stream compacted (or, on a dry run, that
@@ -22,17 +23,34 @@ type CompactReport struct {
 // idle (an LFU maxmemory-policy is set), so cold streams cannot be found.
 var ErrIdleTimeUnavailable = errors.New("retention: OBJECT IDLETIME unavailable (LFU maxmemory-policy)")
 
-// compactCategory finds the category's entity streams on every node and
-// compacts those idle long enough.
+// compactCategory compacts the category's entity streams idle long enough.
 func (r *Retainer) compactCategory(ctx context.Context, p Policy, dryRun bool, rep *Report) error {
-	c := r.store.Client()
-	pattern := r.store.Keys().Namespace() + ":{" + p.Category + ":*}:s:*"
 	idle := fmt.Sprint(int64(p.CompactIdle.Seconds()))
 	maxEntries := fmt.Sprint(p.CompactMaxEntries)
 	dry := "0"
 	if dryRun {
 		dry = "1"
 	}
+	return r.scanEntityStreams(ctx, p.Category, rep, func(keys []string, _ []eventstore.StreamID) error {
+		// One round trip per scanned page: the scripts are pipelined.
+		execs := make([]rueidis.LuaExec, len(keys))
+		for i, key := range keys {
+			execs[i] = rueidis.LuaExec{Keys: []string{key}, Args: []string{idle, maxEntries, dry}}
+		}
+		for i, res := range r.compact.ExecMulti(ctx, r.store.Client(), execs...) {
+			if err := r.record(keys[i], res, rep); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// scanEntityStreams calls fn with each page of the category's entity
+// streams, scanning every node of a cluster.
+func (r *Retainer) scanEntityStreams(ctx context.Context, category string, rep *Report, fn func(keys []string, ids []eventstore.StreamID) error) error {
+	c := r.store.Client()
+	pattern := r.store.Keys().Namespace() + ":{" + category + ":*}:s:*"
 	seen := map[string]bool{}
 	for addr, node := range c.Nodes() {
 		var cursor uint64
@@ -44,26 +62,23 @@ func (r *Retainer) compactCategory(ctx context.Context, p Policy, dryRun bool, r
 				}
 				return fmt.Errorf("retention: scan %s: %w", addr, err)
 			}
-			// One round trip per scanned page: the scripts are pipelined.
 			var keys []string
-			var execs []rueidis.LuaExec
+			var ids []eventstore.StreamID
 			for _, key := range e.Elements {
 				if seen[key] {
 					continue // a replica listed the same key
 				}
 				seen[key] = true
-				if _, _, err := r.store.Keys().ParseStreamKey(key); err != nil {
+				id, _, err := r.store.Keys().ParseStreamKey(key)
+				if err != nil {
 					rep.Skipped["not an entity stream"]++
 					continue
 				}
-				keys = append(keys, key)
-				execs = append(execs, rueidis.LuaExec{Keys: []string{key}, Args: []string{idle, maxEntries, dry}})
+				keys, ids = append(keys, key), append(ids, id)
 			}
-			if len(execs) > 0 {
-				for i, res := range r.compact.ExecMulti(ctx, c, execs...) {
-					if err := r.record(keys[i], res, rep); err != nil {
-						return err
-					}
+			if len(keys) > 0 {
+				if err := fn(keys, ids); err != nil {
+					return err
 				}
 			}
 			if cursor = e.Cursor; cursor == 0 {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/snapshot"
 )
 
 //go:embed lua/compact.lua
@@ -32,6 +33,14 @@ type Policy struct {
 	// (default 100).
 	CompactIdle       time.Duration
 	CompactMaxEntries int
+
+	// Entity streams: with Truncate, events more than TruncateKeep before
+	// the stream's snapshot are handed to the Retainer's Archiver (if any)
+	// and, once it succeeds, trimmed. Only a snapshot of SnapshotSchema
+	// counts (0: any), since loads ignore snapshots of another schema.
+	Truncate       bool
+	TruncateKeep   int
+	SnapshotSchema int
 }
 
 // Validate reports a policy that cannot be applied.
@@ -39,7 +48,7 @@ func (p Policy) Validate() error {
 	if err := eventstore.ValidateCategory(p.Category); err != nil {
 		return err
 	}
-	if p.LogMaxLen < 0 || p.LogMaxAge < 0 || p.CompactIdle < 0 || p.CompactMaxEntries < 0 {
+	if p.LogMaxLen < 0 || p.LogMaxAge < 0 || p.CompactIdle < 0 || p.CompactMaxEntries < 0 || p.TruncateKeep < 0 {
 		return fmt.Errorf("%w: negative bound in policy for %s", ErrInvalidPolicy, p.Category)
 	}
 	return nil
@@ -57,6 +66,8 @@ type Retainer struct {
 }
 
 type options struct {
+	snapshots *snapshot.Store
+	archiver  Archiver
 	logger    *slog.Logger
 	clock     func() time.Time
 	trimLimit int64
@@ -65,6 +76,13 @@ type options struct {
 
 // Option configures a Retainer.
 type Option func(*options)
+
+// WithSnapshots sets the snapshot store that truncation reads.
+func WithSnapshots(s *snapshot.Store) Option { return func(o *options) { o.snapshots = s } }
+
+// WithArchiver sets the archiver that keeps truncated events (default:
+// none, truncated events are gone).
+func WithArchiver(a Archiver) Option { return func(o *options) { o.archiver = a } }
 
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
@@ -103,6 +121,7 @@ type Report struct {
 	DryRun    bool
 	Logs      []LogReport
 	Compacted []CompactReport
+	Truncated []TruncateReport
 	// Skipped counts entity streams looked at but left alone, by reason.
 	Skipped map[string]int
 }
@@ -128,6 +147,11 @@ func (r *Retainer) Apply(ctx context.Context, dryRun bool) (Report, error) {
 			logs, err := r.trimLogs(ctx, p, dryRun)
 			rep.Logs = append(rep.Logs, logs...)
 			if err != nil {
+				return rep, err
+			}
+		}
+		if p.Truncate {
+			if err := r.truncateCategory(ctx, p, dryRun, &rep); err != nil {
 				return rep, err
 			}
 		}

@@ -1,0 +1,196 @@
+package shred_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/redis/rueidis"
+	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/redistest"
+	"github.com/streamfold/streamfold/retention/shred"
+)
+
+func TestMain(m *testing.M) { redistest.Main(m) }
+
+type Registered struct {
+	Email string `shred:"personal"`
+	Name  string `shred:"personal"`
+	Plan  string
+}
+
+type PlanChanged struct{ Plan string }
+
+func newStore(t *testing.T, tg *redistest.Target, client rueidis.Client) (*eventstore.Store, *shred.Keys) {
+	t.Helper()
+	reg := eventstore.NewRegistry()
+	eventstore.MustRegister[Registered](reg, "registered")
+	eventstore.MustRegister[PlanChanged](reg, "plan-changed")
+	plain, err := eventstore.New(client, eventstore.WithNamespace(tg.Namespace), eventstore.WithRegistry(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := shred.NewKeys(plain)
+	s, err := eventstore.New(client, eventstore.WithNamespace(tg.Namespace), eventstore.WithRegistry(reg),
+		eventstore.WithCodec(shred.NewCodec(eventstore.Msgpack{}, keys)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, keys
+}
+
+func TestShredding(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+		t.Parallel()
+		ctx := context.Background()
+		s, keys := newStore(t, tg, tg.Client)
+		// A second reader with its own client-side cache, to see Forget reach it.
+		other, _ := newStore(t, tg, tg.NewClient(t))
+		alice, bob := eventstore.Stream("user", "u-1"), eventstore.Stream("user", "u-2")
+		res, err := s.Append(ctx, alice, eventstore.NoStream,
+			eventstore.NewEvent(Registered{Email: "alice@example.com", Name: "Alice", Plan: "free"}),
+			eventstore.NewEvent(PlanChanged{Plan: "pro"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Append(ctx, bob, eventstore.NoStream, eventstore.NewEvent(Registered{Email: "bob@example.com", Name: "Bob", Plan: "free"})); err != nil {
+			t.Fatal(err)
+		}
+		// Nothing personal is stored in the clear, in the stream or in the log.
+		c := tg.Client
+		_, key, _ := s.Locate(ctx, alice)
+		for _, k := range []string{key, s.Keys().Log("user", res.Partition)} {
+			raw, err := c.Do(ctx, c.B().Xrange().Key(k).Start("-").End("+").Build()).ToAny()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if dump := fmtAny(raw); strings.Contains(dump, "alice@example.com") {
+				t.Fatalf("%s stores personal data in the clear", k)
+			}
+		}
+		first := func(st *eventstore.Store, id eventstore.StreamID) Registered {
+			t.Helper()
+			for ev, err := range st.Read(ctx, id, 0) {
+				if err != nil {
+					t.Fatalf("first event of %s: %v", id, err)
+				}
+				return ev.Data.(Registered)
+			}
+			t.Fatal("no events")
+			return Registered{}
+		}
+		if got := first(s, alice); got != (Registered{Email: "alice@example.com", Name: "Alice", Plan: "free"}) {
+			t.Fatalf("read back %+v", got)
+		}
+		if got := first(other, alice); got.Email != "alice@example.com" {
+			t.Fatalf("other reader %+v", got)
+		}
+		// A snapshot with personal state is deleted with the key.
+		p, _, _ := s.Locate(ctx, alice)
+		snap := s.Keys().Snapshot(alice, p)
+		if err := c.Do(ctx, c.B().Set().Key(snap).Value("alice@example.com").Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+		if err := keys.Forget(ctx, alice); err != nil {
+			t.Fatal(err)
+		}
+		for _, st := range []*eventstore.Store{s, other} {
+			var evs []eventstore.RecordedEvent
+			for ev, err := range st.Read(ctx, alice, 0) {
+				if err != nil {
+					t.Fatalf("history after Forget: %v", err)
+				}
+				evs = append(evs, ev)
+			}
+			if len(evs) != 2 || evs[0].Data != (Registered{Plan: "free"}) || evs[1].Data != (PlanChanged{Plan: "pro"}) {
+				t.Fatalf("after Forget: %+v", evs)
+			}
+		}
+		if n, _ := c.Do(ctx, c.B().Exists().Key(snap).Build()).AsInt64(); n != 0 {
+			t.Fatal("snapshot survived Forget")
+		}
+		if got := first(s, bob); got.Email != "bob@example.com" {
+			t.Fatalf("bob after alice's Forget: %+v", got)
+		}
+		// Later appends get a new key; old fields stay unreadable.
+		if _, err := s.Append(ctx, alice, eventstore.Exact(2), eventstore.NewEvent(Registered{Email: "new@example.com", Plan: "pro"})); err != nil {
+			t.Fatal(err)
+		}
+		last, err := s.Last(ctx, alice)
+		if err != nil || last.Data.(Registered).Email != "new@example.com" || first(s, alice).Email != "" {
+			t.Fatalf("after a new key: %+v %v", last.Data, err)
+		}
+	})
+}
+
+func TestTampering(t *testing.T) {
+	tg := redistest.Standalone(t)
+	ctx := context.Background()
+	s, keys := newStore(t, tg, tg.Client)
+	codec := shred.NewCodec(eventstore.Msgpack{}, keys)
+	a, b := eventstore.Stream("user", "a"), eventstore.Stream("user", "b")
+	data, err := codec.MarshalStream(ctx, a, Registered{Email: "a@x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := codec.MarshalStream(ctx, b, Registered{Email: "b@x"}); err != nil {
+		t.Fatal(err)
+	}
+	// Moved to another entity, a value never decrypts: it reads as empty.
+	var r Registered
+	if err := codec.UnmarshalStream(ctx, b, data, &r); err != nil || r.Email != "" {
+		t.Fatalf("a's ciphertext read as b's: %v %+v", err, r)
+	}
+	// Altered, it fails authentication.
+	var enc Registered
+	if err := (eventstore.Msgpack{}).Unmarshal(data, &enc); err != nil {
+		t.Fatal(err)
+	}
+	// Change one base64 character well inside the sealed bytes.
+	b64 := []byte(enc.Email)
+	i := len(b64) - 10
+	if b64[i] == 'A' {
+		b64[i] = 'B'
+	} else {
+		b64[i] = 'A'
+	}
+	enc.Email = string(b64)
+	altered, _ := (eventstore.Msgpack{}).Marshal(enc)
+	if err := codec.UnmarshalStream(ctx, a, altered, &r); !errors.Is(err, shred.ErrTampered) {
+		t.Fatalf("altered ciphertext: %v %+v", err, r)
+	}
+	if err := codec.UnmarshalStream(ctx, a, data, &r); err != nil || r.Email != "a@x" {
+		t.Fatalf("a's own value: %v %+v", err, r)
+	}
+	if _, err := codec.Marshal(Registered{Email: "x"}); !errors.Is(err, shred.ErrNoStream) {
+		t.Fatalf("Marshal without a stream: %v", err)
+	}
+	if b, err := codec.Marshal(PlanChanged{Plan: "x"}); err != nil || len(b) == 0 {
+		t.Fatalf("Marshal of a type without personal fields: %v", err)
+	}
+	_ = s
+}
+
+func fmtAny(v any) string {
+	var sb strings.Builder
+	var walk func(any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case []any:
+			for _, e := range x {
+				walk(e)
+			}
+		case map[string]any:
+			for k, e := range x {
+				sb.WriteString(k)
+				walk(e)
+			}
+		case string:
+			sb.WriteString(x)
+			sb.WriteByte('"')
+		}
+	}
+	walk(v)
+	return sb.String()
+}
