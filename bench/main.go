@@ -104,7 +104,7 @@ type scenario struct {
 func scenarios() []scenario {
 	return []scenario{
 		{"S1-append", runS1},
-		{"S2-load", pending("S2-load", "load", "p50 ratio", "≤ 1.5", "aggregate repository and snapshots (issue 3) have not landed")},
+		{"S2-load", runS2},
 		{"S3-project", runS3},
 		{"S4-memory", runS4},
 		{"S5-latency", pending("S5-latency", "append→visible p99", "ms", "≤ 3", "projection runner (issue 4) has not landed")},

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/streamfold/streamfold/aggregate"
+	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/snapshot"
+)
+
+// account is S2's aggregate: a balance folded from deposits.
+type account struct {
+	Balance int64
+	Count   int
+}
+
+func applyAccount(s *account, e any) {
+	if d, ok := e.(Deposited); ok {
+		s.Balance += d.Amount
+		s.Count++
+	}
+}
+
+// runS2 loads, interleaved, a 1000-event aggregate with a snapshot every
+// 100 events (so the latest at 1000), the worst case of that policy (1099
+// events: 99 after the snapshot) and a 10-event aggregate (load-10), and
+// reports the p50 ratios; then events decoded per second.
+func runS2(ctx context.Context, srv *server, sc scale, logger *slog.Logger) ([]Result, error) {
+	c, err := srv.client()
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	if err := flush(ctx, c); err != nil {
+		return nil, err
+	}
+	es, err := eventstore.New(c, eventstore.WithNamespace("s2"))
+	if err != nil {
+		return nil, err
+	}
+	typ := aggregate.NewType("account", applyAccount)
+	if err := aggregate.RegisterEvent[Deposited](typ, "deposited"); err != nil {
+		return nil, err
+	}
+	snaps, err := snapshot.New(es, snapshot.WithPolicy(snapshot.Every(100)), snapshot.WithLogger(logger))
+	if err != nil {
+		return nil, err
+	}
+	repo, err := aggregate.NewRepository(es, typ, aggregate.WithSnapshots(snaps), aggregate.WithLogger(logger))
+	if err != nil {
+		return nil, err
+	}
+	memo := s1Memo
+	build := func(id string, n int) error {
+		for i := range n {
+			if _, err := repo.Update(ctx, id, func(a *aggregate.Aggregate[account]) error {
+				a.Raise(Deposited{Account: id, Amount: int64(i), Memo: memo})
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for id, n := range map[string]int{"big": 1000, "worst": 1099, "small": 10} {
+		if err := build(id, n); err != nil {
+			return nil, err
+		}
+	}
+	if err := snaps.Close(ctx); err != nil { // every due snapshot is written
+		return nil, err
+	}
+	ids := []string{"big", "worst", "small"}
+	lat := make([][]time.Duration, len(ids))
+	for range sc.n(3000, 500) {
+		for i, id := range ids {
+			t := time.Now()
+			a, err := repo.Load(ctx, id)
+			lat[i] = append(lat[i], time.Since(t))
+			if err != nil {
+				return nil, err
+			}
+			if a.Version() == 0 {
+				return nil, fmt.Errorf("%s not found", id)
+			}
+		}
+	}
+	p50 := func(d []time.Duration) float64 {
+		slices.Sort(d)
+		return float64(d[len(d)/2].Microseconds())
+	}
+	big, worst, small := p50(lat[0]), p50(lat[1]), p50(lat[2])
+	fmt.Printf("   load p50: 1000 events (snapshot at 1000) %.0f µs, 1099 events (99 after the snapshot) %.0f µs, 10 events %.0f µs\n", big, worst, small)
+
+	// Decoding: the entries of a 1000-event stream, read once, decoded again
+	// and again (what the loader does per event), and a full read of them.
+	stream := eventstore.Stream("account", "big")
+	_, key, err := es.Locate(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := c.Do(ctx, c.B().Xrange().Key(key).Start("-").End("+").Build()).AsXRangeSlices()
+	if err != nil {
+		return nil, err
+	}
+	rounds := sc.n(300, 50)
+	start := time.Now()
+	for range rounds {
+		for _, e := range entries {
+			if _, err := es.DecodeStreamEntry(stream, key, e); err != nil {
+				return nil, err
+			}
+		}
+	}
+	decodeRate := float64(rounds*len(entries)) / time.Since(start).Seconds()
+	start = time.Now()
+	n := 0
+	for range rounds / 5 {
+		for _, err := range es.Read(ctx, stream, 0) {
+			if err != nil {
+				return nil, err
+			}
+			n++
+		}
+	}
+	readRate := float64(n) / time.Since(start).Seconds()
+	fmt.Printf("   decoded %.0f events/s; read from Redis and decoded %.0f events/s\n", decodeRate, readRate)
+	return []Result{
+		{Scenario: "S2-load", Metric: "load p50, 1000 events with a snapshot every 100", Unit: "µs", Ours: f64(big), Baseline: "load-10", BaselineValue: f64(small), Goal: "≤ 1.5"},
+		{Scenario: "S2-load", Metric: "load p50, 1099 events (worst case of a snapshot every 100)", Unit: "µs", Ours: f64(worst), Baseline: "load-10", BaselineValue: f64(small), Notes: "99 events after the latest snapshot: the load script converts each entry in Lua (~2 µs each)"},
+		{Scenario: "S2-load", Metric: "events decoded", Unit: "events/s", Ours: f64(decodeRate), Goal: "≥ 1000000", Notes: "DecodeStreamEntry over 1000 entries read once"},
+		{Scenario: "S2-load", Metric: "events read and decoded (Store.Read of a 1000-event stream)", Unit: "events/s", Ours: f64(readRate)},
+	}, nil
+}
