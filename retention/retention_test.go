@@ -306,3 +306,42 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// TestRunSchedules: the background job applies the policies on its own,
+// pass after pass, and stops with its context.
+func TestRunSchedules(t *testing.T) {
+	tg := redistest.Standalone(t)
+	s := newStore(t, tg)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	id := eventstore.Stream("account", "sched")
+	if _, err := s.Append(ctx, id, eventstore.NoStream, eventstore.NewEvent(storetest.Deposited{Amount: 1})); err != nil {
+		t.Fatal(err)
+	}
+	_, key, _ := s.Locate(ctx, id)
+	before := memoryOf(t, s, key)
+	r, err := retention.New(s, []retention.Policy{{Category: "account", CompactIdle: time.Nanosecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, 10*time.Millisecond) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for memoryOf(t, s, key) >= before {
+		if time.Now().After(deadline) {
+			t.Fatal("the scheduled job never compacted the stream")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Appends go on while the job runs; the next passes compact again.
+	if _, err := s.Append(ctx, id, eventstore.Exact(1), eventstore.NewEvent(storetest.Deposited{Amount: 2})); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run returned %v", err)
+	}
+	if v, err := s.Version(context.Background(), id); err != nil || v != 2 {
+		t.Fatalf("version %d %v", v, err)
+	}
+}
