@@ -45,11 +45,10 @@ func (s *Store) AppendMulti(ctx context.Context, appends ...StreamAppend) ([]App
 	if err != nil {
 		return nil, err
 	}
-	if s.opts.maxBatch == 1 {
-		s.execute(ctx, []*appendReq{req})
-	} else {
-		s.queue(req.tag).submit(ctx, s, req)
+	if s.opts.maxBatch > 1 {
+		return s.queue(req.tag).submit(ctx, s, req)
 	}
+	s.execute(ctx, []*appendReq{req})
 	if req.err != nil {
 		return nil, req.err
 	}
@@ -204,7 +203,7 @@ func (s *Store) execute(ctx context.Context, batch []*appendReq) {
 	}
 	if err != nil {
 		for _, r := range batch {
-			r.err = fmt.Errorf("append to %s: %w", r.streams[0].Stream, err)
+			r.err = fmt.Errorf("append to %s: %w", r.streams[0].Stream, classify(err))
 		}
 		return
 	}
@@ -266,11 +265,12 @@ func (r *appendReq) decodeResult(m rueidis.RedisMessage) ([]AppendResult, error)
 	return out, nil
 }
 
-// commitQueue groups the appends of one partition. At most inflight script
-// calls of the partition are outstanding; appends arriving meanwhile wait in
-// pending, and when a call returns, the oldest waiting request becomes the
-// leader of the next batch and sends it. No timers: a lone append goes out
-// at once.
+// commitQueue groups the appends of one partition. A flusher goroutine
+// sends a batch, and when the call returns takes everything that queued up
+// meanwhile as the next batch, until the queue is empty; at most inflight
+// flushers run per partition. No timers: a lone append goes out at once.
+// Callers wait for their own result or their own context, whichever comes
+// first, so a caller is never held past its deadline by someone else's.
 type commitQueue struct {
 	mu       sync.Mutex
 	inflight int
@@ -285,89 +285,83 @@ func (s *Store) queue(tag string) *commitQueue {
 	return q.(*commitQueue)
 }
 
-func (q *commitQueue) submit(ctx context.Context, s *Store, req *appendReq) {
+func (q *commitQueue) submit(ctx context.Context, s *Store, req *appendReq) ([]AppendResult, error) {
+	req.ctx = ctx
+	req.done = make(chan struct{})
 	q.mu.Lock()
 	if q.inflight < s.opts.inflight {
 		q.inflight++
-		req.ctx = ctx
+		req.dequeued = true
 		q.mu.Unlock()
-		q.run(ctx, s, []*appendReq{req})
-		return
+		go q.flush(s, []*appendReq{req})
+	} else {
+		q.pending = append(q.pending, req)
+		q.mu.Unlock()
 	}
-	req.done = make(chan struct{})
-	req.ctx = ctx
-	q.pending = append(q.pending, req)
-	q.mu.Unlock()
-
 	select {
 	case <-req.done:
+		if req.err != nil {
+			return nil, req.err
+		}
+		return req.res, nil
 	case <-ctx.Done():
-		q.mu.Lock()
-		if !req.dequeued {
-			for i, p := range q.pending {
-				if p == req {
-					q.pending = append(q.pending[:i], q.pending[i+1:]...)
-					break
-				}
-			}
-			q.mu.Unlock()
-			req.err = fmt.Errorf("append to %s: %w", req.streams[0].Stream, ctx.Err())
-			return
-		}
-		q.mu.Unlock()
-		// Already part of a batch: its outcome is decided by Redis, wait for it.
-		<-req.done
 	}
-	if req.lead != nil {
-		batch := req.lead
-		req.lead = nil
-		q.run(ctx, s, batch)
-	}
-}
-
-// run sends batch, then hands the next waiting batch to a new leader or
-// releases the in-flight slot.
-func (q *commitQueue) run(ctx context.Context, s *Store, batch []*appendReq) {
-	bctx, cancel := batchContext(ctx, batch)
-	s.execute(bctx, batch)
-	cancel()
 	q.mu.Lock()
-	var next []*appendReq
-	if len(q.pending) > 0 {
-		n, bytes := 0, 0
-		for n < len(q.pending) && n < s.opts.maxBatch && (n == 0 || bytes+q.pending[n].bytes <= s.opts.maxBatchBytes) {
-			bytes += q.pending[n].bytes
-			n++
+	inFlight := req.dequeued
+	if !inFlight {
+		for i, p := range q.pending {
+			if p == req {
+				q.pending = append(q.pending[:i], q.pending[i+1:]...)
+				break
+			}
 		}
-		next = make([]*appendReq, n)
-		copy(next, q.pending)
-		q.pending = append(q.pending[:0], q.pending[n:]...)
-		for _, r := range next {
-			r.dequeued = true
-		}
-	} else {
-		q.inflight--
 	}
 	q.mu.Unlock()
-	for _, r := range batch {
-		if r.done != nil && !r.leader {
+	if inFlight {
+		// Sent: Redis decides its outcome, which this caller will not learn.
+		// As after a network timeout, retrying the same events is safe.
+		return nil, fmt.Errorf("append to %s: outcome unknown: %w", req.streams[0].Stream, ctx.Err())
+	}
+	return nil, fmt.Errorf("append to %s: %w", req.streams[0].Stream, ctx.Err())
+}
+
+// flush sends batch, then every batch that queued up meanwhile, then
+// releases its in-flight slot.
+func (q *commitQueue) flush(s *Store, batch []*appendReq) {
+	for batch != nil {
+		ctx, cancel := batchContext(batch)
+		s.execute(ctx, batch)
+		cancel()
+		for _, r := range batch {
 			close(r.done)
 		}
-	}
-	if next != nil {
-		// next[0] is woken with its batch to send; the others wait for
-		// next[0]'s call (their done channels close when it returns).
-		next[0].lead, next[0].leader = next, true
-		close(next[0].done)
+		q.mu.Lock()
+		batch = nil
+		if len(q.pending) > 0 {
+			n, bytes := 0, 0
+			for n < len(q.pending) && n < s.opts.maxBatch && (n == 0 || bytes+q.pending[n].bytes <= s.opts.maxBatchBytes) {
+				bytes += q.pending[n].bytes
+				n++
+			}
+			batch = make([]*appendReq, n)
+			copy(batch, q.pending)
+			q.pending = append(q.pending[:0], q.pending[n:]...)
+			for _, r := range batch {
+				r.dequeued = true
+			}
+		} else {
+			q.inflight--
+		}
+		q.mu.Unlock()
 	}
 }
 
-// batchContext is the context of a grouped call: it must not be cancelled by
-// one caller giving up, since the others still wait for it. It keeps the
-// leader's values and ends at the latest deadline of the batch (none if any
-// request has none); rueidis' own timeouts bound it otherwise.
-func batchContext(ctx context.Context, batch []*appendReq) (context.Context, context.CancelFunc) {
-	base := context.WithoutCancel(ctx)
+// batchContext is the context of a grouped call: no single caller giving up
+// may cancel it, since the others still wait for it. It keeps the first
+// request's values and ends at the latest deadline of the batch (none if a
+// request has none: rueidis' own timeouts bound it then).
+func batchContext(batch []*appendReq) (context.Context, context.CancelFunc) {
+	base := context.WithoutCancel(batch[0].ctx)
 	var latest time.Time
 	for _, r := range batch {
 		d, ok := r.ctx.Deadline()

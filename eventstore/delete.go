@@ -44,7 +44,7 @@ func (s *Store) Delete(ctx context.Context, stream StreamID, expected ExpectedVe
 	args := []string{stream.ID, fmt.Sprint(int64(expected)), rueidis.BinaryString(env)}
 	res, err := s.deleteScript.Exec(ctx, s.client, keys, args).ToArray()
 	if err != nil {
-		return AppendResult{}, fmt.Errorf("delete %s: %w", stream, err)
+		return AppendResult{}, fmt.Errorf("delete %s: %w", stream, classify(err))
 	}
 	if len(res) != 3 {
 		return AppendResult{}, fmt.Errorf("delete %s: bad script reply", stream)

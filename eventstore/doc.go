@@ -29,8 +29,11 @@
 // Appends from many goroutines are pipelined by rueidis. Appends to the same
 // partition are also grouped: while one script call for a partition is in
 // flight, later appends to that partition queue up and go out together in the
-// next call (leader/follower group commit, no timers, so a lone append is never
-// delayed). Each grouped append is still checked and applied on its own.
+// next call (no timers, so a lone append is never delayed). Each grouped
+// append is still checked and applied on its own, and each caller waits only
+// until its own context ends: if it ends while its append is in flight, the
+// outcome is unknown, as after a network timeout, and retrying the same
+// events is safe.
 //
 // // # Durability
 //
@@ -46,7 +49,7 @@
 // Every error is errors.Is-able against a sentinel (ErrWrongVersion,
 // ErrStreamNotFound, ErrUnknownEventType, ErrInvalidStreamID, ErrEventTooLarge,
 // ErrCrossPartition, ErrEmptyAppend, ErrInvalidEvent, ErrCorruptEntry,
-// ErrNotDurable) and carries detail in a
+// ErrNotDurable, ErrOutOfMemory, ErrReadOnly) and carries detail in a
 // typed error ([WrongVersionError], ...). Invalid input is rejected before
 // anything is sent to Redis.
 package eventstore

@@ -3,6 +3,9 @@ package eventstore
 import (
 	"errors"
 	"fmt"
+	"strings"
+
+	"github.com/redis/rueidis"
 )
 
 // Sentinel errors. Every error the store returns for these conditions matches
@@ -26,7 +29,34 @@ var (
 	ErrInvalidEvent = errors.New("eventstore: invalid event")
 	// ErrCorruptEntry: an entry read from Redis is not in Streamfold's wire format.
 	ErrCorruptEntry = errors.New("eventstore: corrupt entry")
+	// ErrOutOfMemory: Redis refused a write because it reached maxmemory
+	// (with noeviction). Nothing was written; retry once memory is freed.
+	ErrOutOfMemory = errors.New("eventstore: Redis is out of memory")
+	// ErrReadOnly: the server is a read-only replica. Nothing was written.
+	ErrReadOnly = errors.New("eventstore: Redis is read-only")
 )
+
+// classify adds a sentinel to the Redis refusals a caller can act on,
+// keeping the original error in the chain.
+func classify(err error) error {
+	re, ok := rueidis.IsRedisErr(err)
+	if !ok {
+		return err
+	}
+	msg := re.Error()
+	switch {
+	case strings.HasPrefix(msg, "OOM"):
+		return &refusedError{sentinel: ErrOutOfMemory, err: err}
+	case strings.HasPrefix(msg, "READONLY"):
+		return &refusedError{sentinel: ErrReadOnly, err: err}
+	}
+	return err
+}
+
+type refusedError struct{ sentinel, err error }
+
+func (e *refusedError) Error() string   { return e.sentinel.Error() + ": " + e.err.Error() }
+func (e *refusedError) Unwrap() []error { return []error{e.sentinel, e.err} }
 
 // WrongVersionError is returned when the expected version check fails.
 type WrongVersionError struct {

@@ -222,15 +222,25 @@ func (s *Store) resolvePartitions(ctx context.Context, category string) (int, er
 	}
 	key := s.keys.Category(category)
 	c := s.client
-	res := c.DoMulti(ctx,
-		c.B().Hsetnx().Key(key).Field("partitions").Value(strconv.Itoa(want)).Build(),
-		c.B().Hget().Key(key).Field("partitions").Build())
-	if err := res[0].Error(); err != nil {
-		return 0, fmt.Errorf("eventstore: category %s: %w", category, err)
+	// Read first: a known category needs no write, so a store on a replica,
+	// a read-only user or a Redis out of memory can still read.
+	got, err := c.Do(ctx, c.B().Hget().Key(key).Field("partitions").Build()).AsInt64()
+	if rueidis.IsRedisNil(err) {
+		// New category: list it, then fix its partition count (HSETNX: the
+		// first writer wins, and everyone reads what it wrote).
+		res := c.DoMulti(ctx,
+			c.B().Hsetnx().Key(key).Field("partitions").Value(strconv.Itoa(want)).Build(),
+			c.B().Hget().Key(key).Field("partitions").Build())
+		if err := c.Do(ctx, c.B().Sadd().Key(s.keys.Categories()).Member(category).Build()).Error(); err != nil {
+			return 0, fmt.Errorf("eventstore: category %s: %w", category, classify(err))
+		}
+		if err := res[0].Error(); err != nil {
+			return 0, fmt.Errorf("eventstore: category %s: %w", category, classify(err))
+		}
+		got, err = res[1].AsInt64()
 	}
-	got, err := res[1].AsInt64()
 	if err != nil {
-		return 0, fmt.Errorf("eventstore: category %s: partitions: %w", category, err)
+		return 0, fmt.Errorf("eventstore: category %s: partitions: %w", category, classify(err))
 	}
 	if got < 1 || got > MaxPartitions {
 		return 0, &CorruptEntryError{Key: key, Reason: fmt.Sprintf("partitions %d out of range", got)}
@@ -238,9 +248,6 @@ func (s *Store) resolvePartitions(ctx context.Context, category string) (int, er
 	if int(got) != want {
 		s.opts.logger.Warn("eventstore: category was created with another partition count; using the stored one",
 			"category", category, "stored", got, "configured", want)
-	}
-	if err := c.Do(ctx, c.B().Sadd().Key(s.keys.Categories()).Member(category).Build()).Error(); err != nil {
-		return 0, fmt.Errorf("eventstore: category %s: %w", category, err)
 	}
 	return int(got), nil
 }
