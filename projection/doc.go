@@ -1,0 +1,70 @@
+// Package projection runs projections: handlers that turn the events of some
+// categories into read models, through Redis consumer groups on the
+// categories' partition logs.
+//
+// A [Projection] is a name (its consumer group), categories and a [Handler].
+// A [Runner] runs it in one process; run several for availability and
+// throughput: they share the partitions. [Inline] applies a projection
+// right after an append (write-through) beside the runner (write-behind).
+// [Rebuild] fills a new read-model version from the entity streams.
+//
+// # Delivery and ordering
+//
+// Delivery is at least once; handlers are made idempotent by the version
+// guard of package readmodel (effectively once). Events of one entity are
+// handled in version order, one at a time: an entity lives in one partition,
+// a partition is read by at most one instance (a lease), and inside the
+// instance a partition's events are spread over workers by entity id.
+//
+// # Leases and fencing
+//
+// Each partition has a lease key "<token>:<owner>" (SET PX, renewed every
+// TTL/3 by a script that checks the value), in the partition's hash tag.
+// The token comes from INCR on a counter that never expires, so it only
+// grows. Instances heartbeat in a members set and each takes
+// ceil(partitions/instances) leases; surplus leases are handed back
+// gracefully, and a dead holder's leases are taken when they expire (at
+// once when it restarts with the same WithInstanceID).
+//
+// Fencing is enforced in Redis, not by the holder's belief: every read, ack
+// and dead-letter write of a partition is one Lua script that first checks
+// that the lease still holds this instance's token (the lease, the log and
+// the dead letters share a hash tag, so this is atomic on a cluster too).
+// A paused holder whose lease expired can therefore not ack entries the new
+// holder has not applied, nor take new entries into its pending list (from
+// where they would be applied late, out of order). Read-model writes are
+// not checked against the token: they live in other slots, and need no
+// check, because a late write by a fenced holder is a write of an event
+// version the new holder writes too, and the version guard keeps exactly
+// one of them.
+//
+// # Start, pending entries and claims
+//
+// Groups are created with XGROUP CREATE ... MKSTREAM (BUSYGROUP is fine),
+// at the start of the log or at its end ([WithStart]). A new lease holder
+// first moves every pending entry of the group to itself with XAUTOCLAIM
+// (min idle 0: the lease proves the others dead or fenced), then reads its
+// pending list with XREADGROUP from 0, in log order, and only then reads
+// new entries with ">". Pending entries whose log entry was trimmed (no
+// fields from XREADGROUP, or XAUTOCLAIM's deleted list) are dead-lettered
+// as [KindTrimmed] in the same script that removes them from the pending
+// list. Consumers are deleted only by a script that checks, atomically, that
+// they have nothing pending.
+//
+// # Failures: the sequenced dead-letter queue
+//
+// A handler error (after the retries of a [Retry] middleware) dead-letters
+// the event: one script adds it to the partition's dead-letter stream, marks
+// its entity parked and acks it. The entity's later events are dead-lettered
+// as [KindParked] behind it, so the entity's order survives; other entities
+// go on. [DeadLetters] lists letters and queues retry and skip requests,
+// which the partition's runner executes on the entity's worker, ordered with
+// its live events: a retry applies the entity's letters in version order and
+// unparks it when all succeed.
+//
+// # Shutdown
+//
+// When Run's context ends, each partition stops reading (a blocked XREAD is
+// released with CLIENT UNBLOCK, not by dropping the connection), waits for
+// its in-flight events, acks them and releases its lease.
+package projection

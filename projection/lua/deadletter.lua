@@ -1,0 +1,47 @@
+-- deadletter.lua: fenced changes to a partition's dead letters.
+--
+-- KEYS[1]  the lease     <ns>:{<cat>:<p>}:proj:<name>:lease
+-- KEYS[2]  the log       <ns>:{<cat>:<p>}:log
+-- KEYS[3]  dead letters  <ns>:{<cat>:<p>}:proj:<name>:dlq      (stream)
+-- KEYS[4]  parked        <ns>:{<cat>:<p>}:proj:<name>:parked   (hash: entity id -> letters)
+-- KEYS[5]  control       <ns>:{<cat>:<p>}:proj:<name>:ctl      (stream of retry/skip requests)
+--
+-- ARGV[1]  lease value held
+-- ARGV[2]  group
+-- ARGV[3]  op
+-- park:     ARGV[4] log entry id, [5] entity id, [6] version id "<v>-0",
+--           [7] kind ("failed" | "parked" | "corrupt"), [8] error text,
+--           [9] attempts, [10] envelope.
+--           Adds the letter, counts it against the entity (the entity is
+--           parked while its count is > 0) and acks the log entry: one
+--           atomic step, so a crash can neither lose the event nor leave it
+--           both pending and dead-lettered.
+--           Returns {1, letter id}.
+-- resolve:  ARGV[4] letter id, [5] entity id. Deletes the letter (applied
+--           by a retry, or skipped); the entity is unparked when its count
+--           reaches 0. Returns {1, letters left for the entity}.
+-- ctldone:  ARGV[4] control entry id. Deletes a handled request.
+-- Returns {-1} when fenced.
+
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {-1} end
+local op = ARGV[3]
+if op == 'park' then
+  local id = redis.call('XADD', KEYS[3], '*', 'k', ARGV[7], 's', ARGV[5], 'v', ARGV[6], 'pos', ARGV[4],
+    'err', ARGV[8], 'n', ARGV[9], 'e', ARGV[10])
+  if ARGV[5] ~= '' then redis.call('HINCRBY', KEYS[4], ARGV[5], 1) end
+  redis.call('XACK', KEYS[2], ARGV[2], ARGV[4])
+  return {1, id}
+elseif op == 'resolve' then
+  local left = 0
+  if redis.call('XDEL', KEYS[3], ARGV[4]) == 1 and ARGV[5] ~= '' then
+    left = redis.call('HINCRBY', KEYS[4], ARGV[5], -1)
+    if left <= 0 then redis.call('HDEL', KEYS[4], ARGV[5]); left = 0 end
+  elseif ARGV[5] ~= '' then
+    left = tonumber(redis.call('HGET', KEYS[4], ARGV[5]) or '0')
+  end
+  return {1, left}
+elseif op == 'ctldone' then
+  redis.call('XDEL', KEYS[5], ARGV[4])
+  return {1}
+end
+return redis.error_reply('ERR unknown dead-letter op ' .. tostring(op))

@@ -1,0 +1,141 @@
+package projection
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+)
+
+// StartPosition says where a projection's new consumer groups start.
+type StartPosition int
+
+const (
+	// FromBeginning processes every event still in the partition logs.
+	FromBeginning StartPosition = iota
+	// FromNow processes only events appended after the group is created
+	// (the first run of the projection). Combine with Rebuild for history.
+	FromNow
+)
+
+// Option configures a Runner.
+type Option func(*options)
+
+type options struct {
+	instance        string
+	start           StartPosition
+	batch           int
+	block           time.Duration
+	workers         int
+	maxInFlight     int
+	leaseTTL        time.Duration
+	shutdownTimeout time.Duration
+	pruneIdle       time.Duration
+	middleware      []Middleware
+	logger          *slog.Logger
+}
+
+// WithInstanceID names this runner instance: its consumer name in the
+// groups and the owner in its leases (default: hostname, pid and a random
+// suffix). A restarted instance with the same id takes its leases back at
+// once instead of waiting for them to expire; give every live process its
+// own id (a pod name, say), since two processes with one id keep fencing
+// each other.
+func WithInstanceID(id string) Option { return func(o *options) { o.instance = id } }
+
+// WithStart sets where new consumer groups start (default FromBeginning).
+func WithStart(s StartPosition) Option { return func(o *options) { o.start = s } }
+
+// WithBatch sets the COUNT of each read (default 256).
+func WithBatch(n int) Option { return func(o *options) { o.batch = n } }
+
+// WithBlock sets how long an idle partition reader blocks in XREAD before
+// looking again (default 2s). A stop unblocks it at once (CLIENT UNBLOCK).
+func WithBlock(d time.Duration) Option { return func(o *options) { o.block = d } }
+
+// WithWorkers sets the number of handler goroutines of the runner (default
+// 32). Events are spread over them by entity, so one entity's events are
+// handled in order by one worker.
+func WithWorkers(n int) Option { return func(o *options) { o.workers = n } }
+
+// WithMaxInFlight bounds the events read but not yet acked, per partition
+// (default 1024).
+func WithMaxInFlight(n int) Option { return func(o *options) { o.maxInFlight = n } }
+
+// WithLeaseTTL sets the partition lease TTL (default 10s). Leases are
+// renewed every TTL/3; a standby takes a partition over at most about one
+// TTL after its holder died.
+func WithLeaseTTL(d time.Duration) Option { return func(o *options) { o.leaseTTL = d } }
+
+// WithShutdownTimeout bounds the graceful stop (default 30s): in-flight
+// handlers past it see their context cancelled and their events stay
+// pending for the next holder.
+func WithShutdownTimeout(d time.Duration) Option { return func(o *options) { o.shutdownTimeout = d } }
+
+// WithPruneIdle sets after how long without activity another consumer with
+// no pending entries is deleted from a group (default 1h).
+func WithPruneIdle(d time.Duration) Option { return func(o *options) { o.pruneIdle = d } }
+
+// WithMiddleware decorates the projection's handler (first = outermost).
+func WithMiddleware(mws ...Middleware) Option {
+	return func(o *options) { o.middleware = append(o.middleware, mws...) }
+}
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+func (o *options) setDefaults() {
+	if o.instance == "" {
+		host, _ := os.Hostname()
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		o.instance = host + "-" + strconv.Itoa(os.Getpid()) + "-" + hex.EncodeToString(b[:])
+	}
+	if o.batch == 0 {
+		o.batch = 256
+	}
+	if o.block == 0 {
+		o.block = 2 * time.Second
+	}
+	if o.workers == 0 {
+		o.workers = 32
+	}
+	if o.maxInFlight == 0 {
+		o.maxInFlight = 1024
+	}
+	if o.leaseTTL == 0 {
+		o.leaseTTL = 10 * time.Second
+	}
+	if o.shutdownTimeout == 0 {
+		o.shutdownTimeout = 30 * time.Second
+	}
+	if o.pruneIdle == 0 {
+		o.pruneIdle = time.Hour
+	}
+	if o.logger == nil {
+		o.logger = slog.Default()
+	}
+}
+
+func (o *options) validate() error {
+	if o.instance == "" || len(o.instance) > 200 {
+		return invalid("instance id %q: want 1 to 200 bytes", o.instance)
+	}
+	for _, r := range o.instance {
+		if r <= ' ' || r == 0x7f {
+			return invalid("instance id %q: no spaces or control characters", o.instance)
+		}
+	}
+	if o.start != FromBeginning && o.start != FromNow {
+		return invalid("start position %d", o.start)
+	}
+	if o.batch < 1 || o.workers < 1 || o.maxInFlight < 1 {
+		return invalid("batch %d, workers %d and max in flight %d must be positive", o.batch, o.workers, o.maxInFlight)
+	}
+	if o.block < time.Millisecond || o.leaseTTL < 100*time.Millisecond || o.shutdownTimeout <= 0 || o.pruneIdle <= 0 {
+		return invalid("block %v (>= 1ms), lease TTL %v (>= 100ms), shutdown timeout %v and prune idle %v (> 0)", o.block, o.leaseTTL, o.shutdownTimeout, o.pruneIdle)
+	}
+	return nil
+}

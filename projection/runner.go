@@ -1,0 +1,397 @@
+package projection
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+	"github.com/streamfold/streamfold/eventstore"
+)
+
+var (
+	//go:embed lua/lease.lua
+	leaseLua string
+	//go:embed lua/read.lua
+	readLua string
+	//go:embed lua/claim.lua
+	claimLua string
+	//go:embed lua/deadletter.lua
+	deadLetterLua string
+	//go:embed lua/members.lua
+	membersLua string
+)
+
+// scripts are stateless; each Runner (and DeadLetters) holds its own set.
+type scripts struct {
+	lease, read, claim, deadLetter, members *rueidis.Lua
+}
+
+func newScripts() scripts {
+	return scripts{
+		lease:      rueidis.NewLuaScript(leaseLua),
+		read:       rueidis.NewLuaScript(readLua),
+		claim:      rueidis.NewLuaScript(claimLua),
+		deadLetter: rueidis.NewLuaScript(deadLetterLua),
+		members:    rueidis.NewLuaScript(membersLua),
+	}
+}
+
+// unit is one partition of one category.
+type unit struct {
+	cat string
+	p   int
+}
+
+// Runner runs one projection in this process: it competes with the
+// projection's other instances for partition leases, reads the partitions it
+// holds through the projection's consumer groups and hands the events to
+// the handler. Create it with NewRunner, start it with Run.
+type Runner struct {
+	store   *eventstore.Store
+	client  rueidis.Client
+	proj    Projection
+	handler Handler
+	opts    options
+	keys    keys
+	sc      scripts
+	log     *slog.Logger
+
+	running atomic.Bool
+
+	mu    sync.Mutex
+	units []unit
+	parts map[unit]*partition
+
+	workers []chan task
+
+	// acked is closed and replaced whenever acks reach Redis (WaitFor).
+	ackMu sync.Mutex
+	acked chan struct{}
+}
+
+// NewRunner returns a runner of p over store.
+func NewRunner(store *eventstore.Store, p Projection, opts ...Option) (*Runner, error) {
+	if store == nil {
+		return nil, invalid("nil store")
+	}
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	o.setDefaults()
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	h := Chain(Chain(p.Handler, Recover()), o.middleware...)
+	return &Runner{
+		store:   store,
+		client:  store.Client(),
+		proj:    p,
+		handler: h,
+		opts:    o,
+		keys:    keys{ks: store.Keys(), name: p.Name},
+		sc:      newScripts(),
+		log:     o.logger.With("projection", p.Name, "instance", o.instance),
+		parts:   map[unit]*partition{},
+		acked:   make(chan struct{}),
+	}, nil
+}
+
+// Instance returns this runner's instance id.
+func (r *Runner) Instance() string { return r.opts.instance }
+
+// Projection returns the projection the runner runs.
+func (r *Runner) Projection() Projection { return r.proj }
+
+// Run runs the projection until ctx ends, then stops gracefully: it stops
+// reading, lets in-flight events finish (bounded by WithShutdownTimeout),
+// acks them and releases its leases, and returns nil. It returns an error
+// only when it cannot start (Redis unreachable, a bad category).
+func (r *Runner) Run(ctx context.Context) error {
+	if !r.running.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	defer r.running.Store(false)
+	units, err := r.setup(ctx)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.units = units
+	r.mu.Unlock()
+
+	r.workers = make([]chan task, r.opts.workers)
+	var wg sync.WaitGroup
+	for i := range r.workers {
+		ch := make(chan task, 64)
+		r.workers[i] = ch
+		wg.Go(func() {
+			for t := range ch {
+				t.run()
+			}
+		})
+	}
+
+	tick := time.NewTicker(r.opts.leaseTTL / 3)
+	defer tick.Stop()
+	r.maintain(ctx)
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+			r.maintain(ctx)
+		}
+	}
+
+	// Graceful stop: every partition finishes, acks and releases; then the
+	// workers (whose queues are empty by then) end.
+	r.mu.Lock()
+	parts := make([]*partition, 0, len(r.parts))
+	for _, p := range r.parts {
+		parts = append(parts, p)
+	}
+	r.mu.Unlock()
+	for _, p := range parts {
+		p.requestStop()
+	}
+	for _, p := range parts {
+		<-p.done
+	}
+	for _, ch := range r.workers {
+		close(ch)
+	}
+	wg.Wait()
+	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = r.sc.members.Exec(bg, r.client, []string{r.keys.members()}, []string{r.opts.instance, "0"}).Error()
+	r.mu.Lock()
+	r.parts = map[unit]*partition{}
+	r.mu.Unlock()
+	return nil
+}
+
+// setup resolves the partitions of the categories and creates the consumer
+// groups, BUSYGROUP-safe.
+func (r *Runner) setup(ctx context.Context) ([]unit, error) {
+	var units []unit
+	start := "0"
+	if r.opts.start == FromNow {
+		start = "$"
+	}
+	for _, cat := range r.proj.Categories {
+		n, err := r.store.Partitions(ctx, cat)
+		if err != nil {
+			return nil, fmt.Errorf("projection %s: %w", r.proj.Name, err)
+		}
+		cmds := make(rueidis.Commands, 0, n)
+		for p := range n {
+			cmds = append(cmds, r.client.B().XgroupCreate().Key(r.keys.ks.Log(cat, p)).Group(r.proj.Name).Id(start).Mkstream().Build())
+			units = append(units, unit{cat, p})
+		}
+		for i, res := range r.client.DoMulti(ctx, cmds...) {
+			if err := res.Error(); err != nil && !isBusyGroup(err) {
+				return nil, fmt.Errorf("projection %s: create group on %s/%d: %w", r.proj.Name, cat, i, err)
+			}
+		}
+	}
+	return units, nil
+}
+
+func isBusyGroup(err error) bool {
+	var re *rueidis.RedisError
+	return errors.As(err, &re) && strings.HasPrefix(re.Error(), "BUSYGROUP")
+}
+
+// maintain runs every TTL/3: heartbeat, lease renewal, reaping of stopped
+// partitions, and rebalancing (each live instance aims at its fair share
+// of the partitions, ceil(partitions/instances)).
+func (r *Runner) maintain(ctx context.Context) {
+	if ctx.Err() != nil {
+		return
+	}
+	ttl := r.opts.leaseTTL
+	live, err := r.sc.members.Exec(ctx, r.client, []string{r.keys.members()},
+		[]string{r.opts.instance, fmt.Sprint(ttl.Milliseconds())}).AsInt64()
+	if err != nil && ctx.Err() == nil {
+		r.log.Warn("projection: heartbeat failed", "err", err)
+	}
+	if live < 1 {
+		live = 1
+	}
+
+	r.mu.Lock()
+	var held []*partition
+	for u, p := range r.parts {
+		select {
+		case <-p.done:
+			delete(r.parts, u)
+			continue
+		default:
+		}
+		if !p.stopping() {
+			held = append(held, p)
+		}
+	}
+	units := r.units
+	r.mu.Unlock()
+
+	r.renew(ctx, held)
+
+	target := (len(units) + int(live) - 1) / int(live)
+	n := 0
+	for _, p := range held {
+		if !p.stopping() {
+			n++
+		}
+	}
+	// Preference order: rotated by a hash of the instance id, so instances
+	// starting together do not all race for partition 0 first.
+	off := int(fnv32(r.opts.instance) % uint32(max(len(units), 1)))
+	if n > target {
+		// Hand back the surplus, last in preference order first.
+		for i := len(units) - 1; i >= 0 && n > target; i-- {
+			u := units[(i+off)%len(units)]
+			r.mu.Lock()
+			p := r.parts[u]
+			r.mu.Unlock()
+			if p != nil && !p.stopping() {
+				r.log.Info("projection: handing back partition", "category", u.cat, "partition", u.p, "live", live)
+				p.requestStop()
+				n--
+			}
+		}
+		return
+	}
+	for i := 0; i < len(units) && n < target; i++ {
+		u := units[(i+off)%len(units)]
+		r.mu.Lock()
+		_, have := r.parts[u]
+		r.mu.Unlock()
+		if have {
+			continue
+		}
+		p, err := r.acquire(ctx, u)
+		if err != nil {
+			if ctx.Err() == nil {
+				r.log.Warn("projection: acquire failed", "category", u.cat, "partition", u.p, "err", err)
+			}
+			continue
+		}
+		if p == nil {
+			continue
+		}
+		r.mu.Lock()
+		r.parts[u] = p
+		r.mu.Unlock()
+		n++
+		go p.run()
+	}
+}
+
+func fnv32(s string) uint32 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(s))
+	return h.Sum32()
+}
+
+// acquire tries to take u's lease; nil when another instance holds it.
+func (r *Runner) acquire(ctx context.Context, u unit) (*partition, error) {
+	k := r.keys.part(u.cat, u.p)
+	arr, err := r.sc.lease.Exec(ctx, r.client, []string{k.lease, k.fence},
+		[]string{"acquire", r.opts.instance, fmt.Sprint(r.opts.leaseTTL.Milliseconds()), ""}).ToArray()
+	if err != nil {
+		return nil, err
+	}
+	if len(arr) != 2 {
+		return nil, fmt.Errorf("bad lease reply")
+	}
+	ok, _ := arr[0].AsInt64()
+	if ok != 1 {
+		return nil, nil
+	}
+	val, err := arr[1].ToString()
+	if err != nil {
+		return nil, err
+	}
+	r.log.Info("projection: partition acquired", "category", u.cat, "partition", u.p, "lease", val)
+	return newPartition(r, u, k, val), nil
+}
+
+// renew extends the leases held, in one pipelined round. A lease found taken
+// over stops its partition at once; one not renewed for TTL - TTL/4 (Redis
+// unreachable) is given up too, since a standby may take it when it expires.
+func (r *Runner) renew(ctx context.Context, held []*partition) {
+	if len(held) == 0 {
+		return
+	}
+	ttl := fmt.Sprint(r.opts.leaseTTL.Milliseconds())
+	execs := make([]rueidis.LuaExec, len(held))
+	for i, p := range held {
+		execs[i] = rueidis.LuaExec{Keys: []string{p.k.lease, p.k.fence}, Args: []string{"renew", r.opts.instance, ttl, p.lease}}
+	}
+	sent := time.Now()
+	for i, res := range r.sc.lease.ExecMulti(ctx, r.client, execs...) {
+		p := held[i]
+		n, err := res.AsInt64()
+		switch {
+		case err == nil && n == 1:
+			p.renewedAt.Store(sent.UnixNano())
+		case err == nil:
+			p.lose("lease taken over")
+		default:
+			if time.Since(time.Unix(0, p.renewedAt.Load())) > r.opts.leaseTTL-r.opts.leaseTTL/4 {
+				p.lose("lease not renewed in time: " + err.Error())
+			} else if ctx.Err() == nil {
+				r.log.Warn("projection: lease renewal failed", "category", p.u.cat, "partition", p.u.p, "err", err)
+			}
+		}
+	}
+}
+
+// notifyAcked wakes WaitFor callers.
+func (r *Runner) notifyAcked() {
+	r.ackMu.Lock()
+	close(r.acked)
+	r.acked = make(chan struct{})
+	r.ackMu.Unlock()
+}
+
+func (r *Runner) ackSignal() <-chan struct{} {
+	r.ackMu.Lock()
+	defer r.ackMu.Unlock()
+	return r.acked
+}
+
+// Held returns the partitions this instance currently holds, as
+// "category/partition".
+func (r *Runner) Held() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for u, p := range r.parts {
+		if !p.stopping() {
+			out = append(out, fmt.Sprintf("%s/%d", u.cat, u.p))
+		}
+	}
+	return out
+}
+
+// worker returns the queue of the worker that handles entity id of cat.
+func (r *Runner) worker(cat, id string) chan task {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(cat))
+	_, _ = h.Write([]byte{0})
+	_, _ = h.Write([]byte(id))
+	return r.workers[h.Sum32()%uint32(len(r.workers))]
+}
