@@ -10,6 +10,10 @@ import (
 
 	"github.com/streamfold/streamfold/eventstore"
 	"github.com/streamfold/streamfold/snapshot"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Sentinel errors; typed errors carry the detail.
@@ -42,11 +46,12 @@ func (e *ConflictError) Unwrap() []error { return []error{ErrConflict, e.Err} }
 // Repository loads and saves the aggregates of one Type through an event
 // store, with snapshots when configured. It is safe for concurrent use.
 type Repository[S any] struct {
-	store *eventstore.Store
-	typ   *Type[S]
-	opts  options
-	codec eventstore.Codec
-	local keyedMutex
+	store  *eventstore.Store
+	typ    *Type[S]
+	opts   options
+	codec  eventstore.Codec
+	local  keyedMutex
+	tracer trace.Tracer
 }
 
 type options struct {
@@ -56,10 +61,15 @@ type options struct {
 	maxDelay  time.Duration
 	logger    *slog.Logger
 	unlocked  bool
+	tracer    trace.TracerProvider
 }
 
 // Option configures a Repository.
 type Option func(*options)
+
+// WithTracerProvider sets where load spans ("streamfold.load") go (default
+// otel.GetTracerProvider(): a no-op until one is installed).
+func WithTracerProvider(tp trace.TracerProvider) Option { return func(o *options) { o.tracer = tp } }
 
 // WithSnapshots makes the repository load from snapshots and offer new ones
 // to snaps after saves its policy marks due. The state S is then encoded with
@@ -120,7 +130,11 @@ func NewRepository[S any](store *eventstore.Store, typ *Type[S], opts ...Option)
 	if err := typ.registerInto(store.Registry()); err != nil {
 		return nil, err
 	}
-	return &Repository[S]{store: store, typ: typ, opts: o, codec: eventstore.Msgpack{}}, nil
+	tp := o.tracer
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	return &Repository[S]{store: store, typ: typ, opts: o, codec: eventstore.Msgpack{}, tracer: tp.Tracer("github.com/streamfold/streamfold/aggregate")}, nil
 }
 
 // Type returns the repository's aggregate type.
@@ -130,7 +144,15 @@ func (r *Repository[S]) Type() *Type[S] { return r.typ }
 // snapshot and the events after it when snapshots are configured, else from
 // all its events. An id without events is a new aggregate at version 0, not
 // an error, so that a command can create it.
-func (r *Repository[S]) Load(ctx context.Context, id string) (*Aggregate[S], error) {
+func (r *Repository[S]) Load(ctx context.Context, id string) (_ *Aggregate[S], err error) {
+	ctx, span := r.tracer.Start(ctx, "streamfold.load", trace.WithAttributes(attribute.String("streamfold.category", r.typ.category), attribute.String("streamfold.id", id)))
+	defer func() {
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
 	a := r.typ.New(id)
 	stream := a.Stream()
 	if err := stream.Validate(); err != nil {
@@ -162,6 +184,7 @@ func (r *Repository[S]) Load(ctx context.Context, id string) (*Aggregate[S], err
 		r.typ.apply(&a.state, ev.Data)
 		a.version = ev.Version
 	}
+	span.SetAttributes(attribute.Int64("streamfold.version", int64(a.version)), attribute.Int64("streamfold.snapshot_version", int64(a.snapVersion)))
 	return a, nil
 }
 

@@ -41,6 +41,13 @@ func (s *Store) AppendMulti(ctx context.Context, appends ...StreamAppend) ([]App
 		// dialled among callers, so a dead context must not start the dial.
 		return nil, err
 	}
+	ctx, span, start := s.startAppend(ctx, appends)
+	res, err := s.appendMulti(ctx, appends)
+	s.endAppend(ctx, span, start, appends, res, err)
+	return res, err
+}
+
+func (s *Store) appendMulti(ctx context.Context, appends []StreamAppend) ([]AppendResult, error) {
 	req, err := s.prepare(ctx, appends)
 	if err != nil {
 		return nil, err

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 )
 
 var (
@@ -34,6 +36,7 @@ type Store struct {
 
 	appendScript *rueidis.Lua
 	deleteScript *rueidis.Lua
+	inst         instruments
 
 	cats   sync.Map // category -> partition count (int)
 	queues sync.Map // hash tag -> *commitQueue
@@ -54,6 +57,9 @@ type options struct {
 	inflight      int
 	readPageSize  int
 	durability    Durability
+
+	tracerProvider trace.TracerProvider
+	meterProvider  metric.MeterProvider
 }
 
 // Option configures a Store.
@@ -181,6 +187,7 @@ func New(client rueidis.Client, opts ...Option) (*Store, error) {
 		dec:          entryDecoder{reg: o.registry, codec: o.codec},
 		appendScript: rueidis.NewLuaScript(appendLua),
 		deleteScript: rueidis.NewLuaScript(deleteLua),
+		inst:         newInstruments(&o),
 	}, nil
 }
 
