@@ -152,3 +152,68 @@ func clusterMasters(ctx context.Context, c rueidis.Client) ([]string, error) {
 	}
 	return out, nil
 }
+
+// addReplicas makes replicas[i] a replica of masters[i]: it meets the
+// cluster, waits to know its master's node id, replicates it, and the call
+// returns once every replica's link to its master is up.
+func addReplicas(ctx context.Context, masters, replicas []clusterMember) error {
+	m0, err := nodeClient(masters[0].addr)
+	if err != nil {
+		return err
+	}
+	defer m0.Close()
+	for i, r := range replicas {
+		mc, err := nodeClient(masters[i].addr)
+		if err != nil {
+			return err
+		}
+		id, err := mc.Do(ctx, mc.B().ClusterMyid().Build()).ToString()
+		mc.Close()
+		if err != nil {
+			return fmt.Errorf("cluster myid %s: %w", masters[i].addr, err)
+		}
+		if err := m0.Do(ctx, m0.B().ClusterMeet().Ip("127.0.0.1").Port(int64(r.port)).ClusterBusPort(int64(r.busPort)).Build()).Error(); err != nil {
+			return fmt.Errorf("cluster meet %s: %w", r.addr, err)
+		}
+		rc, err := nodeClient(r.addr)
+		if err != nil {
+			return err
+		}
+		// The replica must have heard of its master through gossip first.
+		for {
+			err = rc.Do(ctx, rc.B().ClusterReplicate().NodeId(id).Build()).Error()
+			if err == nil || !strings.Contains(err.Error(), "Unknown node") {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				rc.Close()
+				return fmt.Errorf("replica %s never learnt of %s: %w", r.addr, masters[i].addr, ctx.Err())
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		rc.Close()
+		if err != nil {
+			return fmt.Errorf("cluster replicate %s: %w", r.addr, err)
+		}
+	}
+	for _, r := range replicas {
+		for {
+			rc, err := nodeClient(r.addr)
+			if err != nil {
+				return err
+			}
+			info, err := rc.Do(ctx, rc.B().Info().Section("replication").Build()).ToString()
+			rc.Close()
+			if err == nil && strings.Contains(info, "master_link_status:up") {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("replica %s never synced: %w", r.addr, ctx.Err())
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}

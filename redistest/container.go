@@ -2,6 +2,7 @@ package redistest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -96,6 +97,9 @@ func (n *containerNode) logTail() string {
 
 // startContainer starts one container (three for a cluster) of REDIS_IMAGE.
 func startContainer(ctx context.Context, cfg config) (_ *Server, err error) {
+	if cfg.replicas {
+		return nil, errors.New("container: cluster replicas are supported by the local source only")
+	}
 	image := redisImage()
 	if err := ensureImage(ctx, image); err != nil {
 		return nil, fmt.Errorf("container: %w", err)

@@ -142,7 +142,11 @@ func startLocal(ctx context.Context, cfg config) (_ *Server, err error) {
 	}()
 
 	var members []clusterMember
-	for i := range nodeCount(cfg.cluster) {
+	count := nodeCount(cfg.cluster)
+	if cfg.replicas {
+		count = 2 * count
+	}
+	for i := range count {
 		n, err := startLocalNode(ctx, bin, filepath.Join(root, "node"+strconv.Itoa(i)), cfg)
 		if err != nil {
 			return nil, fmt.Errorf("local: %w", err)
@@ -152,8 +156,14 @@ func startLocal(ctx context.Context, cfg config) (_ *Server, err error) {
 		members = append(members, clusterMember{addr: n.addr(), port: n.port, busPort: n.busPort})
 	}
 	if cfg.cluster {
-		if err := formCluster(ctx, members); err != nil {
+		masters := members[:len(slotRanges)]
+		if err := formCluster(ctx, masters); err != nil {
 			return nil, fmt.Errorf("local: %w", err)
+		}
+		if cfg.replicas {
+			if err := addReplicas(ctx, masters, members[len(slotRanges):]); err != nil {
+				return nil, fmt.Errorf("local: %w", err)
+			}
 		}
 	}
 	s.desc = fmt.Sprintf("%s Redis from local %s at %s", kind(cfg.cluster), bin, strings.Join(s.addrs, ","))

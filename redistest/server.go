@@ -22,11 +22,12 @@ const startTimeout = 2 * time.Minute
 type Option func(*config)
 
 type config struct {
-	cluster bool
-	args    []string
-	source  Source
-	logger  *slog.Logger         // where Start logs
-	logf    func(string, ...any) // set by NewServer: log to the test instead
+	cluster  bool
+	replicas bool
+	args     []string
+	source   Source
+	logger   *slog.Logger         // where Start logs
+	logf     func(string, ...any) // set by NewServer: log to the test instead
 	// shared servers may use REDIS_URL/REDIS_CLUSTER_URL under SourceAuto; a dedicated
 	// server may not, since it could not be closed, killed or restarted.
 	allowEnv bool
@@ -34,6 +35,12 @@ type config struct {
 
 // WithCluster makes the server a 3-master cluster without replicas.
 func WithCluster() Option { return func(c *config) { c.cluster = true } }
+
+// WithClusterReplicas makes the server a 3-master cluster with one replica
+// per master (6 nodes), for failover tests. Local source only.
+func WithClusterReplicas() Option {
+	return func(c *config) { c.cluster, c.replicas = true, true }
+}
 
 // WithArgs adds redis-server arguments, e.g. WithArgs("--appendonly", "yes").
 // They come after the package's own arguments, so they win. Ignored by SourceEnv.
@@ -187,11 +194,40 @@ func (s *Server) newClient(opts ...func(*rueidis.ClientOption)) (rueidis.Client,
 // stop without grace period for a container. Files stay; Restart starts the server
 // again. Not supported for SourceEnv.
 func (s *Server) Kill() error {
-	if s.nodes == nil {
+	return s.killNodes(s.nodes)
+}
+
+// KillNode stops the one node at addr with SIGKILL (a crashed master, say),
+// leaving the others running. Local sources only.
+func (s *Server) KillNode(addr string) error {
+	for _, n := range s.nodes {
+		if n.addr() == addr {
+			return n.kill()
+		}
+	}
+	return fmt.Errorf("redistest: no node %s in %s", addr, s.desc)
+}
+
+// RestartNode starts the node at addr again after KillNode, on the same
+// port and directory (a cluster node keeps its nodes.conf: it rejoins).
+func (s *Server) RestartNode(ctx context.Context, addr string) error {
+	for _, n := range s.nodes {
+		if n.addr() == addr {
+			if err := n.restart(ctx); err != nil {
+				return err
+			}
+			return waitReady(ctx, addr, n.gone)
+		}
+	}
+	return fmt.Errorf("redistest: no node %s in %s", addr, s.desc)
+}
+
+func (s *Server) killNodes(nodes []node) error {
+	if nodes == nil {
 		return fmt.Errorf("redistest: Kill not supported for %s", s.desc)
 	}
 	var errs []error
-	for _, n := range s.nodes {
+	for _, n := range nodes {
 		errs = append(errs, n.kill())
 	}
 	return errors.Join(errs...)
