@@ -57,16 +57,20 @@ func runS4(ctx context.Context, srv *server, sc scale, logger *slog.Logger) ([]R
 	}
 	memo := strings.Repeat("m", 70) // ~100-byte payload with Account and Amount
 	var afterAppend, afterRetention float64
-	afterAppend, err = perAggregate(ctx, c, n, func() error {
-		return parallel(n, func(i int) error {
-			id := eventstore.Stream("account", fmt.Sprintf("acc-%07d", i))
-			_, err := store.Append(ctx, id, eventstore.NoStream,
-				eventstore.NewEvent(Deposited{Account: id.ID, Amount: 1, Memo: memo}),
-				eventstore.NewEvent(Deposited{Account: id.ID, Amount: 2, Memo: memo}),
-				eventstore.NewEvent(Deposited{Account: id.ID, Amount: 3, Memo: memo}))
-			return err
-		})
-	})
+	// appendAll gives n aggregates three events each.
+	appendAll := func(s *eventstore.Store) func() error {
+		return func() error {
+			return parallel(n, func(i int) error {
+				id := eventstore.Stream("account", fmt.Sprintf("acc-%07d", i))
+				_, err := s.Append(ctx, id, eventstore.NoStream,
+					eventstore.NewEvent(Deposited{Account: id.ID, Amount: 1, Memo: memo}),
+					eventstore.NewEvent(Deposited{Account: id.ID, Amount: 2, Memo: memo}),
+					eventstore.NewEvent(Deposited{Account: id.ID, Amount: 3, Memo: memo}))
+				return err
+			})
+		}
+	}
+	afterAppend, err = perAggregate(ctx, c, n, appendAll(store))
 	if err != nil {
 		return nil, err
 	}
@@ -104,16 +108,7 @@ func runS4(ctx context.Context, srv *server, sc scale, logger *slog.Logger) ([]R
 	if err != nil {
 		return nil, err
 	}
-	small, err = perAggregate(ctx, c, n, func() error {
-		return parallel(n, func(i int) error {
-			id := eventstore.Stream("account", fmt.Sprintf("acc-%07d", i))
-			_, err := store2.Append(ctx, id, eventstore.NoStream,
-				eventstore.NewEvent(Deposited{Account: id.ID, Amount: 1, Memo: memo}),
-				eventstore.NewEvent(Deposited{Account: id.ID, Amount: 2, Memo: memo}),
-				eventstore.NewEvent(Deposited{Account: id.ID, Amount: 3, Memo: memo}))
-			return err
-		})
-	})
+	small, err = perAggregate(ctx, c, n, appendAll(store2))
 	if err := c.Do(ctx, c.B().ConfigSet().ParameterValue().ParameterValue("stream-node-max-bytes", "4096").Build()).Error(); err != nil {
 		return nil, err
 	}
