@@ -74,10 +74,8 @@ type appendReq struct {
 	bytes    int
 	res      []AppendResult
 	err      error
-	done     chan struct{}
-	lead     []*appendReq // set when this request must send a batch
-	leader   bool         // chosen to send lead; its done is already closed
-	dequeued bool
+	done     chan struct{} // closed once res and err are set
+	dequeued bool          // taken into a batch (under commitQueue.mu)
 }
 
 // prepare validates and encodes everything before anything is sent: invalid
@@ -111,7 +109,10 @@ func (s *Store) prepare(ctx context.Context, appends []StreamAppend) (*appendReq
 	req.args = make([]string, 0, 1+len(appends)*5+nev*2)
 	req.args = append(req.args, strconv.Itoa(len(appends)))
 	now := s.opts.clock().UTC().UnixNano()
-	seen := make(map[uuid.UUID]struct{}, nev)
+	var seen map[uuid.UUID]struct{} // duplicate ids within one append; none to find in a single event
+	if nev > 1 {
+		seen = make(map[uuid.UUID]struct{}, nev)
+	}
 	for i, a := range appends {
 		expID := ""
 		if a.Expected > 0 {
@@ -133,10 +134,12 @@ func (s *Store) prepare(ctx context.Context, appends []StreamAppend) (*appendReq
 				}
 				ev.ID = id
 			}
-			if _, dup := seen[ev.ID]; dup {
-				return nil, &InvalidEventError{Stream: a.Stream, Index: j, Reason: "event id " + ev.ID.String() + " appears twice"}
+			if seen != nil {
+				if _, dup := seen[ev.ID]; dup {
+					return nil, &InvalidEventError{Stream: a.Stream, Index: j, Reason: "event id " + ev.ID.String() + " appears twice"}
+				}
+				seen[ev.ID] = struct{}{}
 			}
-			seen[ev.ID] = struct{}{}
 			data, err := codecFor(ctx, s.opts.codec, a.Stream).Marshal(ev.Data)
 			if err != nil {
 				return nil, &InvalidEventError{Stream: a.Stream, Index: j, Reason: "encode " + ti.name, Err: err}
