@@ -21,6 +21,7 @@ test:
 
 demo:
 	go run ./examples/bank
+	go run ./examples/usercache
 
 redis-image:
 	.ci/redis-image.sh $(REDIS_IMAGE_TAG)

@@ -1,15 +1,19 @@
-// Command bank is Streamfold's demo: a few bank accounts kept as event streams in
-// Redis, narrated on stdout.
+// Command bank is Streamfold's demo: a few bank accounts kept as event-sourced
+// aggregates in Redis, with projections, read models, a transfer process
+// manager, snapshots and retention, narrated on stdout. The story itself is
+// package bankdemo.
 //
 //	go run ./examples/bank                          # an ephemeral Redis (container or local redis-server)
 //	REDIS_URL=redis://localhost:6379 go run ./examples/bank
 //
 // Every run works in a fresh namespace ("bank-" and a random suffix), so runs
-// against a shared Redis do not collide; the keys are left there for inspection.
+// against a shared Redis do not collide; the keys are left there for inspection
+// (with the streamfold CLI, say).
 package main
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"os"
 	"os/signal"
@@ -17,6 +21,7 @@ import (
 	"syscall"
 
 	"github.com/redis/rueidis"
+	"github.com/streamfold/streamfold/examples/bank/bankdemo"
 	"github.com/streamfold/streamfold/redistest"
 )
 
@@ -60,5 +65,5 @@ func connectAndRun(ctx context.Context) error {
 		fmt.Printf("Redis: ephemeral %s\n", srv)
 	}
 	defer client.Close()
-	return run(ctx, os.Stdout, client)
+	return bankdemo.Run(ctx, os.Stdout, client, "bank-"+strings.ToLower(rand.Text()[:8]))
 }

@@ -1,0 +1,355 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/redis/rueidis"
+	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/projection"
+)
+
+// A projection is a consumer group of the same name on every partition log
+// of the categories it follows, so the projections of a namespace are found
+// with XINFO GROUPS on the logs.
+
+// groupRow is one consumer group on one partition log.
+type groupRow struct {
+	Projection    string `json:"projection"`
+	Category      string `json:"category"`
+	Partition     int    `json:"partition"`
+	Lag           int64  `json:"lag"` // -1: Redis cannot tell
+	Pending       int64  `json:"pending"`
+	LastDelivered string `json:"last_delivered"`
+	Consumers     int64  `json:"consumers"`
+	LeaseHolder   string `json:"lease_holder"`
+	LeaseToken    int64  `json:"lease_token"`
+	DeadLetters   int64  `json:"dead_letters"`
+	Parked        int64  `json:"parked"`
+
+	log string
+}
+
+// projections maps each projection found to the categories it follows.
+type projections map[string][]string
+
+func (p projections) names() []string {
+	var out []string
+	for n := range p {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// discover finds the projections (consumer groups) of the namespace's
+// categories, with XINFO GROUPS on every partition log (pipelined).
+func (a *app) discover(cats []string) (projections, []groupRow, error) {
+	store := a.store
+	c := a.client
+	type logRef struct {
+		cat string
+		p   int
+		key string
+	}
+	var logs []logRef
+	for _, cat := range cats {
+		n, err := store.Partitions(a.ctx, cat)
+		if err != nil {
+			return nil, nil, fmt.Errorf("partitions of %s: %w", cat, err)
+		}
+		for p := range n {
+			logs = append(logs, logRef{cat, p, store.Keys().Log(cat, p)})
+		}
+	}
+	found := projections{}
+	var rows []groupRow
+	if len(logs) == 0 {
+		return found, nil, nil
+	}
+	cmds := make(rueidis.Commands, len(logs))
+	for i, l := range logs {
+		cmds[i] = c.B().XinfoGroups().Key(l.key).Build()
+	}
+	for i, r := range c.DoMulti(a.ctx, cmds...) {
+		arr, err := r.ToArray()
+		if err != nil {
+			if strings.Contains(err.Error(), "no such key") {
+				continue // nothing appended to this partition yet
+			}
+			return nil, nil, fmt.Errorf("xinfo groups %s: %w", logs[i].key, err)
+		}
+		for _, g := range arr {
+			m, err := g.AsMap()
+			if err != nil {
+				return nil, nil, fmt.Errorf("xinfo groups %s: %w", logs[i].key, err)
+			}
+			row := groupRow{Category: logs[i].cat, Partition: logs[i].p, Lag: -1, log: logs[i].key}
+			row.Projection = mapStr(m, "name")
+			row.LastDelivered = mapStr(m, "last-delivered-id")
+			row.Pending = mapInt(m, "pending", 0)
+			row.Consumers = mapInt(m, "consumers", 0)
+			row.Lag = mapInt(m, "lag", -1)
+			rows = append(rows, row)
+			cs := found[row.Projection]
+			if len(cs) == 0 || cs[len(cs)-1] != row.Category {
+				found[row.Projection] = append(cs, row.Category)
+			}
+		}
+	}
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Projection < rows[j].Projection })
+	return found, rows, nil
+}
+
+func mapStr(m map[string]rueidis.RedisMessage, k string) string {
+	v, ok := m[k]
+	if !ok {
+		return ""
+	}
+	s, _ := v.ToString()
+	return s
+}
+
+func mapInt(m map[string]rueidis.RedisMessage, k string, def int64) int64 {
+	v, ok := m[k]
+	if !ok {
+		return def
+	}
+	n, err := v.AsInt64()
+	if err != nil {
+		return def
+	}
+	return n
+}
+
+// projection resolves a projection name, or explains which ones exist.
+func (a *app) projection(name string) ([]string, projections, error) {
+	cats, err := a.categories(nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	found, _, err := a.discover(cats)
+	if err != nil {
+		return nil, nil, err
+	}
+	if cs, ok := found[name]; ok {
+		return cs, found, nil
+	}
+	return nil, found, unknownProjection(a.g.namespace, name, found)
+}
+
+func unknownProjection(ns, name string, found projections) error {
+	if len(found) == 0 {
+		return fmt.Errorf("unknown projection %q: namespace %q has no projections (no consumer group on any partition log; wrong --namespace?)", name, ns)
+	}
+	return fmt.Errorf("unknown projection %q in namespace %q; known: %s", name, ns, strings.Join(found.names(), ", "))
+}
+
+func groupsCmd(fs *flag.FlagSet) func(*app, []string) error {
+	var only listFlag
+	fs.Var(&only, "projection", "only these projections (repeatable, comma-separated)")
+	active := fs.Bool("active", false, "only partitions with lag, pending entries or dead letters")
+	return func(a *app, args []string) error {
+		if len(args) > 0 {
+			return usagef("groups takes no arguments (filter with --projection)")
+		}
+		cats, err := a.categories(nil)
+		if err != nil {
+			return err
+		}
+		found, rows, err := a.discover(cats)
+		if err != nil {
+			return err
+		}
+		for _, n := range only {
+			if _, ok := found[n]; !ok {
+				return unknownProjection(a.g.namespace, n, found)
+			}
+		}
+		// Lease holders and dead letters come from projection.Status,
+		// which owns those keys.
+		type pk struct {
+			proj, cat string
+			p         int
+		}
+		status := map[pk]projection.PartitionStatus{}
+		for _, name := range found.names() {
+			if len(only) > 0 && !contains(only, name) {
+				continue
+			}
+			sts, err := projection.Status(a.ctx, a.store, name, found[name]...)
+			if err != nil {
+				return err
+			}
+			for _, st := range sts {
+				status[pk{name, st.Category, st.Partition}] = st
+			}
+		}
+		out := []groupRow{}
+		for _, r := range rows {
+			st, ok := status[pk{r.Projection, r.Category, r.Partition}]
+			if !ok {
+				continue // filtered out
+			}
+			r.LeaseHolder, r.LeaseToken, r.DeadLetters, r.Parked = st.Owner, st.Token, st.DeadLetters, st.Parked
+			if *active && r.Lag == 0 && r.Pending == 0 && r.DeadLetters == 0 {
+				continue
+			}
+			out = append(out, r)
+		}
+		t := &table{header: []string{"PROJECTION", "CATEGORY", "PARTITION", "LAG", "PENDING", "LAST DELIVERED", "CONSUMERS", "LEASE HOLDER", "DLQ", "PARKED"}}
+		for _, r := range out {
+			lag := fmt.Sprint(r.Lag)
+			if r.Lag < 0 {
+				lag = "?"
+			}
+			holder := "-"
+			if r.LeaseHolder != "" {
+				holder = fmt.Sprintf("%s (token %d)", r.LeaseHolder, r.LeaseToken)
+			}
+			t.add(r.Projection, r.Category, r.Partition, lag, r.Pending, r.LastDelivered, r.Consumers, holder, r.DeadLetters, r.Parked)
+		}
+		var notes []string
+		if len(found) == 0 {
+			notes = append(notes, fmt.Sprintf("no projections in namespace %q (no consumer group on any partition log)", a.g.namespace))
+		}
+		return a.emit(out, t, notes...)
+	}
+}
+
+func contains(l []string, s string) bool {
+	for _, v := range l {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// pendingEntry is one entry delivered to a consumer and not acknowledged.
+type pendingEntry struct {
+	Projection string        `json:"projection"`
+	Category   string        `json:"category"`
+	Partition  int           `json:"partition"`
+	Position   string        `json:"position"`
+	Consumer   string        `json:"consumer"`
+	Idle       time.Duration `json:"idle_ns"`
+	IdleHuman  string        `json:"idle"`
+	Deliveries int64         `json:"deliveries"`
+	Stream     string        `json:"stream,omitempty"` // "" when the entry was trimmed from the log
+	Version    uint64        `json:"version,omitempty"`
+	Type       string        `json:"type,omitempty"`
+}
+
+func pendingCmd(fs *flag.FlagSet) func(*app, []string) error {
+	var only listFlag
+	fs.Var(&only, "projection", "only these projections (repeatable, comma-separated)")
+	minIdle := fs.Duration("min-idle", 0, "only entries idle at least this long (stuck ones)")
+	limit := fs.Int64("limit", 100, "at most this many entries per projection and partition")
+	return func(a *app, args []string) error {
+		if len(args) > 0 {
+			return usagef("pending takes no arguments (filter with --projection, --min-idle)")
+		}
+		if *limit <= 0 {
+			return usagef("--limit must be > 0")
+		}
+		cats, err := a.categories(nil)
+		if err != nil {
+			return err
+		}
+		found, rows, err := a.discover(cats)
+		if err != nil {
+			return err
+		}
+		for _, n := range only {
+			if _, ok := found[n]; !ok {
+				return unknownProjection(a.g.namespace, n, found)
+			}
+		}
+		c := a.client
+		out := []pendingEntry{}
+		for _, r := range rows {
+			if r.Pending == 0 || len(only) > 0 && !contains(only, r.Projection) {
+				continue
+			}
+			cmd := c.B().Xpending().Key(r.log).Group(r.Projection)
+			var res rueidis.RedisResult
+			if *minIdle > 0 {
+				res = c.Do(a.ctx, cmd.Idle(minIdle.Milliseconds()).Start("-").End("+").Count(*limit).Build())
+			} else {
+				res = c.Do(a.ctx, cmd.Start("-").End("+").Count(*limit).Build())
+			}
+			arr, err := res.ToArray()
+			if err != nil {
+				return fmt.Errorf("xpending %s %s: %w", r.log, r.Projection, err)
+			}
+			var entries []pendingEntry
+			for _, m := range arr {
+				f, err := m.ToArray()
+				if err != nil || len(f) < 4 {
+					return fmt.Errorf("xpending %s: unexpected reply", r.log)
+				}
+				e := pendingEntry{Projection: r.Projection, Category: r.Category, Partition: r.Partition}
+				e.Position, _ = f[0].ToString()
+				e.Consumer, _ = f[1].ToString()
+				idle, _ := f[2].AsInt64()
+				e.Idle = time.Duration(idle) * time.Millisecond
+				e.IdleHuman = durHuman(e.Idle)
+				e.Deliveries, _ = f[3].AsInt64()
+				entries = append(entries, e)
+			}
+			if err := a.describeEntries(r.log, r.Category, entries); err != nil {
+				return err
+			}
+			out = append(out, entries...)
+		}
+		t := &table{header: []string{"PROJECTION", "CATEGORY", "PARTITION", "POSITION", "ENTITY", "VERSION", "TYPE", "CONSUMER", "IDLE", "DELIVERIES"}}
+		for _, e := range out {
+			ent, ver := "(trimmed)", "-"
+			if e.Stream != "" {
+				ent, ver = e.Stream, fmt.Sprint(e.Version)
+			}
+			t.add(e.Projection, e.Category, e.Partition, e.Position, ent, ver, orDash(e.Type), e.Consumer, e.IdleHuman, e.Deliveries)
+		}
+		notes := []string{}
+		if len(out) == 0 {
+			notes = append(notes, "no pending entries")
+		} else {
+			notes = append(notes, "A runner that takes a partition's lease claims its pending entries (XAUTOCLAIM) and handles them first; "+
+				"entries stuck with many deliveries point at a crashing handler (see `streamfold dlq list`).")
+		}
+		return a.emit(out, t, notes...)
+	}
+}
+
+// describeEntries fills in the entity, version and type of pending
+// entries from their log entries (one pipelined XRANGE each).
+func (a *app) describeEntries(log, category string, entries []pendingEntry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	c := a.client
+	cmds := make(rueidis.Commands, len(entries))
+	for i, e := range entries {
+		cmds[i] = c.B().Xrange().Key(log).Start(e.Position).End(e.Position).Build()
+	}
+	for i, r := range c.DoMulti(a.ctx, cmds...) {
+		es, err := r.AsXRangeSlices()
+		if err != nil {
+			return fmt.Errorf("xrange %s %s: %w", log, entries[i].Position, err)
+		}
+		if len(es) == 0 {
+			continue // trimmed while pending: the runner dead-letters it as "trimmed"
+		}
+		ev, err := a.store.DecodeLogEntry(log, category, es[0])
+		var unknown *eventstore.UnknownEventTypeError
+		if err != nil && !asError(err, &unknown) {
+			continue
+		}
+		entries[i].Stream, entries[i].Version, entries[i].Type = ev.Stream.String(), ev.Version, ev.Type
+	}
+	return nil
+}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/streamfold/streamfold/eventstore"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// eventJSON is an event as the CLI prints it.
+type eventJSON struct {
+	Stream        string            `json:"stream"`
+	Version       uint64            `json:"version"`
+	ID            string            `json:"id"`
+	Type          string            `json:"type"`
+	SchemaVersion int               `json:"schema_version"`
+	Time          time.Time         `json:"time"`
+	Position      string            `json:"position,omitempty"`
+	CorrelationID string            `json:"correlation_id,omitempty"`
+	CausationID   string            `json:"causation_id,omitempty"`
+	Headers       map[string]string `json:"headers,omitempty"`
+	Data          any               `json:"data"`
+	// DataError says why Data is the raw bytes (base64) instead of a
+	// decoded value: the payload is not msgpack (another codec, or
+	// encrypted per entity).
+	DataError string `json:"data_error,omitempty"`
+}
+
+func readCmd(fs *flag.FlagSet) func(*app, []string) error {
+	from := fs.Uint64("from", 0, "first version to show (backward: the last; 0 = from the start, or from the end with --backward)")
+	limit := fs.Int("limit", 0, "show at most this many events (0: all)")
+	backward := fs.Bool("backward", false, "newest first")
+	return func(a *app, args []string) error {
+		if len(args) != 1 {
+			return usagef("read takes one stream, as category-id (for example account-42)")
+		}
+		sid, err := eventstore.ParseStreamID(args[0])
+		if err != nil {
+			return usagef("%v", err)
+		}
+		if *limit < 0 {
+			return usagef("--limit must be ≥ 0")
+		}
+		if _, err := a.categories([]string{sid.Category}); err != nil {
+			return err
+		}
+		store := a.store
+		var opts []eventstore.ReadOption
+		if *limit > 0 {
+			opts = append(opts, eventstore.Limit(*limit))
+		}
+		seq := store.Read(a.ctx, sid, *from, opts...)
+		if *backward {
+			seq = store.ReadBackward(a.ctx, sid, *from, opts...)
+		}
+		events := []eventJSON{}
+		for ev, err := range seq {
+			var unknown *eventstore.UnknownEventTypeError
+			var upcast *eventstore.UpcastError
+			switch {
+			case err == nil, errors.As(err, &unknown), errors.As(err, &upcast):
+				// The CLI registers no types: every event comes back raw.
+			case errors.Is(err, eventstore.ErrStreamNotFound):
+				return fmt.Errorf("stream %s not found (no events); list entities with `streamfold streams`", sid)
+			default:
+				return fmt.Errorf("read %s: %w", sid, err)
+			}
+			events = append(events, toEventJSON(ev))
+		}
+		t := &table{header: []string{"VERSION", "TIME", "TYPE", "ID", "METADATA", "DATA"}}
+		for _, e := range events {
+			data, _ := json.Marshal(e.Data)
+			if e.DataError != "" {
+				data = []byte("(undecodable: " + e.DataError + ")")
+			}
+			t.add(e.Version, e.Time.Format(time.RFC3339Nano), e.Type, e.ID, metaString(e), string(data))
+		}
+		var notes []string
+		if len(events) == 0 {
+			notes = append(notes, fmt.Sprintf("no events of %s in that range", sid))
+		}
+		return a.emit(events, t, notes...)
+	}
+}
+
+func toEventJSON(ev eventstore.RecordedEvent) eventJSON {
+	e := eventJSON{Stream: ev.Stream.String(), Version: ev.Version, ID: ev.ID.String(), Type: ev.Type,
+		SchemaVersion: ev.SchemaVersion, Time: ev.Time, CorrelationID: ev.CorrelationID,
+		CausationID: ev.CausationID, Headers: ev.Headers}
+	if !ev.Position.IsZero() {
+		e.Position = ev.Position.String()
+	}
+	e.Data, e.DataError = decodePayload(ev.Raw)
+	return e
+}
+
+// decodePayload decodes a msgpack payload into JSON-able values; when it is
+// not msgpack the raw bytes are returned (base64 in JSON) with the reason.
+func decodePayload(raw []byte) (any, string) {
+	if len(raw) == 0 {
+		return nil, ""
+	}
+	var v any
+	if err := msgpack.Unmarshal(raw, &v); err != nil {
+		return raw, "not msgpack: " + err.Error()
+	}
+	return jsonable(v), ""
+}
+
+// jsonable turns msgpack's generic values into ones encoding/json accepts
+// (maps with non-string keys).
+func jsonable(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			x[k] = jsonable(e)
+		}
+		return x
+	case map[any]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[fmt.Sprint(k)] = jsonable(e)
+		}
+		return m
+	case []any:
+		for i, e := range x {
+			x[i] = jsonable(e)
+		}
+		return x
+	default:
+		return v
+	}
+}
+
+func metaString(e eventJSON) string {
+	var parts []string
+	if e.CorrelationID != "" {
+		parts = append(parts, "correlation="+e.CorrelationID)
+	}
+	if e.CausationID != "" {
+		parts = append(parts, "causation="+e.CausationID)
+	}
+	var hs []string
+	for k, v := range e.Headers {
+		hs = append(hs, k+"="+v)
+	}
+	sort.Strings(hs)
+	parts = append(parts, hs...)
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, " ")
+}
+
+func asError[T error](err error, target *T) bool { return errors.As(err, target) }
