@@ -107,7 +107,7 @@ func scenarios() []scenario {
 		{"S2-load", runS2},
 		{"S3-project", runS3},
 		{"S4-memory", runS4},
-		{"S5-latency", pending("S5-latency", "append→visible p99", "ms", "≤ 3", "projection runner (issue 4) has not landed")},
+		{"S5-latency", runS5},
 	}
 }
 

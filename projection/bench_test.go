@@ -2,6 +2,8 @@ package projection_test
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"strconv"
 	"testing"
 	"time"
@@ -14,8 +16,9 @@ import (
 // BenchmarkProjectionVsGuideLoop runs the same b.N events (1000 entities,
 // 16 partitions, appended before the clock starts) through
 //
-//   - the Runner into version-guarded read models (one Patch script per
-//     event), and
+//   - the Runner into version-guarded read models, with one Patch script
+//     per event (a Handler) and batched (a BatchHandler: one readmodel.Batch
+//     per worker's share of a read), and
 //   - the loop the guide shows: one consumer, XREADGROUP COUNT 10 over the
 //     partition logs, then one SET and one XACK per message,
 //
@@ -39,17 +42,25 @@ func BenchmarkProjectionVsGuideLoop(b *testing.B) {
 	}
 	b.ResetTimer()
 
-	// The projection.
-	m := newModel(b, c, tg.Namespace, "bench")
-	start := time.Now()
-	r, err := projection.NewRunner(s, projection.Projection{Name: "bench", Categories: []string{category}, Handler: counting(m)}, quiet())
-	if err != nil {
-		b.Fatal(err)
+	// The projection, per event and batched.
+	project := func(name string, h projection.Handler) float64 {
+		stats(b, c, "")
+		start := time.Now()
+		r, err := projection.NewRunner(s, projection.Projection{Name: name, Categories: []string{category}, Handler: h}, quiet())
+		if err != nil {
+			b.Fatal(err)
+		}
+		stop := runRunner(b, r)
+		waitAll(b, ctx, r, last)
+		rate := float64(n) / time.Since(start).Seconds()
+		stats(b, c, name)
+		stop()
+		return rate
 	}
-	stop := runRunner(b, r)
-	waitAll(b, ctx, r, last)
-	projRate := float64(n) / time.Since(start).Seconds()
-	stop()
+	m := newModel(b, c, tg.Namespace, "bench")
+	projRate := project("bench", counting(m))
+	mb := newModel(b, c, tg.Namespace, "benchbatch")
+	batchRate := project("benchbatch", countingBatch(mb))
 
 	// The guide's loop.
 	gc := tg.Client
@@ -62,7 +73,7 @@ func BenchmarkProjectionVsGuideLoop(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	start = time.Now()
+	start := time.Now()
 	done := 0
 	for done < n {
 		streams, err := gc.Do(ctx, gc.B().Xreadgroup().Group("guide", "c1").Count(10).Block(1000).Streams().Key(logs...).Id(ids...).Build()).AsXReadSlices()
@@ -91,5 +102,21 @@ func BenchmarkProjectionVsGuideLoop(b *testing.B) {
 	b.ReportMetric(projRate, "projection-events/s")
 	b.ReportMetric(guideRate, "guide-events/s")
 	b.ReportMetric(projRate/guideRate, "ratio")
+	b.ReportMetric(batchRate, "batch-events/s")
+	b.ReportMetric(batchRate/guideRate, "batch-ratio")
 	b.ReportMetric(0, "ns/op")
+}
+
+// stats prints INFO commandstats (usec per command) since the last call when
+// STREAMFOLD_BENCH_STATS is set: where the server's time goes.
+func stats(b *testing.B, c rueidis.Client, phase string) {
+	if os.Getenv("STREAMFOLD_BENCH_STATS") == "" {
+		return
+	}
+	ctx := context.Background()
+	if phase != "" {
+		s, _ := c.Do(ctx, c.B().Info().Section("commandstats").Build()).ToString()
+		fmt.Fprintf(os.Stderr, "== %s\n%s\n", phase, s)
+	}
+	_ = c.Do(ctx, c.B().ConfigResetstat().Build()).Error()
 }

@@ -46,7 +46,7 @@ func projectorMain() int {
 		return 2
 	}
 	m := newModel(nil, c, ns, "crash")
-	r, err := projection.NewRunner(s, projection.Projection{Name: "crash", Categories: []string{category}, Handler: counting(m)},
+	r, err := projection.NewRunner(s, projection.Projection{Name: "crash", Categories: []string{category}, Handler: countingBatch(m)},
 		projection.WithInstanceID(crashInstance), projection.WithLeaseTTL(2*time.Second), projection.WithBlock(500*time.Millisecond), quiet())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -131,7 +131,7 @@ func TestCrashRecovery(t *testing.T) {
 
 		// The final restart runs in this process, as the same instance: it
 		// takes the killed process's leases back at once.
-		r, err := projection.NewRunner(s, projection.Projection{Name: "crash", Categories: []string{category}, Handler: counting(m)},
+		r, err := projection.NewRunner(s, projection.Projection{Name: "crash", Categories: []string{category}, Handler: countingBatch(m)},
 			projection.WithInstanceID(crashInstance), projection.WithLeaseTTL(2*time.Second), projection.WithBlock(500*time.Millisecond), quiet())
 		if err != nil {
 			t.Fatal(err)

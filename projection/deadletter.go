@@ -18,8 +18,13 @@ const (
 	KindFailed = "failed"
 	// KindParked: the event waits behind an earlier dead letter of its entity.
 	KindParked = "parked"
-	// KindCorrupt: the log entry could not be decoded.
+	// KindCorrupt: the log entry could not be decoded; its entity (if it
+	// names one) is parked behind it.
 	KindCorrupt = "corrupt"
+	// KindForeign: a log entry that could not be decoded and is not its
+	// entity's event (the entity stream holds a sound event at the version
+	// it claims): written by another program. Its entity goes on.
+	KindForeign = "foreign"
 	// KindTrimmed: the log entry was trimmed while pending; only its
 	// position is known. Rebuild the affected read models, then skip it.
 	KindTrimmed = "trimmed"

@@ -62,6 +62,29 @@
 // its live events: a retry applies the entity's letters in version order and
 // unparks it when all succeed.
 //
+// # Batches
+//
+// A read returns up to WithBatch entries per partition. With a plain Handler,
+// each event is a task on its entity's worker. When the Handler is a
+// [BatchHandler] (for example [Writes]), the entries of one read are grouped
+// by worker and each group is one HandleBatch call: the read-model writes of
+// up to a few hundred events go out as one readmodel.Batch (one Lua call per
+// hash slot, all in one round trip) instead of one script call each. Order
+// is unchanged (an entity's events stay on its worker, in log order). A
+// batch holding a corrupt entry or a parked entity, and a batch whose
+// HandleBatch fails, are handled event by event, so dead-letter sequencing is
+// exactly the per-event path's; see BatchHandler for why re-applying a
+// partly applied batch is exact.
+//
+// # Observability
+//
+// With [WithTracerProvider] every handled event gets a span
+// "streamfold.handle", child of the W3C trace context ("traceparent",
+// "tracestate") in the event's headers; with [WithMeterProvider] the runner
+// counts events by outcome and observes lag and dead letters per partition
+// it holds. Both default to the global OpenTelemetry providers, which are
+// no-ops until the program installs real ones.
+//
 // # Shutdown
 //
 // When Run's context ends, each partition stops reading (a blocked XREAD is

@@ -75,6 +75,18 @@ func counting(m *readmodel.Model) projection.HandlerFunc {
 	}
 }
 
+// countingBatch is counting as a BatchHandler: the same version-guarded
+// Patch per event, queued on one readmodel.Batch per batch.
+func countingBatch(m *readmodel.Model) projection.BatchHandler {
+	return projection.Writes(func(ctx context.Context, ev eventstore.RecordedEvent, b *readmodel.Batch) error {
+		d, ok := ev.Data.(Deposited)
+		if !ok {
+			return projection.Permanent(fmt.Errorf("unexpected %T", ev.Data))
+		}
+		return b.Patch(m, ev.Stream.ID, ev.Version, readmodel.IncrBy("n", 1), readmodel.IncrBy("sum", d.Amount))
+	})
+}
+
 // appendAll appends perEntity events to each of entities entities from
 // workers goroutines (pipelined by rueidis), and returns, per partition, the
 // append result with the highest position.

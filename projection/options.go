@@ -7,6 +7,9 @@ import (
 	"os"
 	"strconv"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // StartPosition says where a projection's new consumer groups start.
@@ -35,6 +38,8 @@ type options struct {
 	pruneIdle       time.Duration
 	middleware      []Middleware
 	logger          *slog.Logger
+	tracerProvider  trace.TracerProvider
+	meterProvider   metric.MeterProvider
 }
 
 // WithInstanceID names this runner instance: its consumer name in the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -108,6 +109,21 @@ func (p *partition) finish(ackID string) {
 	p.inflight--
 	p.mu.Unlock()
 	p.signal()
+}
+
+// finishMany is finish for a batch task of n events.
+func (p *partition) finishMany(ackIDs []string, n int) {
+	p.mu.Lock()
+	p.acks = append(p.acks, ackIDs...)
+	p.inflight -= n
+	p.mu.Unlock()
+	p.signal()
+}
+
+func (p *partition) hasAcks() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.acks) > 0
 }
 
 func (p *partition) takeAcks() []string {
@@ -290,6 +306,17 @@ func (p *partition) loop() {
 			p.log.Warn("projection: read failed", "err", err)
 			p.sleep(backoff)
 			backoff = min(2*backoff, 2*time.Second)
+			// The read's outcome is unknown: Redis may have moved entries
+			// into this consumer's pending list and lost the reply (a crash
+			// after the AOF write, a dropped connection). Reading ">" again
+			// would leave them there while the entity's later events are
+			// applied. So let the in-flight work finish (its acks go out
+			// with the next read, before it reads), then drain the pending
+			// list from the start: what is left in it was never handled.
+			for p.inFlight() > 0 && !p.stopping() {
+				p.waitIdle(time.Second)
+			}
+			cursor, draining = "0", true
 			continue
 		}
 		backoff = 50 * time.Millisecond
@@ -305,16 +332,21 @@ func (p *partition) loop() {
 			}
 			continue
 		}
-		if res.delivered != "" {
+		if res.last != "" {
+			delivered = res.last // a ">" read moves the group's last-delivered id to it
+		} else if res.delivered != "" {
 			delivered = res.delivered
 		}
 		if len(res.entries) == 0 || time.Now().After(nextCtl) {
 			lastCtl = p.pollControl(lastCtl)
 			nextCtl = time.Now().Add(time.Second)
 		}
-		if len(res.entries) > 0 {
-			continue
+		if count > 0 && len(res.entries) >= count {
+			continue // more may be waiting
 		}
+		// A short read means the log was drained at that moment: rather
+		// than a read that would come back empty (a script call), wait for
+		// the in-flight work or for new entries.
 		if p.inFlight() > 0 {
 			// The tail of a burst: let the in-flight work finish (or
 			// ackCoalesce pass) so its acks go out in one call, rather than
@@ -323,11 +355,19 @@ func (p *partition) loop() {
 			p.waitIdle(ackCoalesce)
 			continue
 		}
+		if p.hasAcks() {
+			// Finished while the read was in flight: ack them now, not
+			// after a block of up to WithBlock (WaitFor would wait for it).
+			continue
+		}
 		if delivered != "" {
 			p.block(delivered, lastCtl)
 		}
 	}
 }
+
+// inlineBatch is the largest read the reader applies itself (see dispatch).
+const inlineBatch = 32
 
 // ackCoalesce bounds how long finished events of a burst's tail wait to be
 // acked together (it delays WaitFor by at most that much).
@@ -387,25 +427,73 @@ func (p *partition) waitWake(d time.Duration) {
 	}
 }
 
-// dispatch decodes entries and queues them on their entities' workers.
+// dispatch decodes entries and queues them on their entities' workers: one
+// task per event, or, with a BatchHandler, one task per worker holding that
+// worker's events of the read (so per-entity order is the same either way).
 func (p *partition) dispatch(entries []rueidis.XRangeSlice) {
+	var buckets [][]task
+	if p.r.batch != nil && len(entries) > 1 {
+		buckets = make([][]task, len(p.r.workers))
+	}
 	for _, e := range entries {
 		t := task{p: p, kind: taskEvent, pos: e.ID, entry: e}
 		ev, err := p.r.store.DecodeLogEntry(p.k.log, p.u.cat, e)
 		var unknown *eventstore.UnknownEventTypeError
 		if err != nil && !errors.As(err, &unknown) {
-			// Corrupt: dead-letter it, parking its entity if the entry names one.
+			// Corrupt: dead-letter it, parking its entity if the entry names
+			// one, unless the entity stream holds a sound event at the
+			// version it claims: then the log entry is not that event (a
+			// foreign write) and the entity's real events go on.
 			t.decodeErr = err
+			var claimed string
 			for _, fv := range e.FieldValues {
-				if fv.Field == "s" && eventstore.ValidateEntityID(fv.Value) == nil {
-					t.entity = fv.Value
+				switch fv.Field {
+				case "s":
+					if eventstore.ValidateEntityID(fv.Value) == nil {
+						t.entity = fv.Value
+					}
+				case "v":
+					claimed = fv.Value
 				}
 			}
+			t.foreign = t.entity != "" && p.storedSound(t.entity, claimed)
 		} else {
 			// An unknown type reaches the handler with Data nil and Raw set.
 			t.ev, t.entity = ev, ev.Stream.ID
 		}
+		if buckets != nil {
+			w := p.r.workerIndex(p.u.cat, t.entity)
+			buckets[w] = append(buckets[w], t)
+			continue
+		}
 		p.enqueue(t)
+	}
+	if buckets != nil && len(entries) <= inlineBatch && p.inFlight() == 0 {
+		// A small read with nothing else in flight for the partition (no
+		// event, no retry/skip of its entities): apply it here as one
+		// batch, saving the hand-off to the workers (latency at low rates).
+		// Nothing of these entities is queued anywhere, so order holds.
+		var all []task
+		for _, b := range buckets {
+			all = append(all, b...)
+		}
+		p.mu.Lock()
+		p.inflight += len(all)
+		p.mu.Unlock()
+		task{p: p, kind: taskBatch, batch: all}.run()
+		return
+	}
+	for w, b := range buckets {
+		switch len(b) {
+		case 0:
+		case 1:
+			p.enqueue(b[0])
+		default:
+			p.mu.Lock()
+			p.inflight += len(b)
+			p.mu.Unlock()
+			p.r.workers[w] <- task{p: p, kind: taskBatch, batch: b}
+		}
 	}
 }
 
@@ -497,4 +585,23 @@ func fieldMap(fvs []rueidis.XRangeFieldValue) map[string]string {
 		m[fv.Field] = fv.Value
 	}
 	return m
+}
+
+// storedSound reports whether the entity stream of entity holds a decodable
+// event at the claimed entry id ("<version>-0").
+func (p *partition) storedSound(entity, claimed string) bool {
+	ver, ok := strings.CutSuffix(claimed, "-0")
+	if !ok {
+		return false
+	}
+	v, err := strconv.ParseUint(ver, 10, 64)
+	if err != nil || v == 0 {
+		return false
+	}
+	stream := eventstore.Stream(p.u.cat, entity)
+	for ev, err := range p.r.store.Read(p.rctx, stream, v, eventstore.Limit(1)) {
+		var unknown *eventstore.UnknownEventTypeError
+		return ev.Version == v && (err == nil || errors.As(err, &unknown))
+	}
+	return false
 }

@@ -59,7 +59,9 @@ type Runner struct {
 	client  rueidis.Client
 	proj    Projection
 	handler Handler
+	batch   BatchHandler // p.Handler when it is one (see BatchHandler)
 	opts    options
+	tel     telemetry
 	keys    keys
 	sc      scripts
 	log     *slog.Logger
@@ -94,18 +96,24 @@ func NewRunner(store *eventstore.Store, p Projection, opts ...Option) (*Runner, 
 		return nil, err
 	}
 	h := Chain(Chain(p.Handler, Recover()), o.middleware...)
-	return &Runner{
+	bh, _ := p.Handler.(BatchHandler)
+	r := &Runner{
 		store:   store,
 		client:  store.Client(),
 		proj:    p,
 		handler: h,
+		batch:   bh,
 		opts:    o,
 		keys:    keys{ks: store.Keys(), name: p.Name},
 		sc:      newScripts(),
 		log:     o.logger.With("projection", p.Name, "instance", o.instance),
 		parts:   map[unit]*partition{},
 		acked:   make(chan struct{}),
-	}, nil
+	}
+	if err := r.tel.init(r, o); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // Instance returns this runner's instance id.
@@ -143,6 +151,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		})
 	}
 
+	defer r.tel.observe(r)()
 	tick := time.NewTicker(r.opts.leaseTTL / 3)
 	defer tick.Stop()
 	r.maintain(ctx)
@@ -389,9 +398,17 @@ func (r *Runner) Held() []string {
 
 // worker returns the queue of the worker that handles entity id of cat.
 func (r *Runner) worker(cat, id string) chan task {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(cat))
-	_, _ = h.Write([]byte{0})
-	_, _ = h.Write([]byte(id))
-	return r.workers[h.Sum32()%uint32(len(r.workers))]
+	return r.workers[r.workerIndex(cat, id)]
+}
+
+func (r *Runner) workerIndex(cat, id string) int {
+	h := uint32(2166136261) // FNV-1a of cat, 0, id (no allocation)
+	for i := 0; i < len(cat); i++ {
+		h = (h ^ uint32(cat[i])) * 16777619
+	}
+	h *= 16777619
+	for i := 0; i < len(id); i++ {
+		h = (h ^ uint32(id[i])) * 16777619
+	}
+	return int(h % uint32(len(r.workers)))
 }

@@ -18,6 +18,7 @@ const (
 	taskEvent taskKind = iota
 	taskRetry          // retry an entity's dead letters, in version order
 	taskSkip           // drop one dead letter
+	taskBatch          // events of several entities for a BatchHandler
 )
 
 // task is a unit of work on a worker: an event, or a retry/skip request
@@ -30,8 +31,10 @@ type task struct {
 	ev        eventstore.RecordedEvent
 	decodeErr error
 	entity    string
+	foreign   bool   // corrupt, and not the entity's event: dead-lettered without parking it
 	letterID  string // skip
 	ctlID     string // control request to delete when done
+	batch     []task // taskBatch: its events, each entity's in log order
 }
 
 func (t task) run() {
@@ -39,6 +42,8 @@ func (t task) run() {
 	switch t.kind {
 	case taskEvent:
 		p.finish(t.handleEvent())
+	case taskBatch:
+		p.finishMany(t.handleBatch(), len(t.batch))
 	case taskRetry:
 		t.retry()
 		t.ctlDone()
@@ -58,15 +63,18 @@ func (t task) handleEvent() string {
 	if p.lost.Load() {
 		return ""
 	}
-	if t.entity != "" && p.isParked(t.entity) {
+	if t.entity != "" && !t.foreign && p.isParked(t.entity) {
 		t.park("parked", "waiting behind an earlier dead-lettered event of the entity", 0)
 		return ""
 	}
 	err := t.decodeErr
-	kind := "corrupt"
+	kind := KindCorrupt
+	if t.foreign {
+		kind = KindForeign
+	}
 	if err == nil {
 		kind = "failed"
-		err = p.r.handler.Handle(p.hctx, t.ev)
+		err = p.r.handle(p.hctx, p, t.ev)
 	}
 	if err == nil {
 		return t.pos
@@ -81,13 +89,58 @@ func (t task) handleEvent() string {
 		attempts = re.Attempts
 	}
 	p.log.Warn("projection: event dead-lettered", "stream", t.ev.Stream, "version", t.ev.Version, "position", t.pos, "err", err)
-	if t.entity != "" {
+	if t.entity != "" && !t.foreign {
 		// Before the script: the entity's next events, already queued on
 		// this worker, must be parked even if the script has to be retried.
 		p.setParked(t.entity, true)
 	}
 	t.park(kind, err.Error(), attempts)
 	return ""
+}
+
+// handleBatch applies a worker's share of a read with one HandleBatch call
+// and returns the ids to ack. A batch with a corrupt entry or a parked
+// entity, and a batch whose HandleBatch fails, go through handleEvent one
+// event at a time, in order: the parked/dead-letter sequencing is exactly
+// the per-event path's, and the events a failed batch did apply are skipped
+// by the version guard when applied again.
+func (t task) handleBatch() []string {
+	p := t.p
+	if p.lost.Load() {
+		return nil
+	}
+	simple := true
+	for i := range t.batch {
+		if e := &t.batch[i]; e.decodeErr != nil || (e.entity != "" && p.isParked(e.entity)) {
+			simple = false
+			break
+		}
+	}
+	if simple {
+		evs := make([]eventstore.RecordedEvent, len(t.batch))
+		for i := range t.batch {
+			evs[i] = t.batch[i].ev
+		}
+		err := p.r.handleBatch(p.hctx, p, evs)
+		if err == nil {
+			acks := make([]string, len(t.batch))
+			for i := range t.batch {
+				acks[i] = t.batch[i].pos
+			}
+			return acks
+		}
+		if p.lost.Load() || p.hctx.Err() != nil {
+			return nil // our own cancellation: leave them pending
+		}
+		p.log.Warn("projection: batch failed; applying its events one by one", "events", len(evs), "err", err)
+	}
+	acks := make([]string, 0, len(t.batch))
+	for _, e := range t.batch {
+		if id := e.handleEvent(); id != "" {
+			acks = append(acks, id)
+		}
+	}
+	return acks
 }
 
 // park writes the dead letter and acks the entry in one fenced script,
@@ -166,7 +219,7 @@ func (t task) retry() {
 			p.log.Warn("projection: retry: dead letter cannot be decoded; skip it", "letter", l.ID, "err", l.decodeErr)
 			return
 		}
-		if err := p.r.handler.Handle(p.hctx, l.Event); err != nil {
+		if err := p.r.handle(p.hctx, p, l.Event); err != nil {
 			p.log.Warn("projection: retry failed; entity stays parked", "entity", t.entity, "version", l.Version, "err", err)
 			return
 		}

@@ -12,6 +12,10 @@
 // updates such as [IncrBy]. One entry must be fed by one entity stream: the
 // guard compares versions of one stream.
 //
+// [Batch] queues many such writes (of many entities and models) and sends
+// them as one script call per hash slot, all in one round trip; a
+// projection's BatchHandler uses it to apply a whole read at once.
+//
 // Deletes leave a tombstone {_v, _del} (expiring after [WithTombstoneTTL])
 // so that a redelivered older event cannot resurrect a deleted entry.
 //

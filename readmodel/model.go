@@ -14,9 +14,6 @@ import (
 	"github.com/streamfold/streamfold/eventstore"
 )
 
-//go:embed lua/write.lua
-var writeLua string
-
 // Reserved hash fields; user fields must not start with '_'.
 const (
 	fieldVersion = "_v"
@@ -111,7 +108,6 @@ type Model struct {
 	keys   eventstore.Keyspace
 	name   string
 	opts   options
-	script *rueidis.Lua
 
 	hits, misses, loads, applied, skipped atomic.Int64
 }
@@ -148,7 +144,7 @@ func New(client rueidis.Client, ns, name string, opts ...Option) (*Model, error)
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	return &Model{client: client, keys: eventstore.NewKeyspace(ns), name: name, opts: o, script: rueidis.NewLuaScript(writeLua)}, nil
+	return &Model{client: client, keys: eventstore.NewKeyspace(ns), name: name, opts: o}, nil
 }
 
 // Name returns the model's name.
@@ -226,14 +222,17 @@ func checkField(f string) error {
 }
 
 func (m *Model) exec(ctx context.Context, id string, version uint64, ttl time.Duration, op string, args []string) (bool, error) {
-	argv := make([]string, 0, 4+len(args))
-	argv = append(argv, strconv.FormatUint(version, 10), guardOf(ctx), strconv.FormatInt(ttl.Milliseconds(), 10), op)
+	argv := make([]string, 0, 5+len(args))
+	argv = append(argv, strconv.FormatUint(version, 10), guardOf(ctx), strconv.FormatInt(ttl.Milliseconds(), 10), op, strconv.Itoa(len(args)))
 	argv = append(argv, args...)
-	n, err := m.script.Exec(ctx, m.client, []string{m.Key(id)}, argv).AsInt64()
+	arr, err := writesScript.Exec(ctx, m.client, []string{m.Key(id)}, argv).ToArray()
+	if err == nil && len(arr) != 1 {
+		err = fmt.Errorf("%d results for one write", len(arr))
+	}
 	if err != nil {
 		return false, fmt.Errorf("readmodel %s: %s %q at version %d: %w", m.name, op, id, version, err)
 	}
-	if n == 1 {
+	if n, _ := arr[0].AsInt64(); n == 1 {
 		m.applied.Add(1)
 		return true, nil
 	}

@@ -10,10 +10,12 @@
 -- ARGV[2]  group
 -- ARGV[3]  op
 -- park:     ARGV[4] log entry id, [5] entity id, [6] version id "<v>-0",
---           [7] kind ("failed" | "parked" | "corrupt"), [8] error text,
+--           [7] kind ("failed" | "parked" | "corrupt" | "foreign"), [8] error text,
 --           [9] attempts, [10] envelope.
 --           Adds the letter, counts it against the entity (the entity is
---           parked while its count is > 0) and acks the log entry: one
+--           parked while its count is > 0; a "foreign" letter, a corrupt
+--           log entry that is not the entity's event, is not counted) and
+--           acks the log entry: one
 --           atomic step, so a crash can neither lose the event nor leave it
 --           both pending and dead-lettered.
 --           Returns {1, letter id}.
@@ -28,12 +30,19 @@ local op = ARGV[3]
 if op == 'park' then
   local id = redis.call('XADD', KEYS[3], '*', 'k', ARGV[7], 's', ARGV[5], 'v', ARGV[6], 'pos', ARGV[4],
     'err', ARGV[8], 'n', ARGV[9], 'e', ARGV[10])
-  if ARGV[5] ~= '' then redis.call('HINCRBY', KEYS[4], ARGV[5], 1) end
+  if ARGV[5] ~= '' and ARGV[7] ~= 'foreign' then redis.call('HINCRBY', KEYS[4], ARGV[5], 1) end
   redis.call('XACK', KEYS[2], ARGV[2], ARGV[4])
   return {1, id}
 elseif op == 'resolve' then
   local left = 0
-  if redis.call('XDEL', KEYS[3], ARGV[4]) == 1 and ARGV[5] ~= '' then
+  local counted = true
+  local l = redis.call('XRANGE', KEYS[3], ARGV[4], ARGV[4])
+  if #l > 0 then
+    for j = 1, #l[1][2], 2 do
+      if l[1][2][j] == 'k' and l[1][2][j + 1] == 'foreign' then counted = false end
+    end
+  end
+  if redis.call('XDEL', KEYS[3], ARGV[4]) == 1 and ARGV[5] ~= '' and counted then
     left = redis.call('HINCRBY', KEYS[4], ARGV[5], -1)
     if left <= 0 then redis.call('HDEL', KEYS[4], ARGV[5]); left = 0 end
   elseif ARGV[5] ~= '' then

@@ -1,0 +1,207 @@
+package readmodel
+
+import (
+	"context"
+	"crypto/sha1"
+	_ "embed"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/redis/rueidis"
+)
+
+//go:embed lua/writes.lua
+var writesLua string
+
+var (
+	writesScript = rueidis.NewLuaScript(writesLua)
+	writesSHA    = func() string { h := sha1.Sum([]byte(writesLua)); return hex.EncodeToString(h[:]) }()
+)
+
+// maxBatchCall bounds the writes of one script call (a script blocks the
+// server while it runs): past it, new keys go to another call, sent in the
+// same round trip. One key's writes are never split.
+const maxBatchCall = 256
+
+// Batch collects version-guarded writes (of one or more models over the same
+// client) and sends them together: Exec runs one script call per hash slot
+// (per up to 256 writes; on a standalone server every key is in "one slot"),
+// all pipelined in one round trip. Each write keeps the guard of Model.Set,
+// Patch and Delete, and the writes to one key apply in the order they were
+// added, so a batch of several entities' events keeps per-entity order.
+//
+// The zero Batch is ready to use. It is not safe for concurrent use.
+type Batch struct {
+	client rueidis.Client
+	writes []batchWrite
+	err    error
+}
+
+type batchWrite struct {
+	m       *Model
+	key     string
+	version uint64
+	ttl     int64
+	op      string
+	args    []string
+}
+
+// Len returns the number of writes queued.
+func (b *Batch) Len() int { return len(b.writes) }
+
+// Reset empties the batch for reuse.
+func (b *Batch) Reset() {
+	clear(b.writes)
+	b.writes, b.client, b.err = b.writes[:0], nil, nil
+}
+
+func (b *Batch) add(m *Model, id string, version uint64, ttl int64, op string, args []string) error {
+	if b.err != nil {
+		return b.err
+	}
+	if err := m.check(id, version); err != nil {
+		return err
+	}
+	if b.client == nil {
+		b.client = m.client
+	} else if b.client != m.client {
+		return invalid("batch: model %s uses another client than the batch's earlier writes", m.name)
+	}
+	b.writes = append(b.writes, batchWrite{m: m, key: m.Key(id), version: version, ttl: ttl, op: op, args: args})
+	return nil
+}
+
+// Set queues m.Set(id, version, fields).
+func (b *Batch) Set(m *Model, id string, version uint64, fields map[string]string) error {
+	args := make([]string, 0, 2*len(fields))
+	for f, v := range fields {
+		if err := checkField(f); err != nil {
+			return err
+		}
+		args = append(args, f, v)
+	}
+	return b.add(m, id, version, m.opts.ttl.Milliseconds(), "set", args)
+}
+
+// Patch queues m.Patch(id, version, ops...).
+func (b *Batch) Patch(m *Model, id string, version uint64, ops ...Op) error {
+	args := make([]string, 0, 3*len(ops))
+	for _, op := range ops {
+		if err := checkField(op.field); err != nil {
+			return err
+		}
+		args = append(args, string(op.kind), op.field, op.value)
+	}
+	return b.add(m, id, version, m.opts.ttl.Milliseconds(), "patch", args)
+}
+
+// Delete queues m.Delete(id, version).
+func (b *Batch) Delete(m *Model, id string, version uint64) error {
+	return b.add(m, id, version, m.opts.tombstoneTTL.Milliseconds(), "del", nil)
+}
+
+// Exec sends the queued writes and empties the batch. It returns, per write
+// in the order added, whether it was applied (false: skipped by the guard).
+// The guard is the context's, as for single writes (see WithNextGuard).
+//
+// Failures: all writes of one key go in one script call, which applies its
+// writes in order and stops at the first failing one (a malformed entry, a
+// HINCRBY on a non-number); calls for other slots succeed or fail on their
+// own. So after an error, the writes applied to each key are a prefix of
+// that key's writes, in version order — never a later version without an
+// earlier one — and running the same writes again, as a batch or one by
+// one, applies exactly the rest (the applied ones are skipped by the guard).
+func (b *Batch) Exec(ctx context.Context) ([]bool, error) {
+	defer b.Reset()
+	if len(b.writes) == 0 {
+		return nil, nil
+	}
+	guard := guardOf(ctx)
+	cluster := b.client.Mode() == rueidis.ClientModeCluster
+	type group struct {
+		idx  []int
+		keys []string
+		args []string
+	}
+	// A key's writes always share one group (one script call), so after a
+	// failure the writes applied to each key are a prefix, in order, of
+	// its writes: a later version is never applied while an earlier one
+	// of the same key is not. A group is closed to new keys (not to the
+	// keys already in it) when it reaches maxBatchCall writes.
+	var groups []*group
+	open := map[uint16]*group{}
+	byKey := map[string]*group{}
+	for i, w := range b.writes {
+		g := byKey[w.key]
+		if g == nil {
+			var s uint16
+			if cluster {
+				s = slot(w.key)
+			}
+			g = open[s]
+			if g == nil || len(g.idx) >= maxBatchCall {
+				g = &group{}
+				open[s] = g
+				groups = append(groups, g)
+			}
+			byKey[w.key] = g
+		}
+		g.idx = append(g.idx, i)
+		g.keys = append(g.keys, w.key)
+		g.args = append(g.args, strconv.FormatUint(w.version, 10), guard, strconv.FormatInt(w.ttl, 10), w.op, strconv.Itoa(len(w.args)))
+		g.args = append(g.args, w.args...)
+	}
+	applied := make([]bool, len(b.writes))
+	var firstErr error
+	for gi, res := range evalMany(ctx, b.client, groups, func(g *group) ([]string, []string) { return g.keys, g.args }) {
+		g := groups[gi]
+		arr, err := res.ToArray()
+		if err == nil && len(arr) != len(g.idx) {
+			err = fmt.Errorf("%d results for %d writes", len(arr), len(g.idx))
+		}
+		if err != nil {
+			if firstErr == nil {
+				w := b.writes[g.idx[0]]
+				firstErr = fmt.Errorf("readmodel %s: batch of %d writes from %s: %w", w.m.name, len(g.idx), w.key, err)
+			}
+			continue
+		}
+		for j, i := range g.idx {
+			n, _ := arr[j].AsInt64()
+			applied[i] = n == 1
+			if n == 1 {
+				b.writes[i].m.applied.Add(1)
+			} else {
+				b.writes[i].m.skipped.Add(1)
+			}
+		}
+	}
+	return applied, firstErr
+}
+
+// evalMany runs writes.lua once per group in one round trip: EVALSHA for
+// all, then EVAL for those that found the script missing (a restarted or
+// flushed server). rueidis' Lua.ExecMulti would first send SCRIPT LOAD to
+// every node on every call: a second round trip and ~7 µs of server time
+// per batch.
+func evalMany[G any](ctx context.Context, c rueidis.Client, groups []G, kv func(G) ([]string, []string)) []rueidis.RedisResult {
+	if len(groups) == 1 {
+		keys, args := kv(groups[0])
+		return []rueidis.RedisResult{writesScript.Exec(ctx, c, keys, args)}
+	}
+	cmds := make(rueidis.Commands, len(groups))
+	for i, g := range groups {
+		keys, args := kv(g)
+		cmds[i] = c.B().Evalsha().Sha1(writesSHA).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
+	}
+	out := c.DoMulti(ctx, cmds...)
+	for i, res := range out {
+		if err := res.Error(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+			keys, args := kv(groups[i])
+			out[i] = writesScript.Exec(ctx, c, keys, args)
+		}
+	}
+	return out
+}
