@@ -110,11 +110,3 @@ func scenarios() []scenario {
 		{"S5-latency", runS5},
 	}
 }
-
-// pending reports a scenario whose capability has not landed: ours is null,
-// with the reason, never a made-up number.
-func pending(name, metric, unit, goal, reason string) func(context.Context, *server, scale, *slog.Logger) ([]Result, error) {
-	return func(context.Context, *server, scale, *slog.Logger) ([]Result, error) {
-		return []Result{{Scenario: name, Metric: metric, Unit: unit, Goal: goal, Reason: reason}}, nil
-	}
-}
