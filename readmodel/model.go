@@ -12,6 +12,9 @@ import (
 
 	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/eventstore"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 )
 
 // Reserved hash fields; user fields must not start with '_'.
@@ -54,7 +57,15 @@ type options struct {
 	tombstoneTTL time.Duration
 	cacheTTL     time.Duration
 	loader       Loader
+	meter        metric.MeterProvider
 }
+
+// WithMeterProvider sets where the model's counters go as OpenTelemetry
+// metrics (default otel.GetMeterProvider(): a no-op until one is
+// installed): streamfold.readmodel.cache.hits / .misses / .loads and
+// streamfold.readmodel.writes (by outcome: applied, skipped). They are read
+// from Stats when metrics are collected; create a model once and keep it.
+func WithMeterProvider(mp metric.MeterProvider) Option { return func(o *options) { o.meter = mp } }
 
 // WithSchemaVersion sets the read model's schema version, part of every key
 // (default 1). Bump it when the shape of the entries changes and rebuild.
@@ -144,7 +155,34 @@ func New(client rueidis.Client, ns, name string, opts ...Option) (*Model, error)
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	return &Model{client: client, keys: eventstore.NewKeyspace(ns), name: name, opts: o}, nil
+	m := &Model{client: client, keys: eventstore.NewKeyspace(ns), name: name, opts: o}
+	m.observe()
+	return m, nil
+}
+
+// observe registers the model's counters with the meter provider.
+func (m *Model) observe() {
+	mp := m.opts.meter
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	meter := mp.Meter("github.com/streamfold/streamfold/readmodel")
+	hits, _ := meter.Int64ObservableCounter("streamfold.readmodel.cache.hits", metric.WithDescription("Gets served from the client-side cache"))
+	misses, _ := meter.Int64ObservableCounter("streamfold.readmodel.cache.misses", metric.WithDescription("Gets that went to Redis"))
+	loads, _ := meter.Int64ObservableCounter("streamfold.readmodel.cache.loads", metric.WithDescription("misses filled by the loader"))
+	writes, _ := meter.Int64ObservableCounter("streamfold.readmodel.writes", metric.WithDescription("version-guarded writes, applied or skipped as not newer"))
+	model := attribute.String("streamfold.readmodel", m.name)
+	// Registration fails only on instruments of another provider; the
+	// counters stay readable through Stats either way.
+	_, _ = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		st := m.Stats()
+		o.ObserveInt64(hits, st.Hits, metric.WithAttributes(model))
+		o.ObserveInt64(misses, st.Misses, metric.WithAttributes(model))
+		o.ObserveInt64(loads, st.Loads, metric.WithAttributes(model))
+		o.ObserveInt64(writes, st.Applied, metric.WithAttributes(model, attribute.String("outcome", "applied")))
+		o.ObserveInt64(writes, st.Skipped, metric.WithAttributes(model, attribute.String("outcome", "skipped")))
+		return nil
+	}, hits, misses, loads, writes)
 }
 
 // Name returns the model's name.

@@ -9,6 +9,8 @@ import (
 	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/readmodel"
 	"github.com/streamfold/streamfold/redistest"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 )
 
 func TestMain(m *testing.M) { redistest.Main(m) }
@@ -217,4 +219,49 @@ func TestCacheAsideLoaderAndTyped(t *testing.T) {
 			t.Fatalf("balance %d, want 44", a.Balance)
 		}
 	})
+}
+
+// TestMetrics: the model's counters reach an installed meter provider.
+func TestMetrics(t *testing.T) {
+	tg := redistest.Standalone(t)
+	ctx := context.Background()
+	reader := sdkmetric.NewManualReader()
+	m, err := readmodel.New(tg.Client, tg.Namespace, "metered", readmodel.WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Set(ctx, "a", 1, map[string]string{"x": "1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Set(ctx, "a", 1, map[string]string{"x": "1"}); err != nil { // a redelivery: skipped
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := m.Get(ctx, "a"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(ctx, &rm); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, mt := range sm.Metrics {
+			if d, ok := mt.Data.(metricdata.Sum[int64]); ok {
+				for _, p := range d.DataPoints {
+					name := mt.Name
+					if o, ok := p.Attributes.Value("outcome"); ok {
+						name += "/" + o.AsString()
+					}
+					got[name] += p.Value
+				}
+			}
+		}
+	}
+	st := m.Stats()
+	if got["streamfold.readmodel.writes/applied"] != 1 || got["streamfold.readmodel.writes/skipped"] != 1 ||
+		got["streamfold.readmodel.cache.hits"]+got["streamfold.readmodel.cache.misses"] != 3 || got["streamfold.readmodel.cache.hits"] != st.Hits {
+		t.Fatalf("metrics %v, stats %+v", got, st)
+	}
 }
