@@ -20,7 +20,7 @@ test:
 	go test -race -count=1 -timeout 20m ./...
 
 demo:
-	go run ./examples/bank
+	go run ./examples/bank -metrics 127.0.0.1:0
 	go run ./examples/usercache
 
 redis-image:
