@@ -92,3 +92,33 @@ func TestStartCancelled(t *testing.T) {
 		}
 	}
 }
+
+// TestConnect: REDIS_URL wins; without it Connect starts an ephemeral
+// server, and close stops it.
+func TestConnect(t *testing.T) {
+	ctx := context.Background()
+	srv := NewServer(t, WithSource(SourceLocal))
+	t.Setenv("REDIS_URL", "redis://"+srv.Addrs()[0])
+	c, desc, closeFn, err := Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(desc, srv.Addrs()[0]) || c.Do(ctx, c.B().Ping().Build()).Error() != nil {
+		t.Fatalf("REDIS_URL: %s", desc)
+	}
+	if err := closeFn(); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("REDIS_URL", "")
+	t.Setenv("REDISTEST_SOURCE", "local")
+	c, desc, closeFn, err = Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(desc, "ephemeral") || c.Do(ctx, c.B().Ping().Build()).Error() != nil {
+		t.Fatalf("ephemeral: %s", desc)
+	}
+	if err := closeFn(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -22,7 +22,6 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/examples/bank/bankdemo"
 	"github.com/streamfold/streamfold/redistest"
 )
@@ -66,32 +65,15 @@ func main() {
 // connectAndRun connects to REDIS_URL, or starts an ephemeral Redis and stops it at
 // the end (also on an error or a signal, which cancels ctx), and runs the demo.
 func connectAndRun(ctx context.Context) error {
-	var client rueidis.Client
-	if url := os.Getenv("REDIS_URL"); url != "" {
-		opt, err := rueidis.ParseURL(url)
-		if err != nil {
-			return fmt.Errorf("REDIS_URL: %w", err)
-		}
-		if client, err = rueidis.NewClient(opt); err != nil {
-			return fmt.Errorf("REDIS_URL: %w", err)
-		}
-		// The address only: the URL may carry a password.
-		fmt.Printf("Redis: REDIS_URL at %s\n", strings.Join(opt.InitAddress, ","))
-	} else {
-		srv, err := redistest.Start(ctx)
-		if err != nil {
-			return err
-		}
-		defer func() {
-			if err := srv.Close(); err != nil {
-				fmt.Fprintln(os.Stderr, "bank: stopping Redis:", err)
-			}
-		}()
-		if client, err = srv.Client(); err != nil {
-			return err
-		}
-		fmt.Printf("Redis: ephemeral %s\n", srv)
+	client, desc, closeRedis, err := redistest.Connect(ctx)
+	if err != nil {
+		return err
 	}
-	defer client.Close()
+	defer func() {
+		if err := closeRedis(); err != nil {
+			fmt.Fprintln(os.Stderr, "bank: stopping Redis:", err)
+		}
+	}()
+	fmt.Printf("Redis: %s\n", desc)
 	return bankdemo.Run(ctx, os.Stdout, client, "bank-"+strings.ToLower(rand.Text()[:8]))
 }
