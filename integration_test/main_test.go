@@ -194,31 +194,8 @@ func (w *workload) worker(g int, stop <-chan struct{}, drain time.Duration) int 
 	}
 	w.mu.Unlock()
 	pad := strings.Repeat("x", w.pad)
-	var drainUntil time.Time
-	for i := 0; ; i++ {
-		if drainUntil.IsZero() {
-			select {
-			case <-stop:
-				drainUntil = time.Now().Add(drain)
-			default:
-			}
-		}
-		e := ents[i%len(ents)]
-		if !drainUntil.IsZero() {
-			// Draining: only pending appends, until none is left or time is up.
-			left := 0
-			for _, x := range ents {
-				if x.pending != nil {
-					left++
-				}
-			}
-			if left == 0 || time.Now().After(drainUntil) {
-				return left
-			}
-			if e.pending == nil {
-				continue
-			}
-		}
+	return driveEntities(stop, drain, len(ents), func(x int) bool { return ents[x].pending != nil }, func(i, x int) {
+		e := ents[x]
 		if e.pending == nil {
 			n := 1 + i%3
 			for j := range n {
@@ -265,6 +242,40 @@ func (w *workload) worker(g int, stop <-chan struct{}, drain time.Duration) int 
 			// Back off a little: the server is down or busy.
 			time.Sleep(time.Duration(5+i%10) * time.Millisecond)
 		}
+	})
+}
+
+// driveEntities runs one writer's loop over its n entities: step(i, x)
+// makes round i's call for entity x (a pending one is retried with the same
+// events and expected version). Once stop is closed it keeps calling only
+// for pending entities, until none is left or drain has passed, and returns
+// how many are still pending.
+func driveEntities(stop <-chan struct{}, drain time.Duration, n int, pending func(x int) bool, step func(i, x int)) int {
+	var drainUntil time.Time
+	for i := 0; ; i++ {
+		if drainUntil.IsZero() {
+			select {
+			case <-stop:
+				drainUntil = time.Now().Add(drain)
+			default:
+			}
+		}
+		x := i % n
+		if !drainUntil.IsZero() {
+			left := 0
+			for y := range n {
+				if pending(y) {
+					left++
+				}
+			}
+			if left == 0 || time.Now().After(drainUntil) {
+				return left
+			}
+			if !pending(x) {
+				continue
+			}
+		}
+		step(i, x)
 	}
 }
 

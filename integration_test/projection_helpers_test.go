@@ -142,30 +142,8 @@ func (f *feeder) worker(g int, stop <-chan struct{}, drain time.Duration) int {
 	for i := range ents {
 		ents[i] = &entity{id: fmt.Sprintf("%s%d-%d", f.prefix, g, i)}
 	}
-	var drainUntil time.Time
-	for i := 0; ; i++ {
-		if drainUntil.IsZero() {
-			select {
-			case <-stop:
-				drainUntil = time.Now().Add(drain)
-			default:
-			}
-		}
-		e := ents[i%len(ents)]
-		if !drainUntil.IsZero() {
-			left := 0
-			for _, x := range ents {
-				if x.pending != nil {
-					left++
-				}
-			}
-			if left == 0 || time.Now().After(drainUntil) {
-				return left
-			}
-			if e.pending == nil {
-				continue
-			}
-		}
+	return driveEntities(stop, drain, len(ents), func(x int) bool { return ents[x].pending != nil }, func(i, x int) {
+		e := ents[x]
 		if e.pending == nil {
 			ev := eventstore.NewEvent(Tick{N: tickAmount(e.id, e.version+1)})
 			e.pending = &ev
@@ -194,7 +172,7 @@ func (f *feeder) worker(g int, stop <-chan struct{}, drain time.Duration) int {
 			f.errs.Add(1)
 			time.Sleep(time.Duration(5+i%10) * time.Millisecond) // the server is down or busy
 		}
-	}
+	})
 }
 
 func (f *feeder) snapshot() (map[string]uint64, []eventstore.AppendResult) {
