@@ -18,6 +18,14 @@ import (
 // Archive must return nil only once the events are durably stored: the
 // stream is trimmed only after it succeeds, and left whole if it fails.
 // Archiving the same events twice (a retried pass) must be harmless.
+//
+// Events are handed over as stored. Raw is the payload exactly as in Redis.
+// With a codec whose encoding depends on the stream (an
+// eventstore.StreamCodec such as package shred's), Data is decoded from Raw
+// without the stream, into a generic value (maps, as the codec decodes into
+// an `any`), so personal fields stay sealed: an archive, which Forget cannot
+// rewrite, never holds them in the clear. With any other codec Data is the
+// decoded (and upcast) event, as Read yields it.
 type Archiver interface {
 	Archive(ctx context.Context, stream eventstore.StreamID, events []eventstore.RecordedEvent) error
 }
@@ -33,7 +41,15 @@ type FileArchiver struct {
 
 // ArchivedEvent is one line of a FileArchiver file. Data is the payload
 // exactly as stored (the store's codec, msgpack by default), base64 in JSON;
-// DataJSON is the decoded payload when its type was registered.
+// DataJSON is the decoded payload when its type was registered, for people
+// and tools (see Archiver: with package shred its personal fields hold
+// their sealed "shred:v1:..." values).
+//
+// To restore an event, decode Data with the store's codec and registry
+// (Registry.New(Type), then the codec's UnmarshalStream with the stream for
+// a StreamCodec), or write it back as it is: with package shred, personal
+// fields decrypt while the entity's key lives and read as empty once it is
+// forgotten, exactly as the store's own reads do.
 type ArchivedEvent struct {
 	Stream        string            `json:"stream"`
 	Version       uint64            `json:"version"`
@@ -140,4 +156,25 @@ func ReadArchive(path string) ([]ArchivedEvent, error) {
 		out = append(out, e)
 	}
 	return out, nil
+}
+
+// asStored returns events as an Archiver receives them: with a StreamCodec,
+// Data is replaced by Raw decoded without the stream, so that personal
+// fields the codec sealed per entity stay sealed. Read decrypted them (it
+// decodes with the stream); an archive must not keep them that way, since
+// forgetting the entity deletes only its key.
+func asStored(codec eventstore.Codec, events []eventstore.RecordedEvent) []eventstore.RecordedEvent {
+	if _, ok := codec.(eventstore.StreamCodec); !ok {
+		return events
+	}
+	out := make([]eventstore.RecordedEvent, len(events))
+	for i, ev := range events {
+		ev.Data = nil
+		var v any
+		if len(ev.Raw) > 0 && codec.Unmarshal(ev.Raw, &v) == nil {
+			ev.Data = v
+		}
+		out[i] = ev
+	}
+	return out
 }

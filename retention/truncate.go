@@ -86,7 +86,7 @@ func (r *Retainer) truncate(ctx context.Context, p Policy, key string, id events
 		return nil
 	}
 	if r.opts.archiver != nil {
-		if err := r.opts.archiver.Archive(ctx, id, events); err != nil {
+		if err := r.opts.archiver.Archive(ctx, id, asStored(r.store.Codec(), events)); err != nil {
 			// Nothing is trimmed; the next pass tries again.
 			return fmt.Errorf("retention: archive %s through version %d: %w", id, through, err)
 		}
