@@ -41,6 +41,7 @@ type Batch struct {
 
 type batchWrite struct {
 	m       *Model
+	id      string
 	key     string
 	version uint64
 	ttl     int64
@@ -69,7 +70,7 @@ func (b *Batch) add(m *Model, id string, version uint64, ttl int64, op string, a
 	} else if b.client != m.client {
 		return invalid("batch: model %s uses another client than the batch's earlier writes", m.name)
 	}
-	b.writes = append(b.writes, batchWrite{m: m, key: m.Key(id), version: version, ttl: ttl, op: op, args: args})
+	b.writes = append(b.writes, batchWrite{m: m, id: id, key: m.Key(id), version: version, ttl: ttl, op: op, args: args})
 	return nil
 }
 
@@ -103,8 +104,14 @@ func (b *Batch) Delete(m *Model, id string, version uint64) error {
 }
 
 // Exec sends the queued writes and empties the batch. It returns, per write
-// in the order added, whether it was applied (false: skipped by the guard).
-// The guard is the context's, as for single writes (see WithNextGuard).
+// in the order added, whether it was applied (false: skipped by the guard,
+// or a patch deferred because its entry was missing; see Model.Patch). The
+// guard is the context's, as for single writes (see WithNextGuard).
+//
+// A patch that meets a missing entry on a model without a Loader is refused
+// as by Model.Patch: nothing is written for it nor for its key's later
+// writes in the batch, the other keys' writes apply, and Exec returns the
+// first such *MissingEntryError (matching ErrMissingEntry).
 //
 // Failures: all writes of one key go in one script call, which applies its
 // writes in order and stops at the first failing one (a malformed entry, a
@@ -150,7 +157,7 @@ func (b *Batch) Exec(ctx context.Context) ([]bool, error) {
 		}
 		g.idx = append(g.idx, i)
 		g.keys = append(g.keys, w.key)
-		g.args = append(g.args, strconv.FormatUint(w.version, 10), guard, strconv.FormatInt(w.ttl, 10), w.op, strconv.Itoa(len(w.args)))
+		g.args = append(g.args, strconv.FormatUint(w.version, 10), guard, strconv.FormatInt(w.ttl, 10), w.op, w.m.missingPolicy(), strconv.Itoa(len(w.args)))
 		g.args = append(g.args, w.args...)
 	}
 	applied := make([]bool, len(b.writes))
@@ -170,11 +177,11 @@ func (b *Batch) Exec(ctx context.Context) ([]bool, error) {
 		}
 		for j, i := range g.idx {
 			n, _ := arr[j].AsInt64()
-			applied[i] = n == 1
-			if n == 1 {
-				b.writes[i].m.applied.Add(1)
-			} else {
-				b.writes[i].m.skipped.Add(1)
+			w := b.writes[i]
+			var err error
+			applied[i], err = w.m.count(w.id, w.version, outcome(n))
+			if err != nil && firstErr == nil {
+				firstErr = err
 			}
 		}
 	}

@@ -12,6 +12,10 @@ var (
 	ErrInvalid = errors.New("readmodel: invalid argument")
 	// ErrCorrupt: a stored entry is not in the read-model format.
 	ErrCorrupt = errors.New("readmodel: corrupt entry")
+	// ErrMissingEntry: a patch (or Typed.Update) met an entry that should
+	// exist but does not (expired, evicted or deleted by hand), on a model
+	// without a Loader to rebuild it. See MissingEntryError.
+	ErrMissingEntry = errors.New("readmodel: entry missing")
 )
 
 // NotFoundError names the entry that was not found.
@@ -26,6 +30,26 @@ func (e *NotFoundError) Error() string {
 
 // Unwrap makes errors.Is(err, ErrNotFound) true.
 func (e *NotFoundError) Unwrap() error { return ErrNotFound }
+
+// MissingEntryError names the entry a patch could not be applied to: the
+// event is not the entity's first (version 1, or the first after the
+// entry's tombstone), so applying it to an empty entry would give a wrong
+// state, and the model has no Loader to rebuild the entry. Nothing was
+// written.
+type MissingEntryError struct {
+	Model   string
+	ID      string
+	Version uint64 // the event's version
+}
+
+func (e *MissingEntryError) Error() string {
+	return fmt.Sprintf("readmodel: %s %q: event version %d not applied: the entry is missing (expired, evicted or deleted by hand) "+
+		"and the event needs its earlier state; rebuild the read model (projection.Rebuild), or configure a Loader "+
+		"(readmodel.WithLoader) so that missing entries are rebuilt on demand", e.Model, e.ID, e.Version)
+}
+
+// Unwrap makes errors.Is(err, ErrMissingEntry) true.
+func (e *MissingEntryError) Unwrap() error { return ErrMissingEntry }
 
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)

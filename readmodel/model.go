@@ -21,6 +21,7 @@ import (
 const (
 	fieldVersion = "_v"
 	fieldDeleted = "_del"
+	fieldStale   = "_stale" // a deferred patch's marker, see Model.Patch
 )
 
 // Entry is a read-model entry as read: its fields (reserved ones removed)
@@ -46,6 +47,10 @@ type Stats struct {
 	// was not older (a redelivery).
 	Applied int64
 	Skipped int64
+	// Deferred counts patches (and Typed.Update steps) not applied because
+	// the entry was missing, expired or evicted, with a Loader configured:
+	// the next Get rebuilds the entry with the Loader.
+	Deferred int64
 }
 
 // Option configures a Model.
@@ -63,7 +68,7 @@ type options struct {
 // WithMeterProvider sets where the model's counters go as OpenTelemetry
 // metrics (default otel.GetMeterProvider(): a no-op until one is
 // installed): streamfold.readmodel.cache.hits / .misses / .loads and
-// streamfold.readmodel.writes (by outcome: applied, skipped). They are read
+// streamfold.readmodel.writes (by outcome: applied, skipped, deferred). They are read
 // from Stats when metrics are collected; create a model once and keep it.
 func WithMeterProvider(mp metric.MeterProvider) Option { return func(o *options) { o.meter = mp } }
 
@@ -71,14 +76,24 @@ func WithMeterProvider(mp metric.MeterProvider) Option { return func(o *options)
 // (default 1). Bump it when the shape of the entries changes and rebuild.
 func WithSchemaVersion(v int) Option { return func(o *options) { o.schema = v } }
 
-// WithTTL expires entries d after their last write (default: never). Use it
-// with a Loader so that expired entries are rebuilt on demand.
+// WithTTL expires entries d after their last write (default: never; at
+// least a millisecond). It requires WithLoader (New refuses it alone): an
+// expired entry is rebuilt by the Loader on the next Get, and the patches
+// that arrive while it is missing are deferred to that rebuild (see
+// Model.Patch). Keep d well above a load's duration: a deferred patch's
+// marker lives for d too, and it is what keeps a load that started before
+// the patch from filling the entry without it.
 func WithTTL(d time.Duration) Option { return func(o *options) { o.ttl = d } }
 
-// WithTombstoneTTL sets how long a deleted entry's tombstone is kept
-// (default 24h; 0 keeps it forever). Past it, a redelivery of an event
-// older than the delete could recreate the entry; keep it longer than
-// any plausible redelivery delay.
+// WithTombstoneTTL bounds how long a deleted entry's tombstone is kept
+// (default and 0: forever; a tombstone is a few dozen bytes). Past a
+// positive TTL the entry is simply missing, with two consequences: a
+// redelivery of an event older than the delete can recreate the entry (a
+// version 1 patch, or any Set), and the first patch of a re-created entity
+// (version = the delete's + 1) meets a missing entry instead of its
+// tombstone, so it is deferred to the Loader or refused with
+// ErrMissingEntry (see Model.Patch). Keep it longer than any plausible
+// redelivery delay and any gap between a delete and a re-creation.
 func WithTombstoneTTL(d time.Duration) Option { return func(o *options) { o.tombstoneTTL = d } }
 
 // WithCacheTTL bounds how long Get may serve an entry from client-side
@@ -94,9 +109,6 @@ func (o *options) setDefaults() {
 	if o.schema == 0 {
 		o.schema = 1
 	}
-	if o.tombstoneTTL == 0 {
-		o.tombstoneTTL = 24 * time.Hour
-	}
 	if o.cacheTTL == 0 {
 		o.cacheTTL = time.Minute
 	}
@@ -109,6 +121,13 @@ func (o *options) validate() error {
 	if o.ttl < 0 || o.tombstoneTTL < 0 || o.cacheTTL < 0 {
 		return invalid("negative TTL")
 	}
+	if o.ttl > 0 && o.ttl < time.Millisecond || o.tombstoneTTL > 0 && o.tombstoneTTL < time.Millisecond {
+		return invalid("TTL below a millisecond (Redis' resolution)")
+	}
+	if o.ttl > 0 && o.loader == nil {
+		return invalid("WithTTL without WithLoader: an expired entry could not be rebuilt, and the patches arriving " +
+			"after its expiry would have no state to apply to; add WithLoader (for example a fold of the entity's events) or drop the TTL")
+	}
 	return nil
 }
 
@@ -120,7 +139,7 @@ type Model struct {
 	name   string
 	opts   options
 
-	hits, misses, loads, applied, skipped atomic.Int64
+	hits, misses, loads, applied, skipped, deferred atomic.Int64
 }
 
 // ValidateName checks a read-model (or projection) name: 1–64 characters of
@@ -170,7 +189,7 @@ func (m *Model) observe() {
 	hits, _ := meter.Int64ObservableCounter("streamfold.readmodel.cache.hits", metric.WithDescription("Gets served from the client-side cache"))
 	misses, _ := meter.Int64ObservableCounter("streamfold.readmodel.cache.misses", metric.WithDescription("Gets that went to Redis"))
 	loads, _ := meter.Int64ObservableCounter("streamfold.readmodel.cache.loads", metric.WithDescription("misses filled by the loader"))
-	writes, _ := meter.Int64ObservableCounter("streamfold.readmodel.writes", metric.WithDescription("version-guarded writes, applied or skipped as not newer"))
+	writes, _ := meter.Int64ObservableCounter("streamfold.readmodel.writes", metric.WithDescription("version-guarded writes: applied, skipped as not newer, or deferred to the loader (missing entry)"))
 	model := attribute.String("streamfold.readmodel", m.name)
 	// Registration fails only on instruments of another provider; the
 	// counters stay readable through Stats either way.
@@ -181,6 +200,7 @@ func (m *Model) observe() {
 		o.ObserveInt64(loads, st.Loads, metric.WithAttributes(model))
 		o.ObserveInt64(writes, st.Applied, metric.WithAttributes(model, attribute.String("outcome", "applied")))
 		o.ObserveInt64(writes, st.Skipped, metric.WithAttributes(model, attribute.String("outcome", "skipped")))
+		o.ObserveInt64(writes, st.Deferred, metric.WithAttributes(model, attribute.String("outcome", "deferred")))
 		return nil
 	}, hits, misses, loads, writes)
 }
@@ -198,7 +218,7 @@ func (m *Model) Key(id string) string {
 
 // Stats returns the model's counters.
 func (m *Model) Stats() Stats {
-	return Stats{Hits: m.hits.Load(), Misses: m.misses.Load(), Loads: m.loads.Load(), Applied: m.applied.Load(), Skipped: m.skipped.Load()}
+	return Stats{Hits: m.hits.Load(), Misses: m.misses.Load(), Loads: m.loads.Load(), Applied: m.applied.Load(), Skipped: m.skipped.Load(), Deferred: m.deferred.Load()}
 }
 
 type guardKey struct{}
@@ -259,27 +279,72 @@ func checkField(f string) error {
 	return nil
 }
 
-func (m *Model) exec(ctx context.Context, id string, version uint64, ttl time.Duration, op string, args []string) (bool, error) {
-	argv := make([]string, 0, 5+len(args))
-	argv = append(argv, strconv.FormatUint(version, 10), guardOf(ctx), strconv.FormatInt(ttl.Milliseconds(), 10), op, strconv.Itoa(len(args)))
+// outcome is writes.lua's reply for one write.
+type outcome int64
+
+const (
+	outSkipped  outcome = 0 // not newer than the stored version (or not the next one)
+	outApplied  outcome = 1
+	outDeferred outcome = 2 // missing entry, Loader configured: a stale marker was left
+	outRefused  outcome = 3 // missing entry, no Loader: nothing written
+	outConflict outcome = 4 // update only: the key left the state the value was computed from
+)
+
+// missingPolicy tells writes.lua what a patch on a missing entry does.
+func (m *Model) missingPolicy() string {
+	if m.opts.loader != nil {
+		return "defer"
+	}
+	return "fail"
+}
+
+// count records a write's outcome and turns a refusal into its error.
+func (m *Model) count(id string, version uint64, o outcome) (bool, error) {
+	switch o {
+	case outApplied:
+		m.applied.Add(1)
+		return true, nil
+	case outSkipped:
+		m.skipped.Add(1)
+	case outDeferred:
+		m.deferred.Add(1)
+	case outRefused:
+		return false, &MissingEntryError{Model: m.name, ID: id, Version: version}
+	}
+	return false, nil
+}
+
+// write runs one write under guard and returns its outcome (uncounted).
+func (m *Model) write(ctx context.Context, guard, id string, version uint64, ttl time.Duration, op string, args []string) (outcome, error) {
+	argv := make([]string, 0, 6+len(args))
+	argv = append(argv, strconv.FormatUint(version, 10), guard, strconv.FormatInt(ttl.Milliseconds(), 10), op, m.missingPolicy(), strconv.Itoa(len(args)))
 	argv = append(argv, args...)
 	arr, err := writesScript.Exec(ctx, m.client, []string{m.Key(id)}, argv).ToArray()
 	if err == nil && len(arr) != 1 {
 		err = fmt.Errorf("%d results for one write", len(arr))
 	}
+	var n int64
+	if err == nil {
+		n, err = arr[0].AsInt64()
+	}
 	if err != nil {
-		return false, fmt.Errorf("readmodel %s: %s %q at version %d: %w", m.name, op, id, version, err)
+		return 0, fmt.Errorf("readmodel %s: %s %q at version %d: %w", m.name, op, id, version, err)
 	}
-	if n, _ := arr[0].AsInt64(); n == 1 {
-		m.applied.Add(1)
-		return true, nil
+	return outcome(n), nil
+}
+
+func (m *Model) exec(ctx context.Context, id string, version uint64, ttl time.Duration, op string, args []string) (bool, error) {
+	o, err := m.write(ctx, guardOf(ctx), id, version, ttl, op, args)
+	if err != nil {
+		return false, err
 	}
-	m.skipped.Add(1)
-	return false, nil
+	return m.count(id, version, o)
 }
 
 // Set replaces entry id with fields, as of event version. It returns false
-// (and writes nothing) when the entry already reflects version or a later one.
+// (and writes nothing) when the entry already reflects version or a later
+// one. A Set is a whole state, so it also fills a missing entry, and it
+// replaces the marker of a deferred patch at version or an earlier one.
 func (m *Model) Set(ctx context.Context, id string, version uint64, fields map[string]string) (bool, error) {
 	if err := m.check(id, version); err != nil {
 		return false, err
@@ -294,8 +359,28 @@ func (m *Model) Set(ctx context.Context, id string, version uint64, fields map[s
 	return m.exec(ctx, id, version, m.opts.ttl, "set", args)
 }
 
-// Patch changes some fields of entry id (creating it when missing), as of
-// event version; see Set for when it is skipped. The ops apply atomically.
+// Patch changes some fields of entry id as of event version; it is skipped
+// (false) when the entry already reflects version or a later one. The ops
+// apply atomically.
+//
+// A patch needs the entry's earlier state, so it starts from an empty entry
+// only when that is the truth: the entry is missing and version is 1 (the
+// entity's first event), or the entry is a tombstone at version-1 (the
+// first event after a delete: a re-created entity). A handler that patches
+// should therefore write for the entity's first event too (a Patch with no
+// ops will do). On any other missing entry (expired by WithTTL, evicted,
+// deleted by hand, tombstone expired) the patch is not applied:
+//
+//   - with a Loader it is deferred: Patch returns false, Stats.Deferred
+//     counts it, and the key becomes a marker of the version ({_v, _stale},
+//     with the model's TTL). Get treats the marker as a miss and rebuilds
+//     the whole entry with the Loader; a Loader fill older than the marker
+//     is skipped and Get loads again, so a load racing the deferred patch
+//     never leaves an entry without it; later patches on the marker are
+//     deferred too (raising it).
+//   - without a Loader it returns an error matching ErrMissingEntry (a
+//     *MissingEntryError) and writes nothing: rebuild the read model
+//     (projection.Rebuild), or configure a Loader.
 func (m *Model) Patch(ctx context.Context, id string, version uint64, ops ...Op) (bool, error) {
 	if err := m.check(id, version); err != nil {
 		return false, err
@@ -319,11 +404,14 @@ func (m *Model) Delete(ctx context.Context, id string, version uint64) (bool, er
 }
 
 // Get returns entry id through the client-side cache. On a miss (no entry,
-// or a tombstone) it calls the Loader if there is one and stores its result;
-// otherwise it returns a *NotFoundError. A cached miss can be served until
-// Redis' invalidation for the filling write arrives (well under a
-// millisecond), so concurrent or back-to-back Gets may load twice; the
-// version guard makes the second fill a no-op.
+// a tombstone, or the marker of a deferred patch) it calls the Loader if
+// there is one and stores its result (see Set); otherwise it returns a
+// *NotFoundError. When the fill is skipped because a projection deferred a
+// newer event meanwhile, Get loads again (up to 3 loads), then returns the
+// last load unstored. A cached miss can be served until Redis' invalidation
+// for the filling write arrives (well under a millisecond), so concurrent
+// or back-to-back Gets may load twice; the version guard makes the second
+// fill a no-op.
 func (m *Model) Get(ctx context.Context, id string) (Entry, error) {
 	if err := eventstore.ValidateEntityID(id); err != nil {
 		return Entry{}, err
@@ -342,42 +430,81 @@ func (m *Model) GetFresh(ctx context.Context, id string) (Entry, error) {
 	return m.get(ctx, id, true)
 }
 
+// maxLoads bounds the loads of one Get that keep losing the race with
+// deferred patches.
+const maxLoads = 3
+
 func (m *Model) get(ctx context.Context, id string, fresh bool) (Entry, error) {
-	e, found, err := m.read(ctx, id, fresh)
-	if err != nil || found {
+	e, st, err := m.read(ctx, id, fresh)
+	if err != nil || st == stateLive {
 		return e, err
 	}
 	if m.opts.loader == nil {
 		return Entry{}, &NotFoundError{Model: m.name, ID: id}
 	}
-	m.loads.Add(1)
-	le, err := m.opts.loader(ctx, id)
-	if err != nil {
-		if errors.Is(err, ErrNotFound) || errors.Is(err, eventstore.ErrStreamNotFound) {
-			return Entry{}, &NotFoundError{Model: m.name, ID: id}
+	for i := 1; ; i++ {
+		m.loads.Add(1)
+		le, err := m.opts.loader(ctx, id)
+		if err != nil {
+			if errors.Is(err, ErrNotFound) || errors.Is(err, eventstore.ErrStreamNotFound) {
+				return Entry{}, &NotFoundError{Model: m.name, ID: id}
+			}
+			return Entry{}, fmt.Errorf("readmodel %s: load %q: %w", m.name, id, err)
 		}
-		return Entry{}, fmt.Errorf("readmodel %s: load %q: %w", m.name, id, err)
+		if le.Version == 0 {
+			return Entry{}, fmt.Errorf("readmodel %s: load %q: %w: loader returned version 0", m.name, id, ErrInvalid)
+		}
+		args := make([]string, 0, 2*len(le.Fields))
+		for f, v := range le.Fields {
+			if err := checkField(f); err != nil {
+				return Entry{}, fmt.Errorf("readmodel %s: load %q: %w", m.name, id, err)
+			}
+			args = append(args, f, v)
+		}
+		// Guard "newer" whatever the caller's context: a fill is a whole
+		// state, never write-through.
+		o, err := m.write(ctx, "newer", id, le.Version, m.opts.ttl, "set", args)
+		if err != nil {
+			return Entry{}, err
+		}
+		if _, err := m.count(id, le.Version, o); err != nil {
+			return Entry{}, err
+		}
+		// Read back: a projection may have written a newer version meanwhile.
+		e, st, err = m.read(ctx, id, true)
+		if err != nil {
+			return Entry{}, err
+		}
+		switch {
+		case st == stateLive:
+			return e, nil
+		case st == stateDeleted:
+			// Deleted by a newer event between the load and the read.
+			return Entry{}, &NotFoundError{Model: m.name, ID: id}
+		case i == maxLoads:
+			// Still behind a deferred patch (or expired at once): the
+			// load is a true state of the entity, if not the newest.
+			le.ID = id
+			return le, nil
+		}
+		// A marker newer than the load (a patch deferred while it ran),
+		// or missing again: load again.
 	}
-	if le.Version == 0 {
-		return Entry{}, fmt.Errorf("readmodel %s: load %q: %w: loader returned version 0", m.name, id, ErrInvalid)
-	}
-	if _, err := m.Set(ctx, id, le.Version, le.Fields); err != nil {
-		return Entry{}, err
-	}
-	// Read back: a projection may have written a newer version meanwhile.
-	e, found, err = m.read(ctx, id, true)
-	if err != nil {
-		return Entry{}, err
-	}
-	if !found {
-		// Deleted by a newer event between the load and the read.
-		return Entry{}, &NotFoundError{Model: m.name, ID: id}
-	}
-	return e, nil
 }
 
-// read fetches an entry; found is false for a missing entry or a tombstone.
-func (m *Model) read(ctx context.Context, id string, fresh bool) (Entry, bool, error) {
+// state is what a read-model key holds.
+type state int
+
+const (
+	stateMissing state = iota
+	stateLive
+	stateDeleted // a tombstone
+	stateStale   // the marker of a deferred patch
+)
+
+// read fetches an entry and its state; Fields are set for a live entry
+// only, Version for every state but missing.
+func (m *Model) read(ctx context.Context, id string, fresh bool) (Entry, state, error) {
 	c := m.client
 	var res rueidis.RedisResult
 	if fresh {
@@ -392,29 +519,33 @@ func (m *Model) read(ctx context.Context, id string, fresh bool) (Entry, bool, e
 	}
 	kv, err := res.AsStrMap()
 	if err != nil {
-		return Entry{}, false, fmt.Errorf("readmodel %s: get %q: %w", m.name, id, err)
+		return Entry{}, stateMissing, fmt.Errorf("readmodel %s: get %q: %w", m.name, id, err)
 	}
 	return decodeEntry(m.name, id, kv)
 }
 
-func decodeEntry(model, id string, kv map[string]string) (Entry, bool, error) {
+func decodeEntry(model, id string, kv map[string]string) (Entry, state, error) {
 	if len(kv) == 0 {
-		return Entry{}, false, nil
+		return Entry{}, stateMissing, nil
 	}
 	vs, ok := kv[fieldVersion]
 	v, err := strconv.ParseUint(vs, 10, 64)
 	if !ok || err != nil {
-		return Entry{}, false, fmt.Errorf("readmodel %s: %q: %w: bad _v %q", model, id, ErrCorrupt, vs)
+		return Entry{}, stateMissing, fmt.Errorf("readmodel %s: %q: %w: bad _v %q", model, id, ErrCorrupt, vs)
 	}
 	if _, del := kv[fieldDeleted]; del {
-		return Entry{ID: id, Version: v}, false, nil
+		return Entry{ID: id, Version: v}, stateDeleted, nil
+	}
+	if _, stale := kv[fieldStale]; stale {
+		return Entry{ID: id, Version: v}, stateStale, nil
 	}
 	delete(kv, fieldVersion)
-	return Entry{ID: id, Version: v, Fields: kv}, true, nil
+	return Entry{ID: id, Version: v, Fields: kv}, stateLive, nil
 }
 
-// Version returns the version applied to entry id (0: never written),
-// tombstones included, bypassing the client-side cache.
+// Version returns the version of the last event written to entry id (0:
+// never written), tombstones and deferred patches' markers included,
+// bypassing the client-side cache.
 func (m *Model) Version(ctx context.Context, id string) (uint64, error) {
 	if err := eventstore.ValidateEntityID(id); err != nil {
 		return 0, err

@@ -100,21 +100,6 @@ func TestVersionGuard(t *testing.T) {
 	})
 }
 
-func TestTTL(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
-		t.Parallel()
-		ctx := context.Background()
-		m := newModel(t, tg.Client, tg.Namespace, readmodel.WithTTL(time.Minute))
-		if _, err := m.Set(ctx, "a", 1, map[string]string{"x": "1"}); err != nil {
-			t.Fatal(err)
-		}
-		ttl, err := tg.Client.Do(ctx, tg.Client.B().Pttl().Key(m.Key("a")).Build()).AsInt64()
-		if err != nil || ttl <= 0 || ttl > 60000 {
-			t.Fatalf("pttl %d %v", ttl, err)
-		}
-	})
-}
-
 // TestClientSideCache: Get is served from process memory after the first
 // read, invalidated by Redis when the key changes; with caching off the
 // same calls work (every Get is a miss).

@@ -3,6 +3,7 @@ package readmodel
 import (
 	"context"
 	"fmt"
+	"strconv"
 
 	"github.com/streamfold/streamfold/eventstore"
 	"github.com/vmihailenco/msgpack/v5"
@@ -58,27 +59,70 @@ func (t *Typed[T]) get(ctx context.Context, id string, fresh bool) (T, uint64, e
 	return v, e.Version, nil
 }
 
-// Update reads entry id (the zero T when missing), applies fn and stores the
-// result as of event version: a fold step. A redelivered event is skipped by
-// the version guard, so the fold sees every event once.
+// maxUpdateAttempts bounds Update's reads when the entry keeps changing
+// between its read and its write.
+const maxUpdateAttempts = 5
+
+// Update reads entry id, applies fn and stores the result as of event
+// version: a fold step. A redelivered event is skipped by the version guard,
+// so the fold sees every event once. fn gets the zero T only when that is
+// the entity's true earlier state, as for Model.Patch: the entry is missing
+// and version is 1, or it is a tombstone at version-1. On any other missing
+// entry (expired, evicted, deleted by hand) fn is not called and the step is
+// deferred to the Loader (false, counted in Stats.Deferred) or, without a
+// Loader, refused with an error matching ErrMissingEntry.
+//
+// The read bypasses the client-side cache and never calls the Loader; the
+// write applies only if the entry is still in the state fn's value was
+// computed from, else Update reads again (fn may then run more than once;
+// it must not have side effects).
 func (t *Typed[T]) Update(ctx context.Context, id string, version uint64, fn func(*T) error) (bool, error) {
-	if err := t.m.check(id, version); err != nil {
+	m := t.m
+	if err := m.check(id, version); err != nil {
 		return false, err
 	}
-	// Fresh: a fold step on a cached, not yet invalidated value would lose
-	// the previous step.
-	cur, v, err := t.GetFresh(ctx, id)
-	if err != nil && !isNotFound(err) {
-		return false, err
+	guard := guardOf(ctx)
+	for range maxUpdateAttempts {
+		e, st, err := m.read(ctx, id, true)
+		if err != nil {
+			return false, err
+		}
+		if st != stateMissing && e.Version >= version {
+			m.skipped.Add(1)
+			return false, nil
+		}
+		var cur T
+		var args []string
+		switch {
+		case st == stateLive:
+			if err := msgpack.Unmarshal([]byte(e.Fields[fieldDoc]), &cur); err != nil {
+				return false, fmt.Errorf("readmodel %s: %q: %w: %w", m.name, id, ErrCorrupt, err)
+			}
+			args = []string{strconv.FormatUint(e.Version, 10)}
+		case st == stateMissing && version == 1 || st == stateDeleted && e.Version == version-1:
+			args = []string{"0"} // a fresh start: the zero T is the truth
+		default:
+			args = []string{"-"} // no earlier state: deferred or refused
+		}
+		if args[0] != "-" {
+			if err := fn(&cur); err != nil {
+				return false, err
+			}
+			b, err := msgpack.Marshal(cur)
+			if err != nil {
+				return false, fmt.Errorf("readmodel %s: encode %q: %w", m.name, id, err)
+			}
+			args = append(args, fieldDoc, string(b))
+		}
+		o, err := m.write(ctx, guard, id, version, m.opts.ttl, "update", args)
+		if err != nil {
+			return false, err
+		}
+		if o != outConflict {
+			return m.count(id, version, o)
+		}
 	}
-	if v >= version {
-		t.m.skipped.Add(1)
-		return false, nil
-	}
-	if err := fn(&cur); err != nil {
-		return false, err
-	}
-	return t.Set(ctx, id, version, cur)
+	return false, fmt.Errorf("readmodel %s: update %q at version %d: the entry changed between read and write %d times", m.name, id, version, maxUpdateAttempts)
 }
 
 // TypedLoader adapts a loader of typed values to a Model's Loader.

@@ -1,56 +1,110 @@
 -- writes.lua: version-guarded writes of read-model keys (hashes), in order,
--- in one call: one write for Model.Set/Patch/Delete, many for Batch.Exec. A
--- key may appear several times (an entity's successive events), each write
--- seeing the previous.
+-- in one call: one write for Model.Set/Patch/Delete and Typed.Update, many
+-- for Batch.Exec. A key may appear several times (an entity's successive
+-- events), each write seeing the previous.
 --
--- Each write is skipped when its event version is not newer than the
+-- A key is in one of four states: missing; an entry {_v = w, fields...}; a
+-- tombstone {_v = w, _del = 1} left by a delete; a stale marker
+-- {_v = w, _stale = 1} left by a deferred patch (the entry is missing and
+-- the events up to w are not in it).
+--
+-- Each write is skipped when its event version v is not newer than the
 -- stored one (guard "newer"), or, for write-through, not exactly the next
 -- (guard "next": an inline write must never jump ahead of events the
--- asynchronous runner has not applied yet). The applied version lives in the
--- hash field "_v"; "_del" marks a tombstone. Ops:
+-- asynchronous runner has not applied yet). A "set" under guard "newer"
+-- also replaces a stale marker at v itself (a loader's fold at v contains
+-- the deferred event v). Ops:
 --   set    field, value, ...   replaces the hash
 --   patch  (kind, field, value) triples; kind s = HSET, i = HINCRBY,
---          f = HINCRBYFLOAT, d = HDEL (value ignored); a patch on a
---          missing or deleted entry starts from an empty one
+--          f = HINCRBYFLOAT, d = HDEL (value ignored)
+--   update expected state, then field, value, ...: Typed.Update's
+--          read-modify-write. The expected state is the "_v" of the entry
+--          the value was computed from, "0" for computed from empty (a
+--          fresh start, below) or "-" for not computed (no state to apply
+--          to); when the key is no longer in that state, nothing is written
+--          and the reply is 4 (read again). Otherwise as set / as patch.
 --   del    no arguments; the key becomes a tombstone {_v = v, _del = 1} so a
 --          redelivered older event cannot bring it back
+-- A patch (or update) starts from an empty entry only when that is the
+-- truth (a fresh start): the key is missing and v is 1, or it is a
+-- tombstone at exactly v - 1 (the first event of a new life). On any other
+-- missing state (expired, evicted, deleted by hand, a stale marker, an
+-- older tombstone) it is not applied, by the write's missing policy:
+--   defer  the key becomes a stale marker {_v = v, _stale = 1} (with the
+--          TTL): Get loads it with the model's Loader, an older loader
+--          fill is skipped, later patches are deferred too; reply 2
+--   fail   nothing is written, reply 3; the key's later writes in this
+--          call are not applied either (reply 3), so what applies of a
+--          key's writes is a prefix of them
 -- With a TTL the key is PEXPIREd after the write; without one nothing is
--- done ("set" and "del" rewrite the key, so no TTL is left).
+-- done ("set", "del" and a fresh start rewrite the key, so no TTL is left).
 --
 -- KEYS[i]   the read-model key of write i (all in one hash slot on a cluster)
 --
 -- ARGV      for each write i, in order:
 --             version, guard ("newer" | "next"), TTL ms ("0": none),
---             op ("set" | "patch" | "del"), n (number of op arguments),
---             then the n op arguments (see above)
+--             op ("set" | "patch" | "update" | "del"),
+--             missing policy ("defer" | "fail"),
+--             n (number of op arguments), then the n op arguments (see above)
 --
--- Returns an array with one integer per write: 1 applied, 0 skipped.
+-- Returns an array with one integer per write: 1 applied, 0 skipped (not
+-- newer), 2 deferred, 3 refused (missing entry, policy fail), 4 conflict
+-- (update only).
 -- Errors (a malformed stored "_v", HINCRBY on a non-integer, a bad op) abort
 -- the call: the writes before the failing one stay applied (Redis does not
 -- roll scripts back). That is safe because every write is version-guarded:
 -- running the batch again, or its writes one by one, skips what was applied.
 
+local APPLIED, SKIPPED, DEFERRED, REFUSED, CONFLICT = 1, 0, 2, 3, 4
+
 local out = {}
+local refused = {}
 local a = 1
 for i = 1, #KEYS do
   local key = KEYS[i]
-  local sv, guard, ttl, op, n = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], tonumber(ARGV[a + 4])
-  local first = a + 5
+  local sv, guard, ttl, op, policy, n = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 5])
+  local first = a + 6
   a = first + n
   local v = tonumber(sv)
-  local h = redis.call('HMGET', key, '_v', '_del')
-  local cur, deleted = h[1], h[2]
-  local stored = 0
-  if cur then
-    stored = tonumber(cur)
-    if stored == nil then return redis.error_reply('ERR read model ' .. key .. ' has a malformed _v') end
-  end
-  local apply
-  if guard == 'next' then apply = stored == v - 1 else apply = stored < v end
-  if not apply then
-    out[i] = 0
+  if refused[key] then
+    out[i] = REFUSED
   else
-    if op == 'set' then
+    local h = redis.call('HMGET', key, '_v', '_del', '_stale')
+    local cur, deleted, stale = h[1], h[2], h[3]
+    local stored = 0
+    if cur then
+      stored = tonumber(cur)
+      if stored == nil then return redis.error_reply('ERR read model ' .. key .. ' has a malformed _v') end
+    end
+    local apply
+    if guard == 'next' then apply = stored == v - 1
+    elseif stale and op == 'set' then apply = stored <= v
+    else apply = stored < v end
+    local live = cur and not deleted and not stale
+    local fresh = (not cur and v == 1) or (deleted and stored == v - 1)
+    local res = APPLIED
+    if not apply then
+      res = SKIPPED
+    elseif op == 'update' then
+      local expect = ARGV[first]
+      if live then
+        if expect ~= cur then res = CONFLICT end
+      elseif fresh then
+        if expect ~= '0' then res = CONFLICT end
+      elseif expect ~= '-' then
+        res = CONFLICT
+      end
+      if res == APPLIED and (live or fresh) then
+        if cur then redis.call('DEL', key) end
+        if n > 1 then
+          redis.call('HSET', key, '_v', sv, unpack(ARGV, first + 1, first + n - 1))
+        else
+          redis.call('HSET', key, '_v', sv)
+        end
+      elseif res == APPLIED then
+        res = policy == 'defer' and DEFERRED or REFUSED
+      end
+    elseif op == 'set' then
       -- A key without "_v" does not exist (every write sets it): no DEL.
       if cur then redis.call('DEL', key) end
       if n > 0 then
@@ -59,25 +113,38 @@ for i = 1, #KEYS do
         redis.call('HSET', key, '_v', sv)
       end
     elseif op == 'patch' then
-      if deleted then redis.call('DEL', key) end
-      for j = first, first + n - 1, 3 do
-        local kind, f = ARGV[j], ARGV[j + 1]
-        if kind == 's' then redis.call('HSET', key, f, ARGV[j + 2])
-        elseif kind == 'i' then redis.call('HINCRBY', key, f, ARGV[j + 2])
-        elseif kind == 'f' then redis.call('HINCRBYFLOAT', key, f, ARGV[j + 2])
-        elseif kind == 'd' then redis.call('HDEL', key, f)
-        else return redis.error_reply('ERR unknown patch kind ' .. kind) end
+      if live or fresh then
+        -- A fresh start on a tombstone: the new life starts empty.
+        if not live and cur then redis.call('DEL', key) end
+        for j = first, first + n - 1, 3 do
+          local kind, f = ARGV[j], ARGV[j + 1]
+          if kind == 's' then redis.call('HSET', key, f, ARGV[j + 2])
+          elseif kind == 'i' then redis.call('HINCRBY', key, f, ARGV[j + 2])
+          elseif kind == 'f' then redis.call('HINCRBYFLOAT', key, f, ARGV[j + 2])
+          elseif kind == 'd' then redis.call('HDEL', key, f)
+          else return redis.error_reply('ERR unknown patch kind ' .. kind) end
+        end
+        redis.call('HSET', key, '_v', sv)
+      else
+        res = policy == 'defer' and DEFERRED or REFUSED
       end
-      redis.call('HSET', key, '_v', sv)
     elseif op == 'del' then
       redis.call('DEL', key)
       redis.call('HSET', key, '_v', sv, '_del', '1')
     else
       return redis.error_reply('ERR unknown op ' .. op)
     end
-    local t = tonumber(ttl)
-    if t > 0 then redis.call('PEXPIRE', key, t) end
-    out[i] = 1
+    if res == DEFERRED then
+      if cur then redis.call('DEL', key) end
+      redis.call('HSET', key, '_v', sv, '_stale', '1')
+    elseif res == REFUSED then
+      refused[key] = true
+    end
+    if res == APPLIED or res == DEFERRED then
+      local t = tonumber(ttl)
+      if t > 0 then redis.call('PEXPIRE', key, t) end
+    end
+    out[i] = res
   end
 end
 return out
