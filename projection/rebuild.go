@@ -2,12 +2,42 @@ package projection
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 
 	"github.com/streamfold/streamfold/eventstore"
 )
+
+// ErrIncompleteHistory: an entity stream no longer holds its whole history
+// (its oldest events were truncated, by package retention behind a
+// snapshot), so a projection cannot be rebuilt from it. The error is an
+// *IncompleteHistoryError naming the entity.
+var ErrIncompleteHistory = errors.New("projection: entity history incomplete")
+
+// IncompleteHistoryError names an entity whose stream cannot be folded from
+// the start of its life.
+type IncompleteHistoryError struct {
+	Projection string
+	Stream     eventstore.StreamID
+	Start      uint64 // the first version of the entity's current life
+	First      uint64 // the first version still stored; 0: none (trimmed to empty)
+	Version    uint64 // the stream's version
+}
+
+func (e *IncompleteHistoryError) Error() string {
+	held := fmt.Sprintf("holds versions %d..%d", e.First, e.Version)
+	if e.First == 0 {
+		held = fmt.Sprintf("holds no event (version %d)", e.Version)
+	}
+	return fmt.Sprintf("projection %s: cannot rebuild %s: its stream %s but its history starts at version %d (events were truncated); "+
+		"a rebuild needs whole histories: replay the truncated events from the archive, or do not truncate the streams of a category a projection rebuilds from",
+		e.Projection, e.Stream, held, e.Start)
+}
+
+// Unwrap makes errors.Is(err, ErrIncompleteHistory) true.
+func (e *IncompleteHistoryError) Unwrap() error { return ErrIncompleteHistory }
 
 // RebuildStats reports a rebuild.
 type RebuildStats struct {
@@ -60,7 +90,7 @@ func Rebuild(ctx context.Context, store *eventstore.Store, p Projection, concurr
 			if err != nil {
 				return st, err
 			}
-			if err := rebuildEntities(ctx, store, h, cat, ids, cut, concurrency, &st); err != nil {
+			if err := rebuildEntities(ctx, store, p.Name, h, cat, ids, cut, concurrency, &st); err != nil {
 				return st, fmt.Errorf("rebuild %s: %w", p.Name, err)
 			}
 		}
@@ -99,7 +129,7 @@ func entityIDs(ctx context.Context, store *eventstore.Store, cat string, part in
 	return out, nil
 }
 
-func rebuildEntities(ctx context.Context, store *eventstore.Store, h Handler, cat string, ids []string, cut eventstore.Position, concurrency int, st *RebuildStats) error {
+func rebuildEntities(ctx context.Context, store *eventstore.Store, name string, h Handler, cat string, ids []string, cut eventstore.Position, concurrency int, st *RebuildStats) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
@@ -112,20 +142,9 @@ func rebuildEntities(ctx context.Context, store *eventstore.Store, h Handler, ca
 					return
 				}
 				sid := eventstore.StreamID{Category: cat, ID: ids[i]}
-				for ev, err := range store.Read(ctx, sid, 0) {
-					var unknown *eventstore.UnknownEventTypeError
-					if err != nil && !asUnknown(err, &unknown) {
-						cancel(fmt.Errorf("read %s: %w", sid, err))
-						return
-					}
-					if !ev.Position.IsZero() && ev.Position.Compare(cut) > 0 {
-						break // after the cut: the runner's
-					}
-					if err := h.Handle(ctx, ev); err != nil {
-						cancel(fmt.Errorf("%s v%d: %w", sid, ev.Version, err))
-						return
-					}
-					atomic.AddInt64(&st.Events, 1)
+				if err := rebuildEntity(ctx, store, name, h, sid, cut, st); err != nil {
+					cancel(err)
+					return
 				}
 				atomic.AddInt64(&st.Entities, 1)
 			}
@@ -133,4 +152,60 @@ func rebuildEntities(ctx context.Context, store *eventstore.Store, h Handler, ca
 	}
 	wg.Wait()
 	return context.Cause(ctx)
+}
+
+// rebuildEntity folds one entity's events up to the cut, after checking
+// that its stream starts where its life does: a fold of what a truncated
+// stream still holds would be a wrong read model, silently.
+func rebuildEntity(ctx context.Context, store *eventstore.Store, name string, h Handler, sid eventstore.StreamID, cut eventstore.Position, st *RebuildStats) error {
+	checked := false
+	for ev, err := range store.Read(ctx, sid, 0) {
+		var unknown *eventstore.UnknownEventTypeError
+		if err != nil && !asUnknown(err, &unknown) {
+			if errors.Is(err, eventstore.ErrStreamNotFound) {
+				return nil // deleted since the scan: the runner applies its deletion marker
+			}
+			return fmt.Errorf("read %s: %w", sid, err)
+		}
+		if !checked {
+			if err := checkWhole(ctx, store, name, sid, ev.Version); err != nil {
+				return err
+			}
+			checked = true
+		}
+		if !ev.Position.IsZero() && ev.Position.Compare(cut) > 0 {
+			break // after the cut: the runner's
+		}
+		if err := h.Handle(ctx, ev); err != nil {
+			return fmt.Errorf("%s v%d: %w", sid, ev.Version, err)
+		}
+		atomic.AddInt64(&st.Events, 1)
+	}
+	if !checked {
+		// A stream that exists but holds no event: trimmed to empty.
+		return checkWhole(ctx, store, name, sid, 0)
+	}
+	return nil
+}
+
+// checkWhole returns an *IncompleteHistoryError unless the entity's stream
+// holds its history from the first version of its current life. first is
+// the version of the first event read (0: none).
+//
+// The first life starts at version 1; this is the common case and costs no
+// round trip.
+// TODO(eventstore.Store.Info): a stream re-created after Delete starts at
+// Info.Start (the deletion marker's version + 1); ask Info when first > 1.
+func checkWhole(ctx context.Context, store *eventstore.Store, name string, sid eventstore.StreamID, first uint64) error {
+	if first == 1 {
+		return nil
+	}
+	v, err := store.Version(ctx, sid)
+	if err != nil {
+		return fmt.Errorf("version of %s: %w", sid, err)
+	}
+	if first == 0 && v == 0 {
+		return nil // nothing written: nothing missing
+	}
+	return &IncompleteHistoryError{Projection: name, Stream: sid, Start: 1, First: first, Version: v}
 }
