@@ -463,3 +463,76 @@ func TestOptionsLifecycle(t *testing.T) {
 		}
 	}
 }
+
+// TestTypedUpdateConflict: when the entry leaves the state Update read it
+// in before Update writes (here: evicted), nothing is written from the
+// stale read; Update reads again and follows the new state.
+func TestTypedUpdateConflict(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+		t.Parallel()
+		ctx := context.Background()
+		l := newLedger()
+		m := newModel(t, tg.Client, tg.Namespace, readmodel.WithLoader(readmodel.TypedLoader(l.typedLoad)))
+		typed := readmodel.NewTyped[account](m)
+		add := func(a *account) error { a.Balance += 100; return nil }
+		for range 3 {
+			if ok, err := typed.Update(ctx, "a", l.add("a", 100), add); !ok || err != nil {
+				t.Fatal(ok, err)
+			}
+		}
+		calls := 0
+		ok, err := typed.Update(ctx, "a", l.add("a", 100), func(a *account) error {
+			calls++
+			expire(t, tg.Client, m.Key("a")) // between the read and the write
+			return add(a)
+		})
+		if ok || err != nil || calls != 1 {
+			t.Fatalf("update across an eviction: applied %v, err %v, fn called %d times", ok, err, calls)
+		}
+		if st := m.Stats(); st.Deferred != 1 {
+			t.Fatalf("stats %+v", st)
+		}
+		a, v, err := typed.Get(ctx, "a")
+		if err != nil || v != 4 || a.Balance != 400 {
+			t.Fatalf("get: %+v v%d %v", a, v, err)
+		}
+	})
+}
+
+// TestNextGuardOnMissingEntry: write-through (WithNextGuard) on a missing
+// entry past version 1 is skipped, as for any entry not at version-1 (the
+// runner's write decides); on a deferred patch's marker at version-1 it is
+// deferred too.
+func TestNextGuardOnMissingEntry(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+		t.Parallel()
+		ctx := context.Background()
+		nctx := readmodel.WithNextGuard(ctx)
+		l := newLedger()
+		lm := newModel(t, tg.Client, tg.Namespace, readmodel.WithLoader(l.load))
+		pm, err := readmodel.New(tg.Client, tg.Namespace, "plain")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range []*readmodel.Model{lm, pm} {
+			if ok, err := m.Patch(nctx, "a", 3, readmodel.IncrBy("balance", 1)); ok || err != nil {
+				t.Fatalf("%s: next guard, v3 on missing: %v %v", m.Name(), ok, err)
+			}
+			if exists(t, tg.Client, m.Key("a")) {
+				t.Fatalf("%s: skipped write left a key", m.Name())
+			}
+		}
+		if ok, err := lm.Patch(ctx, "a", 3, readmodel.IncrBy("balance", 1)); ok || err != nil {
+			t.Fatal(ok, err)
+		}
+		if ok, err := lm.Patch(nctx, "a", 4, readmodel.IncrBy("balance", 1)); ok || err != nil {
+			t.Fatal(ok, err)
+		}
+		if v, _ := lm.Version(ctx, "a"); v != 4 {
+			t.Fatalf("marker version %d, want 4", v)
+		}
+		if st := lm.Stats(); st.Deferred != 2 || st.Skipped != 1 {
+			t.Fatalf("stats %+v", st)
+		}
+	})
+}

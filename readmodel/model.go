@@ -35,7 +35,10 @@ type Entry struct {
 // Loader fills a missing entry (cache-aside), for example by folding the
 // entity's events. It returns ErrNotFound (or a wrapping error) when the
 // entity does not exist. The entry is written with its Version as guard, so
-// a loader racing a projection never overwrites a newer entry.
+// a loader racing a projection never overwrites a newer entry, nor fills an
+// entry older than a patch the projection deferred meanwhile (Get then
+// loads again). With a Loader, patches on missing entries are deferred to
+// it (see Model.Patch).
 type Loader func(ctx context.Context, id string) (Entry, error)
 
 // Stats counts the query side of a model since it was created.

@@ -211,8 +211,15 @@ func TestMetrics(t *testing.T) {
 	tg := redistest.Standalone(t)
 	ctx := context.Background()
 	reader := sdkmetric.NewManualReader()
-	m, err := readmodel.New(tg.Client, tg.Namespace, "metered", readmodel.WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
+	loader := func(context.Context, string) (readmodel.Entry, error) {
+		return readmodel.Entry{}, readmodel.ErrNotFound
+	}
+	m, err := readmodel.New(tg.Client, tg.Namespace, "metered", readmodel.WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))),
+		readmodel.WithLoader(loader))
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Patch(ctx, "b", 2, readmodel.IncrBy("x", 1)); err != nil { // a missing entry: deferred
 		t.Fatal(err)
 	}
 	if _, err := m.Set(ctx, "a", 1, map[string]string{"x": "1"}); err != nil {
@@ -245,7 +252,7 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 	st := m.Stats()
-	if got["streamfold.readmodel.writes/applied"] != 1 || got["streamfold.readmodel.writes/skipped"] != 1 ||
+	if got["streamfold.readmodel.writes/applied"] != 1 || got["streamfold.readmodel.writes/skipped"] != 1 || got["streamfold.readmodel.writes/deferred"] != 1 ||
 		got["streamfold.readmodel.cache.hits"]+got["streamfold.readmodel.cache.misses"] != 3 || got["streamfold.readmodel.cache.hits"] != st.Hits {
 		t.Fatalf("metrics %v, stats %+v", got, st)
 	}
