@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -81,8 +82,15 @@ func ValidateCategory(c string) error {
 }
 
 // ValidateEntityID checks an entity id: 1–256 bytes of valid UTF-8 with no
-// control characters, no whitespace and no '{' or '}' (which could move the
-// key's hash tag).
+// '{' or '}' (which could move the key's hash tag) and no character that
+// cannot be seen, so that two ids that print alike are the same id. Refused:
+// control characters, whitespace of any script (unicode.IsSpace: no-break and
+// ideographic spaces, line separators), format characters (Cf: zero-width
+// spaces and joiners, bidi marks, embeddings and isolates, the BOM, soft
+// hyphen, tag characters), the other default-ignorable code points (variation
+// selectors, the combining grapheme joiner, Hangul fillers) and
+// noncharacters. The reason names the rune and its byte offset. Visible
+// letters, marks, digits, symbols and punctuation of any script are valid.
 func ValidateEntityID(id string) error {
 	if id == "" {
 		return &InvalidStreamIDError{Field: "id", Value: id, Reason: "empty"}
@@ -93,10 +101,25 @@ func ValidateEntityID(id string) error {
 	if !utf8.ValidString(id) {
 		return &InvalidStreamIDError{Field: "id", Value: id, Reason: "not valid UTF-8"}
 	}
-	for _, r := range id {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == ' ' || r == '{' || r == '}' || r == '\u2028' || r == '\u2029' {
-			return &InvalidStreamIDError{Field: "id", Value: id, Reason: fmt.Sprintf("character %q not allowed", r)}
+	for i, r := range id {
+		var what string
+		switch {
+		case r == '{' || r == '}':
+			what = "brace"
+		case unicode.IsControl(r):
+			what = "control character"
+		case unicode.IsSpace(r) || unicode.In(r, unicode.Zs, unicode.Zl, unicode.Zp):
+			what = "whitespace"
+		case unicode.Is(unicode.Cf, r):
+			what = "invisible format character"
+		case unicode.In(r, unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector):
+			what = "invisible (default-ignorable) character"
+		case unicode.Is(unicode.Noncharacter_Code_Point, r):
+			what = "noncharacter"
+		default:
+			continue
 		}
+		return &InvalidStreamIDError{Field: "id", Value: id, Reason: fmt.Sprintf("%s %U %q at byte %d not allowed", what, r, r, i)}
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 
 	"errors"
+	"fmt"
 	"github.com/google/uuid"
 	"hash/fnv"
 	"strings"
@@ -125,4 +126,67 @@ func envelopeEqual(a, b envelope) bool {
 		}
 	}
 	return true
+}
+
+// Ids that look alike but are different keys: whitespace other than ' ',
+// zero-width and bidi format characters, other default-ignorable code points.
+// Each is refused with a reason naming the rune and its byte offset.
+func TestValidateEntityIDRefusesInvisibleCharacters(t *testing.T) {
+	bad := []struct {
+		name string
+		id   string
+		rune string // the %U form the reason must name
+		at   int    // byte offset of the rune
+	}{
+		{"no-break space", "acc\u00a01", "U+00A0", 3},
+		{"narrow no-break space", "a\u202f1", "U+202F", 1},
+		{"ideographic space", "\u3000x", "U+3000", 0},
+		{"ogham space", "x\u1680", "U+1680", 1},
+		{"en quad", "x\u2000y", "U+2000", 1},
+		{"hair space", "x\u200ay", "U+200A", 1},
+		{"next line", "x\u0085y", "U+0085", 1},
+		{"vertical tab", "x\vy", "U+000B", 1},
+		{"zero-width space", "ab\u200bc", "U+200B", 2},
+		{"zero-width non-joiner", "a\u200cb", "U+200C", 1},
+		{"zero-width joiner", "a\u200db", "U+200D", 1},
+		{"word joiner", "a\u2060b", "U+2060", 1},
+		{"byte order mark", "\ufeffacc", "U+FEFF", 0},
+		{"soft hyphen", "ab\u00adc", "U+00AD", 2},
+		{"left-to-right mark", "ü\u200ex", "U+200E", 2},
+		{"right-to-left mark", "x\u200f", "U+200F", 1},
+		{"right-to-left override", "evil\u202etxt.exe", "U+202E", 4},
+		{"left-to-right embedding", "\u202ax", "U+202A", 0},
+		{"right-to-left isolate", "x\u2067y", "U+2067", 1},
+		{"pop directional isolate", "x\u2069", "U+2069", 1},
+		{"arabic letter mark", "x\u061c", "U+061C", 1},
+		{"mongolian vowel separator", "x\u180ey", "U+180E", 1},
+		{"tag character", "x\U000e0041", "U+E0041", 1},
+		{"combining grapheme joiner", "a\u034fb", "U+034F", 1},
+		{"hangul filler", "\u3164", "U+3164", 0},
+		{"halfwidth hangul filler", "x\uffa0", "U+FFA0", 1},
+		{"variation selector 16", "x\ufe0f", "U+FE0F", 1},
+		{"variation selector 17", "x\U000e0100", "U+E0100", 1},
+		{"noncharacter", "x\uffff", "U+FFFF", 1},
+	}
+	for _, c := range bad {
+		t.Run(c.name, func(t *testing.T) {
+			err := ValidateEntityID(c.id)
+			var ie *InvalidStreamIDError
+			if !errors.Is(err, ErrInvalidStreamID) || !errors.As(err, &ie) {
+				t.Fatalf("ValidateEntityID(%q) = %v, want ErrInvalidStreamID", c.id, err)
+			}
+			if ie.Field != "id" || ie.Value != c.id {
+				t.Errorf("error names field %q value %q, want id %q", ie.Field, ie.Value, c.id)
+			}
+			if at := fmt.Sprintf("at byte %d", c.at); !strings.Contains(ie.Reason, c.rune) || !strings.Contains(ie.Reason, at) {
+				t.Errorf("reason %q does not name %s %s", ie.Reason, c.rune, at)
+			}
+		})
+	}
+	// Visible non-ASCII text stays valid: letters, marks, symbols, punctuation.
+	for _, id := range []string{"ü", "e\u0301", "日本語", "Ωmega", "x:y/z@", "a–b", "🙂", "❤", "\u05e9\u05dc\u05d5\u05dd", "مرحبا", "a_b.c~d"} {
+		if err := ValidateEntityID(id); err != nil {
+			t.Errorf("ValidateEntityID(%q) = %v, want nil", id, err)
+		}
+	}
 }
