@@ -70,6 +70,7 @@ type appendReq struct {
 	streams  []StreamAppend
 	parts    []int
 	keys     []string // entity stream keys, one per stream
+	tombs    []string // their stream tombstones
 	args     []string // this transaction's ARGV part, key indexes relative to keys (1-based)
 	bytes    int
 	res      []AppendResult
@@ -84,7 +85,7 @@ func (s *Store) prepare(ctx context.Context, appends []StreamAppend) (*appendReq
 	if len(appends) == 0 {
 		return nil, ErrEmptyAppend
 	}
-	req := &appendReq{streams: appends, parts: make([]int, len(appends)), keys: make([]string, len(appends))}
+	req := &appendReq{streams: appends, parts: make([]int, len(appends)), keys: make([]string, len(appends)), tombs: make([]string, len(appends))}
 	nev := 0
 	for i, a := range appends {
 		if err := a.Stream.Validate(); err != nil {
@@ -167,7 +168,7 @@ func (s *Store) prepare(ctx context.Context, appends []StreamAppend) (*appendReq
 		if i > 0 && p != req.parts[0] {
 			return nil, &CrossPartitionError{A: appends[0].Stream, B: a.Stream, PartitionA: req.parts[0], PartitionB: p}
 		}
-		req.parts[i], req.keys[i] = p, key
+		req.parts[i], req.keys[i], req.tombs[i] = p, key, s.keys.Tombstone(a.Stream, p)
 	}
 	req.tag = s.keys.Tag(appends[0].Stream.Category, req.parts[0])
 	req.log = s.keys.Log(appends[0].Stream.Category, req.parts[0])
@@ -180,7 +181,7 @@ func (s *Store) execute(ctx context.Context, batch []*appendReq) {
 	nkeys := 1
 	nargs := 1
 	for _, r := range batch {
-		nkeys += len(r.keys)
+		nkeys += 2 * len(r.keys)
 		nargs += len(r.args)
 	}
 	keys := make([]string, 0, nkeys)
@@ -188,13 +189,13 @@ func (s *Store) execute(ctx context.Context, batch []*appendReq) {
 	keys = append(keys, batch[0].log)
 	args = append(args, strconv.Itoa(len(batch)))
 	for _, r := range batch {
-		base := len(keys) // KEYS index (1-based) of this request's first stream is base+1
-		keys = append(keys, r.keys...)
 		args = append(args, r.args[0])
-		// Rewrite the key indexes: each stream's part starts with its index.
+		// Rewrite the key indexes: each stream's part starts with the
+		// index of its key, followed by its tombstone's.
 		a := 1
 		for i := range r.streams {
-			args = append(args, strconv.Itoa(base+1+i))
+			keys = append(keys, r.keys[i], r.tombs[i])
+			args = append(args, strconv.Itoa(len(keys)-1))
 			n := 5 + 2*len(r.streams[i].Events)
 			args = append(args, r.args[a+1:a+n]...)
 			a += n
@@ -234,6 +235,16 @@ func (r *appendReq) decodeResult(m rueidis.RedisMessage) ([]AppendResult, error)
 	status, err := arr[0].AsInt64()
 	if err != nil {
 		return nil, fmt.Errorf("append to %s: bad script reply: %w", r.streams[0].Stream, err)
+	}
+	if status == 3 {
+		// One write of this transaction failed; the others of the batch
+		// have their own outcomes.
+		if len(arr) != 3 {
+			return nil, fmt.Errorf("append to %s: bad failure reply", r.streams[0].Stream)
+		}
+		partial, _ := arr[1].AsInt64()
+		msg, _ := arr[2].ToString()
+		return nil, &AppendFailedError{Stream: r.streams[0].Stream, Partial: partial != 0, Reason: msg}
 	}
 	if status == 2 {
 		if len(arr) != 3 {

@@ -19,8 +19,15 @@ type Deleted struct{}
 // writes a deletion marker (type DeletedType, version = the stream's last
 // version + 1) to the partition log so projections can drop what they
 // derived from it. The entity's events are gone from Redis (archive them
-// first if they must be kept; see package retention). A later append with
-// NoStream starts the entity again at version 1.
+// first if they must be kept; see package retention).
+//
+// A small stream tombstone stays (a string key beside the stream holding the
+// marker's version, kept for good): the stream reads as not found, and a
+// later append with NoStream (or Any) starts a new life of the entity whose
+// versions continue after the marker, as with KurrentDB's soft delete. So
+// nothing derived from the old life — a read-model tombstone, a snapshot
+// written late — can hide or overwrite the new one: read models apply the
+// new events (their versions are newer), and old snapshots are refused.
 //
 // expected is checked as for Append (NoStream makes no sense here and is
 // refused). A stream that does not exist returns a *StreamNotFoundError.
@@ -40,7 +47,7 @@ func (s *Store) Delete(ctx context.Context, stream StreamID, expected ExpectedVe
 	if err != nil {
 		return AppendResult{}, err
 	}
-	keys := []string{s.keys.Log(stream.Category, p), key, s.keys.Snapshot(stream, p)}
+	keys := []string{s.keys.Log(stream.Category, p), key, s.keys.Snapshot(stream, p), s.keys.Tombstone(stream, p)}
 	args := []string{stream.ID, fmt.Sprint(int64(expected)), rueidis.BinaryString(env)}
 	res, err := s.deleteScript.Exec(ctx, s.client, keys, args).ToArray()
 	if err != nil {

@@ -34,6 +34,9 @@ var (
 	ErrOutOfMemory = errors.New("eventstore: Redis is out of memory")
 	// ErrReadOnly: the server is a read-only replica. Nothing was written.
 	ErrReadOnly = errors.New("eventstore: Redis is read-only")
+	// ErrAppendFailed: Redis refused a write of one append of a grouped
+	// call while others of the call were written (see AppendFailedError).
+	ErrAppendFailed = errors.New("eventstore: append failed")
 )
 
 // classify adds a sentinel to the Redis refusals a caller can act on,
@@ -57,6 +60,38 @@ type refusedError struct{ sentinel, err error }
 
 func (e *refusedError) Error() string   { return e.sentinel.Error() + ": " + e.err.Error() }
 func (e *refusedError) Unwrap() []error { return []error{e.sentinel, e.err} }
+
+// AppendFailedError is one transaction's own failure inside a script call
+// that wrote other transactions (group commit): Redis refused one of its
+// writes. Unless Partial, nothing of it was written and it may be retried.
+// Partial means some of its events were written before a later write
+// failed, which the store's checks rule out; the stream then needs an
+// operator's look (Store.Info, Read).
+type AppendFailedError struct {
+	Stream  StreamID
+	Partial bool
+	Reason  string // Redis' error
+}
+
+func (e *AppendFailedError) Error() string {
+	if e.Partial {
+		return fmt.Sprintf("eventstore: append to %s: partly written before Redis refused a write: %s; inspect the stream", e.Stream, e.Reason)
+	}
+	return fmt.Sprintf("eventstore: append to %s: nothing written: Redis refused the write: %s", e.Stream, e.Reason)
+}
+
+// Unwrap returns ErrAppendFailed, and ErrOutOfMemory or ErrReadOnly when
+// Redis' error says so.
+func (e *AppendFailedError) Unwrap() []error {
+	errs := []error{ErrAppendFailed}
+	switch {
+	case strings.HasPrefix(e.Reason, "OOM"):
+		errs = append(errs, ErrOutOfMemory)
+	case strings.HasPrefix(e.Reason, "READONLY"):
+		errs = append(errs, ErrReadOnly)
+	}
+	return errs
+}
 
 // WrongVersionError is returned when the expected version check fails.
 type WrongVersionError struct {

@@ -13,6 +13,8 @@ import (
 //	<ns>:{<category>:<p>}:log        partition log p of a category (stream)
 //	<ns>:{<category>:<p>}:s:<id>     entity stream (stream)
 //	<ns>:{<category>:<p>}:snap:<id>  snapshot of an entity (string; written by package snapshot)
+//	<ns>:{<category>:<p>}:gone:<id>  stream tombstone of a deleted entity (string: the version of its
+//	                                 deletion marker; kept so a new life continues after it)
 //	<ns>:cat:<category>              category metadata (hash: partitions)
 //	<ns>:categories                  set of known categories
 //
@@ -180,6 +182,12 @@ func (k Keyspace) Stream(s StreamID, partition int) string {
 // Snapshot returns the key of an entity's snapshot, beside its stream.
 func (k Keyspace) Snapshot(s StreamID, partition int) string {
 	return k.ns + ":" + k.Tag(s.Category, partition) + ":snap:" + s.ID
+}
+
+// Tombstone returns the key of an entity's stream tombstone, beside its
+// stream: written by Delete, it holds the version of the deletion marker.
+func (k Keyspace) Tombstone(s StreamID, partition int) string {
+	return k.ns + ":" + k.Tag(s.Category, partition) + ":gone:" + s.ID
 }
 
 // PartitionKey returns the key of a per-partition object named name (for

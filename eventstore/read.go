@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"iter"
-	"strconv"
-	"strings"
 
 	"github.com/redis/rueidis"
 )
@@ -128,38 +126,14 @@ func (s *Store) Last(ctx context.Context, stream StreamID) (RecordedEvent, error
 }
 
 // Version returns a stream's current version: that of its last event, also
-// when the stream has been trimmed (to empty, even). 0 means no stream.
+// when the stream has been trimmed (to empty, even) or its tail removed by
+// hand. 0 means no live stream (never written, or deleted; see Info).
 func (s *Store) Version(ctx context.Context, stream StreamID) (uint64, error) {
-	_, key, err := s.locate(ctx, stream)
+	in, err := s.Info(ctx, stream)
 	if err != nil {
 		return 0, err
 	}
-	c := s.client
-	entries, err := asEntries(c.Do(ctx, c.B().Xrevrange().Key(key).End("+").Start("-").Count(1).Build()))
-	if err != nil {
-		return 0, fmt.Errorf("version of %s: %w", stream, err)
-	}
-	if len(entries) == 1 {
-		v, ok := parseVersionID(entries[0].ID)
-		if !ok {
-			return 0, &CorruptEntryError{Key: key, EntryID: entries[0].ID, Reason: "entry id is not <version>-0"}
-		}
-		return v, nil
-	}
-	info, err := c.Do(ctx, c.B().XinfoStream().Key(key).Build()).AsMap()
-	if rueidis.IsRedisNil(err) || err != nil && strings.Contains(err.Error(), "no such key") {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("version of %s: %w", stream, err)
-	}
-	lastMsg := info["last-generated-id"]
-	last, err := lastMsg.ToString()
-	if err != nil {
-		return 0, fmt.Errorf("version of %s: %w", stream, err)
-	}
-	ms, _, _ := strings.Cut(last, "-")
-	return strconv.ParseUint(ms, 10, 64)
+	return in.Version, nil
 }
 
 // ReadLog yields the entries of a category's partition log after position

@@ -21,9 +21,12 @@ var (
 	appendBodyLua string
 	//go:embed lua/delete.lua
 	deleteBodyLua string
+	//go:embed lua/info.lua
+	infoBodyLua string
 
 	appendLua = versionLua + appendBodyLua
 	deleteLua = versionLua + deleteBodyLua
+	infoLua   = versionLua + infoBodyLua
 )
 
 // Store is the event store. It is safe for concurrent use; create one per
@@ -36,6 +39,7 @@ type Store struct {
 
 	appendScript *rueidis.Lua
 	deleteScript *rueidis.Lua
+	infoScript   *rueidis.Lua
 	inst         instruments
 
 	cats   sync.Map // category -> partition count (int)
@@ -187,6 +191,7 @@ func New(client rueidis.Client, opts ...Option) (*Store, error) {
 		dec:          entryDecoder{reg: o.registry, codec: o.codec},
 		appendScript: rueidis.NewLuaScript(appendLua),
 		deleteScript: rueidis.NewLuaScript(deleteLua),
+		infoScript:   rueidis.NewLuaScriptReadOnly(infoLua),
 		inst:         newInstruments(&o),
 	}, nil
 }

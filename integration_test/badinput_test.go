@@ -120,7 +120,8 @@ func TestForeignEntries(t *testing.T) {
 		for _, err := range store.Read(ctx, wid, 0) {
 			rerr = err
 		}
-		if !isRedisErr(aerr, "WRONGTYPE") || !isRedisErr(rerr, "WRONGTYPE") {
+		var af *eventstore.AppendFailedError
+		if !errors.As(aerr, &af) || af.Partial || !strings.HasPrefix(af.Reason, "WRONGTYPE") || !isRedisErr(rerr, "WRONGTYPE") {
 			t.Errorf("wrong key type: append %v, read %v", aerr, rerr)
 		}
 		summary(t, "foreign_stream_entries", 5, "read_ok", ok, "read_corrupt", corrupt, "read_unknown", unknown,

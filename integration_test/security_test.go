@@ -35,12 +35,12 @@ var aclCommands = map[string][]string{
 	"client": {"hello", "auth", "ping", "client|tracking", "client|setname", "cluster|slots", "cluster|shards"},
 	// eventstore: category metadata, the scripts and what they call, reads, WAIT.
 	"eventstore": {"hsetnx", "hget", "sadd", "smembers", "evalsha", "eval", "xadd", "xrange", "xrevrange", "exists",
-		"xinfo|stream", "del", "wait"},
+		"xinfo|stream", "del", "wait", "get", "set", "xdel", "evalsha_ro", "eval_ro"},
 	// retention: log trimming and compaction (scan + script).
 	"retention": {"xlen", "xinfo|groups", "xpending", "memory|usage", "xtrim", "scan", "object|idletime", "xsetid", "dump", "restore", "script|load"},
 	// storetest's own checks through the store's client (SET: it plants a
 	// snapshot key the way package snapshot will).
-	"storetest": {"cluster|keyslot", "set"},
+	"storetest": {"cluster|keyslot", "set", "client|pause", "client|unpause", "type"},
 }
 
 func aclRule(ns string) []string {

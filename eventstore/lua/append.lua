@@ -2,12 +2,15 @@
 -- and to their partition log, for a group of independent transactions.
 --
 -- KEYS[1]     the partition log          <ns>:{<cat>:<p>}:log
--- KEYS[2..]   entity streams             <ns>:{<cat>:<p>}:s:<id>   (same hash tag)
+-- KEYS[2..]   per stream, two keys (same hash tag):
+--               the entity stream        <ns>:{<cat>:<p>}:s:<id>
+--               its stream tombstone     <ns>:{<cat>:<p>}:gone:<id>
 --
 -- ARGV[1]     number of transactions T
 -- then, per transaction:
 --   S                                     number of streams in it
---   per stream:  key index (into KEYS), entity id, expected, expected id, N,
+--   per stream:  key index (into KEYS: the stream; the tombstone follows it),
+--                entity id, expected, expected id, N,
 --                then N times: entry id, envelope (its first 16 bytes are the event id)
 -- expected: -1 any, -2 stream exists, >= 0 exact version (0 = no stream).
 -- expected id: "<expected>-0" for an exact version > 0, else "".
@@ -15,6 +18,12 @@
 -- script then formats it). Formatting numbers in Lua costs ~0.8 µs an event,
 -- and comparing the stream's last id with the expected id as strings avoids
 -- parsing it: the common case (an exact expected version) does neither.
+--
+-- Deleted streams (delete.lua): a stream that does not exist but has a
+-- tombstone was deleted at the tombstone's version D. It is not live: only
+-- "no stream" and "any" may append to it, and its new life continues at
+-- D+1 (as KurrentDB's soft delete), so that nothing derived from the old
+-- life (read-model tombstones, late snapshots) can hide or overwrite it.
 --
 -- Entries written (see wire.go):
 --   log:     XADD log *        s <entity id> v <version>-0 e <envelope>
@@ -26,15 +35,26 @@
 --                                     stored after the expected version; the
 --                                     original versions and positions
 --   {2, stream index (1-based), actual version}   wrong expected version
+--                                     (actual 0: the stream is not live)
+--   {3, written (0|1), message}       Redis refused a command of this
+--                                     transaction (out of memory, read-only,
+--                                     a key of another type): nothing of it
+--                                     was written (0), or part of it was (1:
+--                                     never expected after the checks)
 --
--- A transaction is all or nothing: every stream is checked before any write.
--- Transactions are applied in order, so a later one sees an earlier one's
--- events. Redis refuses the whole call up front when it is out of memory or
--- read-only; after the checks, no write can fail.
+-- A transaction is all or nothing and fails alone: every stream is checked
+-- before any write, and each transaction's outcome is its own. The check of
+-- the hot path reads the stream's last entry; when an operator removed the
+-- tail (XDEL) the stream's true version is higher and the entity write is
+-- refused by Redis: the script then removes the log entry it has just added
+-- (nobody can have read it) and reports the true version. Transactions of
+-- several streams check the exact versions up front instead, since an
+-- earlier stream's writes could not be taken back.
 
 local log = KEYS[1]
 
--- current(key) is defined in version.lua, prepended when the script is built.
+-- current(key, tomb) and exact(key) are defined in version.lua, prepended
+-- when the script is built.
 
 -- If events from..from+n-1 of the stream carry the ids of the envelopes
 -- ARGV[first+1], ARGV[first+3], ..., return {from+n-1, pos...}; else nil.
@@ -54,42 +74,85 @@ local function stored(key, from, n, first)
   return res
 end
 
-local out = {}
-local a = 2
-for t = 1, tonumber(ARGV[1]) do
-  local ns = tonumber(ARGV[a]); a = a + 1
+local function failed(r) return type(r) == 'table' and r.err ~= nil end
+
+-- write appends the n events of one stream after version v. It returns
+-- {version, pos...}, or nil and the error of the first write that failed
+-- and whether that write was the stream's first entity write (then the
+-- log entry it came with has been removed again and nothing is written).
+local function write(key, eid, exp, v, n, e)
+  local r = {v + n}
+  for i = 1, n do
+    local vid = ARGV[e]
+    if vid == '' or v ~= exp then vid = (v + i) .. '-0' end
+    local pos = redis.pcall('XADD', log, '*', 's', eid, 'v', vid, 'e', ARGV[e + 1])
+    if failed(pos) then return nil, pos.err, i == 1 end
+    local w = redis.pcall('XADD', key, vid, 'e', ARGV[e + 1], 'p', pos)
+    if failed(w) then
+      if i == 1 then redis.call('XDEL', log, pos) end
+      return nil, w.err, i == 1
+    end
+    r[i + 1] = pos
+    e = e + 2
+  end
+  return r
+end
+
+-- transaction checks and writes one transaction whose first stream's part
+-- of ARGV starts at a, and returns its result.
+local function transaction(ns, a)
   local start = a
   local bases = {}      -- version before the append, per stream
   local replays = {}    -- replayed results, per stream
   local nreplay = 0
   local conflict = nil
   for s = 1, ns do
-    local key = KEYS[tonumber(ARGV[a])]
+    local ki = tonumber(ARGV[a])
+    local key, tomb = KEYS[ki], KEYS[ki + 1]
     local exp = tonumber(ARGV[a + 2])
     local expid = ARGV[a + 3]
     local n = tonumber(ARGV[a + 4])
     local first = a + 5
-    local cur, lastid
+    local cur, lastid, live
     if exp > 0 then
       local r = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
       if #r > 0 and r[1][1] == expid then
-        cur = exp
+        cur, live = exp, true
       else
-        cur, lastid = current(key)
+        cur, lastid, live = current(key, tomb)
       end
     elseif exp == 0 and redis.call('EXISTS', key) == 0 then
-      cur = 0
+      cur, live = tonumber(redis.call('GET', tomb) or '0') or 0, false
     else
-      cur, lastid = current(key)
+      cur, lastid, live = current(key, tomb)
+    end
+    if ns > 1 and live then
+      local x = exact(key)
+      if x ~= cur then cur, lastid = x, nil end
     end
     local replay = nil
-    if exp >= 0 then
-      if cur ~= exp then
-        if cur >= exp + n then replay = stored(key, exp + 1, n, first) end
+    if exp > 0 then
+      if not live then
+        conflict = conflict or {2, s, 0}
+      elseif cur ~= exp then
+        -- Rare: the exact version, which is higher than the last entry's
+        -- when the tail was removed by hand.
+        cur = exact(key)
+        if cur ~= exp then
+          if cur >= exp + n then replay = stored(key, exp + 1, n, first) end
+          if not replay then conflict = conflict or {2, s, cur} end
+        end
+      end
+    elseif exp == 0 then
+      if live then
+        cur = exact(key)
+        -- a retry of the append that began this life?
+        local from = (tonumber(redis.call('GET', tomb) or '0') or 0) + 1
+        if cur >= from + n - 1 then replay = stored(key, from, n, first) end
         if not replay then conflict = conflict or {2, s, cur} end
       end
-    elseif exp == -2 and cur == 0 then
-      conflict = conflict or {2, s, 0}
+    elseif not live then
+      if exp == -2 then conflict = conflict or {2, s, 0} end
     elseif cur >= n and lastid == string.sub(ARGV[first + 2 * n - 1], 1, 16) then
       -- the stream ends with this batch's last event: a retry
       replay = stored(key, cur - n + 1, n, first)
@@ -101,37 +164,53 @@ for t = 1, tonumber(ARGV[1]) do
   if conflict == nil and nreplay > 0 and nreplay < ns then
     -- part of the transaction is already stored: not a retry of this transaction
     for s = 1, ns do
-      if replays[s] then conflict = {2, s, bases[s]}; break end
+      if replays[s] then return {2, s, bases[s]} end
     end
   end
-  if conflict then
-    out[t] = conflict
-  elseif nreplay == ns then
+  if conflict then return conflict end
+  if nreplay == ns then
     local res = {1}
     for s = 1, ns do res[s + 1] = replays[s] end
+    return res
+  end
+  local res = {0}
+  a = start
+  for s = 1, ns do
+    local key = KEYS[tonumber(ARGV[a])]
+    local eid = ARGV[a + 1]
+    local exp = tonumber(ARGV[a + 2])
+    local n = tonumber(ARGV[a + 4])
+    local r, err, clean = write(key, eid, exp, bases[s], n, a + 5)
+    if r == nil and clean and ns == 1 and string.find(err, 'equal or smaller', 1, true) then
+      -- The tail was removed by hand: the true version is higher.
+      local x = exact(key)
+      if exp >= 0 or x <= bases[s] then return {2, 1, x} end
+      r, err, clean = write(key, eid, exp, x, n, a + 5)
+    end
+    if r == nil then
+      error({err = err, partial = not (clean and s == 1)})
+    end
+    res[s + 1] = r
+    a = a + 5 + 2 * n
+  end
+  return res
+end
+
+local out = {}
+local a = 2
+for t = 1, tonumber(ARGV[1]) do
+  local ns = tonumber(ARGV[a])
+  local next = a + 1
+  for _ = 1, ns do next = next + 5 + 2 * tonumber(ARGV[next + 4]) end
+  local ok, res = pcall(transaction, ns, a + 1)
+  if ok then
     out[t] = res
   else
-    local res = {0}
-    a = start
-    for s = 1, ns do
-      local key = KEYS[tonumber(ARGV[a])]
-      local eid = ARGV[a + 1]
-      local n = tonumber(ARGV[a + 4])
-      local v = bases[s]
-      local r = {v + n}
-      local e = a + 5
-      for i = 1, n do
-        local vid = ARGV[e]
-        if vid == '' then vid = (v + i) .. '-0' end
-        local pos = redis.call('XADD', log, '*', 's', eid, 'v', vid, 'e', ARGV[e + 1])
-        redis.call('XADD', key, vid, 'e', ARGV[e + 1], 'p', pos)
-        r[i + 1] = pos
-        e = e + 2
-      end
-      res[s + 1] = r
-      a = e
-    end
-    out[t] = res
+    local msg = type(res) == 'table' and res.err or tostring(res)
+    local partial = 0
+    if type(res) == 'table' and res.partial then partial = 1 end
+    out[t] = {3, partial, msg}
   end
+  a = next
 end
 return out

@@ -1,25 +1,30 @@
 -- delete.lua: delete an entity: its stream and its snapshot, leaving a
--- deletion marker in the partition log so projections can react.
+-- deletion marker in the partition log so projections can react, and a
+-- stream tombstone holding the marker's version so that a new life of the
+-- entity continues after it (see append.lua).
 --
 -- KEYS[1]  the partition log
 -- KEYS[2]  the entity stream
 -- KEYS[3]  the entity's snapshot
+-- KEYS[4]  the entity's stream tombstone
 -- ARGV[1]  entity id
 -- ARGV[2]  expected version (-1 any, -2 stream exists, > 0 exact)
 -- ARGV[3]  the marker's envelope (type "$deleted")
 --
 -- Returns {status, version, position}
---   status 0: deleted; version is that of the marker (the stream's last
---             version + 1) and position its log entry
+--   status 0: deleted; version is that of the marker (the stream's version
+--             + 1) and position its log entry
 --   status 2: wrong expected version (version = actual)
---   status 3: no such stream
+--   status 3: no such stream (never written, or deleted)
 
-local log, key, snap = KEYS[1], KEYS[2], KEYS[3]
+local log, key, snap, tomb = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local exp = tonumber(ARGV[2])
-local cur = current(key)
-if cur == 0 then return {3, 0, ''} end
+if redis.call('EXISTS', key) == 0 then return {3, 0, ''} end
+-- Deletes are rare: the exact version, also when the tail was removed by hand.
+local cur = exact(key)
 if exp >= 0 and cur ~= exp then return {2, cur, ''} end
 local v = cur + 1
 local pos = redis.call('XADD', log, '*', 's', ARGV[1], 'v', v .. '-0', 'e', ARGV[3])
 redis.call('DEL', key, snap)
+redis.call('SET', tomb, v)
 return {0, v, pos}

@@ -79,6 +79,8 @@ func Run(t *testing.T, newStore Factory) {
 		{"PartitionsFixed", testPartitionsFixed},
 		{"OneSlotPerScript", testOneSlot},
 		{"Delete", testDelete},
+		{"TailRemoved", testTailRemoved},
+		{"FailsAlone", testFailsAlone},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -859,9 +861,54 @@ func testDelete(t *testing.T, newStore Factory) {
 	if n != 3 || last.Type != eventstore.DeletedType || last.Data != (eventstore.Deleted{}) || last.Version != 3 || last.Stream != id || last.Position != del.Positions[0] {
 		t.Fatalf("deletion marker: %d entries, last %+v", n, last)
 	}
-	// The entity can start again.
-	if r, err := s.Append(ctx, id, eventstore.NoStream, eventstore.NewEvent(Opened{Owner: "y"})); err != nil || r.Version != 1 {
+	// A deleted stream is not live: only NoStream and Any may start it again.
+	if in, err := s.Info(ctx, id); err != nil || !in.Deleted || in.DeletedAt != 3 || in.Start != 4 || in.Version != 0 {
+		t.Fatalf("info of a deleted stream: %+v %v", in, err)
+	}
+	for _, exp := range []eventstore.ExpectedVersion{eventstore.Exact(2), eventstore.Exact(3), eventstore.StreamExists} {
+		if _, err := s.Append(ctx, id, exp, eventstore.NewEvent(Opened{Owner: "z"})); !errors.As(err, &wv) || wv.Actual != 0 {
+			t.Fatalf("append with %s to a deleted stream: %v", exp, err)
+		}
+	}
+	if v, err := s.Version(ctx, id); err != nil || v != 0 {
+		t.Fatalf("version of a deleted stream: %d %v", v, err)
+	}
+	// The entity starts a new life whose versions continue after the
+	// marker, so what was derived from the old life cannot shadow it.
+	again := []eventstore.Event{eventstore.NewEvent(Opened{Owner: "y"})}
+	r, err := s.Append(ctx, id, eventstore.NoStream, again...)
+	if err != nil || r.Version != 4 || r.Replayed {
 		t.Fatalf("append after deletion: %+v %v", r, err)
+	}
+	// A retry of that first append is recognised.
+	if r2, err := s.Append(ctx, id, eventstore.NoStream, again...); err != nil || r2.Version != 4 || !r2.Replayed || r2.Positions[0] != r.Positions[0] {
+		t.Fatalf("retry of the first append of a new life: %+v %v", r2, err)
+	}
+	if _, err := s.Append(ctx, id, eventstore.NoStream, eventstore.NewEvent(Opened{Owner: "w"})); !errors.As(err, &wv) || wv.Actual != 4 {
+		t.Fatalf("NoStream on the live new life: %v", err)
+	}
+	if r, err := s.Append(ctx, id, eventstore.Exact(4), eventstore.NewEvent(Deposited{Amount: 1})); err != nil || r.Version != 5 {
+		t.Fatalf("append to the new life: %+v %v", r, err)
+	}
+	var vs []uint64
+	for ev, err := range s.Read(ctx, id, 0) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		vs = append(vs, ev.Version)
+	}
+	if !slices.Equal(vs, []uint64{4, 5}) {
+		t.Fatalf("new life reads versions %v, want [4 5]", vs)
+	}
+	if in, err := s.Info(ctx, id); err != nil || in.Deleted || in.DeletedAt != 3 || in.Start != 4 || in.First != 4 || in.Version != 5 || in.Truncated() {
+		t.Fatalf("info of the new life: %+v %v", in, err)
+	}
+	// Deleting it again, and a new life with Any.
+	if del, err := s.Delete(ctx, id, eventstore.Exact(5)); err != nil || del.Version != 6 {
+		t.Fatalf("second deletion: %+v %v", del, err)
+	}
+	if r, err := s.Append(ctx, id, eventstore.Any, eventstore.NewEvent(Opened{Owner: "v"})); err != nil || r.Version != 7 {
+		t.Fatalf("Any after the second deletion: %+v %v", r, err)
 	}
 	// Reserved type names cannot be registered.
 	if err := eventstore.Register[Note](eventstore.NewRegistry(), "$deleted"); !errors.Is(err, eventstore.ErrInvalidEvent) {

@@ -1,0 +1,57 @@
+package eventstore
+
+import (
+	"context"
+	"fmt"
+)
+
+// StreamInfo is what the store knows of one stream's life: its version,
+// which of its events are still stored, and where its current life began.
+type StreamInfo struct {
+	Stream StreamID
+	// Version is the stream's version: that of the last event written in
+	// its current life (Redis' last-generated-id), also when events were
+	// trimmed or removed by hand. 0: no live stream (never written, or
+	// deleted).
+	Version uint64
+	// First is the version of the first event still stored; 0 when none is
+	// (no stream, or trimmed to empty behind a snapshot).
+	First uint64
+	// Start is the first version of the current life (or of the next, for
+	// a deleted stream): 1, or DeletedAt+1 after a Delete.
+	Start uint64
+	// Deleted: the stream was deleted and has not been written since.
+	Deleted bool
+	// DeletedAt is the version of the last deletion marker (0: never
+	// deleted).
+	DeletedAt uint64
+}
+
+// Truncated reports whether the oldest events of the current life are no
+// longer stored: a fold of what the stream holds would be partial, so only
+// a snapshot at or after First-1 can complete it.
+func (i StreamInfo) Truncated() bool {
+	return i.Version > 0 && (i.First == 0 || i.First > i.Start)
+}
+
+// Info returns what the store knows of stream's life in one round trip (a
+// read-only script; it reads the stream's metadata with XINFO STREAM).
+// Tools, retention and loads use it to tell a truncated or re-created
+// stream from a whole one.
+func (s *Store) Info(ctx context.Context, stream StreamID) (StreamInfo, error) {
+	p, key, err := s.locate(ctx, stream)
+	if err != nil {
+		return StreamInfo{}, err
+	}
+	arr, err := s.infoScript.Exec(ctx, s.client, []string{key, s.keys.Tombstone(stream, p)}, nil).AsIntSlice()
+	if err == nil && len(arr) != 3 {
+		err = fmt.Errorf("info script returned %d values", len(arr))
+	}
+	if err != nil {
+		return StreamInfo{}, fmt.Errorf("info of %s: %w", stream, classify(err))
+	}
+	in := StreamInfo{Stream: stream, Version: uint64(arr[0]), First: uint64(arr[1]), DeletedAt: uint64(arr[2])}
+	in.Start = in.DeletedAt + 1
+	in.Deleted = in.Version == 0 && in.DeletedAt > 0
+	return in, nil
+}

@@ -1,0 +1,290 @@
+package storetest
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/redis/rueidis"
+	"github.com/streamfold/streamfold/eventstore"
+)
+
+// Tests of what operators and the infrastructure do behind the store's
+// back, and of outcomes inside grouped calls.
+
+// partitionMates returns n entity ids of category whose streams share a
+// partition with the first.
+func partitionMates(t *testing.T, s *eventstore.Store, category, prefix string, n int) []eventstore.StreamID {
+	t.Helper()
+	parts, err := s.Partitions(ctxT(t), category)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []eventstore.StreamID
+	want := -1
+	for i := 0; len(out) < n; i++ {
+		id := fmt.Sprintf("%s%d", prefix, i)
+		p := eventstore.PartitionOf(id, parts)
+		if want < 0 {
+			want = p
+		}
+		if p == want {
+			out = append(out, eventstore.Stream(category, id))
+		}
+	}
+	return out
+}
+
+func xlen(t *testing.T, c rueidis.Client, key string) int64 {
+	t.Helper()
+	n, err := c.Do(ctxT(t), c.B().Xlen().Key(key).Build()).AsInt64()
+	if err != nil {
+		t.Fatalf("XLEN %s: %v", key, err)
+	}
+	return n
+}
+
+func xdel(t *testing.T, c rueidis.Client, key, id string) {
+	t.Helper()
+	if n, err := c.Do(ctxT(t), c.B().Xdel().Key(key).Id(id).Build()).AsInt64(); err != nil || n != 1 {
+		t.Fatalf("XDEL %s %s: %d %v", key, id, n, err)
+	}
+}
+
+// testTailRemoved: an operator removed the last events of a stream by hand
+// (XDEL). The stream's version is Redis' last id, not its last remaining
+// entry's; every append is all or nothing.
+func testTailRemoved(t *testing.T, newStore Factory) {
+	s := newStore(t)
+	ctx := ctxT(t)
+	c := s.Client()
+	ids := partitionMates(t, s, "account", "tail", 2)
+	id, other := ids[0], ids[1]
+	p, key, err := s.Locate(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, otherKey, _ := s.Locate(ctx, other)
+	log := s.Keys().Log("account", p)
+	if _, err := s.Append(ctx, id, eventstore.NoStream, eventstore.NewEvent(Opened{Owner: "a"}), eventstore.NewEvent(Deposited{Amount: 1}), eventstore.NewEvent(Deposited{Amount: 2})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, other, eventstore.NoStream, eventstore.NewEvent(Opened{Owner: "b"})); err != nil {
+		t.Fatal(err)
+	}
+	xdel(t, c, key, "3-0")
+	if in, err := s.Info(ctx, id); err != nil || in.Version != 3 || in.First != 1 {
+		t.Fatalf("info after the tail was removed: %+v %v", in, err)
+	}
+	if v, err := s.Version(ctx, id); err != nil || v != 3 {
+		t.Fatalf("version after the tail was removed: %d %v", v, err)
+	}
+	logLen := xlen(t, c, log)
+	var wv *eventstore.WrongVersionError
+	// The remaining entries suggest version 2: refused with the truth, and
+	// nothing written anywhere (no orphan log entry).
+	if _, err := s.Append(ctx, id, eventstore.Exact(2), eventstore.NewEvent(Deposited{Amount: 3})); !errors.As(err, &wv) || wv.Actual != 3 {
+		t.Fatalf("append at the last remaining entry's version: %v", err)
+	}
+	if n := xlen(t, c, log); n != logLen {
+		t.Fatalf("a refused append left %d log entries behind", n-logLen)
+	}
+	if n := xlen(t, c, key); n != 2 {
+		t.Fatalf("stream holds %d entries, want 2", n)
+	}
+	// Several events at once, and a multi-stream append with it: refused
+	// whole, nothing of the other stream written either.
+	if _, err := s.Append(ctx, id, eventstore.Exact(2), eventstore.NewEvent(Deposited{Amount: 3}), eventstore.NewEvent(Deposited{Amount: 4})); !errors.As(err, &wv) || wv.Actual != 3 {
+		t.Fatalf("two events at the stale version: %v", err)
+	}
+	_, err = s.AppendMulti(ctx,
+		eventstore.StreamAppend{Stream: other, Expected: eventstore.Exact(1), Events: []eventstore.Event{eventstore.NewEvent(Deposited{Amount: 5})}},
+		eventstore.StreamAppend{Stream: id, Expected: eventstore.Exact(2), Events: []eventstore.Event{eventstore.NewEvent(Deposited{Amount: 6})}})
+	if !errors.As(err, &wv) || wv.Actual != 3 || wv.Stream != id {
+		t.Fatalf("multi-stream append with the stale version: %v", err)
+	}
+	if n := xlen(t, c, log); n != logLen {
+		t.Fatalf("refused appends left %d log entries behind", n-logLen)
+	}
+	if n := xlen(t, c, otherKey); n != 1 {
+		t.Fatalf("the other stream of a refused multi-stream append holds %d entries, want 1", n)
+	}
+	// At the true version it appends after it.
+	if r, err := s.Append(ctx, id, eventstore.Exact(3), eventstore.NewEvent(Deposited{Amount: 7})); err != nil || r.Version != 4 {
+		t.Fatalf("append at the true version: %+v %v", r, err)
+	}
+	// Any continues after the true version, alone or with another stream.
+	xdel(t, c, key, "4-0")
+	if r, err := s.Append(ctx, id, eventstore.Any, eventstore.NewEvent(Deposited{Amount: 8}), eventstore.NewEvent(Deposited{Amount: 9})); err != nil || r.Version != 6 {
+		t.Fatalf("Any after the tail was removed: %+v %v", r, err)
+	}
+	xdel(t, c, key, "6-0")
+	res, err := s.AppendMulti(ctx,
+		eventstore.StreamAppend{Stream: other, Expected: eventstore.Exact(1), Events: []eventstore.Event{eventstore.NewEvent(Deposited{Amount: 10})}},
+		eventstore.StreamAppend{Stream: id, Expected: eventstore.Any, Events: []eventstore.Event{eventstore.NewEvent(Deposited{Amount: 11})}})
+	if err != nil || res[0].Version != 2 || res[1].Version != 7 {
+		t.Fatalf("multi-stream Any after the tail was removed: %+v %v", res, err)
+	}
+	// Delete takes the true version too.
+	xdel(t, c, key, "7-0")
+	if _, err := s.Delete(ctx, id, eventstore.Exact(6)); !errors.As(err, &wv) || wv.Actual != 7 {
+		t.Fatalf("delete at the last remaining entry's version: %v", err)
+	}
+	if d, err := s.Delete(ctx, id, eventstore.Exact(7)); err != nil || d.Version != 8 {
+		t.Fatalf("delete at the true version: %+v %v", d, err)
+	}
+	// The log holds every acknowledged event once, and the marker.
+	var vs []uint64
+	for ev, err := range s.ReadLog(ctx, "account", p, eventstore.Position{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Stream == id {
+			vs = append(vs, ev.Version)
+		}
+	}
+	if fmt.Sprint(vs) != "[1 2 3 4 5 6 7 8]" {
+		t.Fatalf("log versions of %s: %v", id, vs)
+	}
+}
+
+// pauseWrites pauses every node's writes (CLIENT PAUSE WRITE) and returns
+// a function that ends the pause on dedicated connections (the pipelined
+// ones may be stuck behind a paused script).
+func pauseWrites(t *testing.T, c rueidis.Client) func() {
+	t.Helper()
+	ctx := ctxT(t)
+	var nodes []rueidis.Client
+	for _, n := range c.Nodes() {
+		if err := n.Do(ctx, n.B().ClientPause().Timeout(30000).Write().Build()).Error(); err != nil {
+			t.Fatalf("CLIENT PAUSE: %v", err)
+		}
+		nodes = append(nodes, n)
+	}
+	var once sync.Once
+	unpause := func() {
+		once.Do(func() {
+			for _, n := range nodes {
+				err := n.Dedicated(func(d rueidis.DedicatedClient) error {
+					return d.Do(ctx, d.B().ClientUnpause().Build()).Error()
+				})
+				if err != nil {
+					t.Errorf("CLIENT UNPAUSE: %v", err)
+				}
+			}
+		})
+	}
+	t.Cleanup(unpause)
+	return unpause
+}
+
+// testFailsAlone: transactions grouped into one script call each get their
+// own true outcome, whatever the others' (a wrong version, a stream whose
+// tail was removed, a key of another type, a retry).
+func testFailsAlone(t *testing.T, newStore Factory) {
+	s := newStore(t, eventstore.WithPartitions(1), eventstore.WithGroupCommit(64, 1))
+	ctx := ctxT(t)
+	c := s.Client()
+	ids := partitionMates(t, s, "cart", "c", 24)
+	// ids[0]: tail removed by hand; ids[1]: its key is a string;
+	// ids[2..]: healthy, each with one event.
+	for _, id := range ids {
+		if id == ids[1] {
+			continue
+		}
+		if _, err := s.Append(ctx, id, eventstore.NoStream, eventstore.NewEvent(Note{Text: "first"}), eventstore.NewEvent(Note{Text: "second"})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, key0, _ := s.Locate(ctx, ids[0])
+	xdel(t, c, key0, "2-0")
+	_, key1, _ := s.Locate(ctx, ids[1])
+	if err := c.Do(ctx, c.B().Set().Key(key1).Value("not a stream").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	type outcome struct {
+		id       eventstore.StreamID
+		expected eventstore.ExpectedVersion
+		res      eventstore.AppendResult
+		err      error
+	}
+	unpause := pauseWrites(t, c)
+	// The first append goes out and waits on the pause; the others queue
+	// behind it and go out together as the next batch.
+	var entered atomic.Int64
+	outcomes := make([]outcome, 0, 2*len(ids))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	call := func(id eventstore.StreamID, exp eventstore.ExpectedVersion) {
+		wg.Go(func() {
+			entered.Add(1)
+			r, err := s.Append(ctx, id, exp, eventstore.NewEvent(Note{Text: "third"}))
+			mu.Lock()
+			outcomes = append(outcomes, outcome{id, exp, r, err})
+			mu.Unlock()
+		})
+	}
+	for i, id := range ids {
+		call(id, eventstore.Exact(2))
+		if i%3 == 2 {
+			call(id, eventstore.Exact(1)) // stale: must fail alone
+		}
+	}
+	for entered.Load() < int64(len(ids)+len(ids)/3) {
+		runtime.Gosched()
+	}
+	unpause()
+	wg.Wait()
+	var wv *eventstore.WrongVersionError
+	for _, o := range outcomes {
+		switch {
+		case o.id == ids[0]:
+			// Its true version is 2 (event 2 was removed): Exact(2) appends at 3.
+			if o.expected == eventstore.Exact(2) && (o.err != nil || o.res.Version != 3) {
+				t.Errorf("%s (tail removed) at Exact(2): %+v %v", o.id, o.res, o.err)
+			}
+		case o.id == ids[1]:
+			var af *eventstore.AppendFailedError
+			if !errors.As(o.err, &af) || af.Partial || !errors.Is(o.err, eventstore.ErrAppendFailed) {
+				t.Errorf("%s (not a stream): %v", o.id, o.err)
+			}
+		case o.expected == eventstore.Exact(1):
+			if !errors.As(o.err, &wv) {
+				t.Errorf("%s stale append: %v", o.id, o.err)
+			}
+		default:
+			if o.err != nil || o.res.Version != 3 {
+				t.Errorf("%s: %+v %v", o.id, o.res, o.err)
+			}
+		}
+	}
+	// What was reported is what is stored.
+	for _, id := range ids[2:] {
+		evs := readAll(t, s, id)
+		if len(evs) != 3 || evs[2].Version != 3 {
+			t.Errorf("%s holds %d events", id, len(evs))
+		}
+	}
+	if v, err := s.Version(ctx, ids[0]); err != nil || v != 3 {
+		t.Errorf("%s version %d %v, want 3", ids[0], v, err)
+	}
+	if typ, _ := c.Do(ctx, c.B().Type().Key(key1).Build()).ToString(); typ != "string" {
+		t.Errorf("%s became a %s", key1, typ)
+	}
+	// Nothing in the log but what was acknowledged.
+	n := 0
+	for ev, err := range s.ReadLog(ctx, "cart", 0, eventstore.Position{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Version == 3 {
+			n++
+		}
+	}
+	if want := len(ids) - 1; n != want {
+		t.Errorf("log holds %d third events, want %d", n, want)
+	}
+}
