@@ -116,7 +116,7 @@ func TestTTL(t *testing.T) {
 		t.Parallel()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		const ttl = 200 * time.Millisecond
+		const ttl = 500 * time.Millisecond
 		l := newLedger()
 		m := newModel(t, tg.Client, tg.Namespace, readmodel.WithTTL(ttl), readmodel.WithLoader(l.load))
 		for range 3 {
