@@ -21,7 +21,8 @@ type TruncateReport struct {
 // truncateCategory trims each entity stream behind its snapshot, keeping
 // p.TruncateKeep events before it, after the archiver (if any) has kept
 // them. A stream without a usable snapshot is left whole: its events are
-// the only way to rebuild it.
+// the only way to rebuild it. A snapshot is usable only if it belongs to the
+// stream's current life (Store.Info: Start <= its version <= Version).
 func (r *Retainer) truncateCategory(ctx context.Context, p Policy, dryRun bool, rep *Report) error {
 	if r.opts.snapshots == nil {
 		return fmt.Errorf("%w: category %s truncates behind snapshots but the Retainer has no snapshot store (WithSnapshots)", ErrInvalidPolicy, p.Category)
@@ -57,11 +58,31 @@ func (r *Retainer) truncate(ctx context.Context, p Policy, key string, id events
 		rep.Skipped["snapshot of another schema"]++
 		return nil
 	}
+	info, err := r.store.Info(ctx, id)
+	if err != nil {
+		return fmt.Errorf("retention: info of %s: %w", id, err)
+	}
+	if info.Version == 0 {
+		return nil // deleted since the scan
+	}
+	if sn.Version < info.Start || sn.Version > info.Version {
+		// A snapshot of another life of the entity (written late, after a
+		// Delete) says nothing of this life's events: trusting its version
+		// would trim events no snapshot covers.
+		rep.Skipped["stale snapshot"]++
+		r.opts.logger.Warn("retention: snapshot of another life of its entity, stream left whole",
+			"stream", id, "snapshot", sn.Version, "start", info.Start, "version", info.Version)
+		return nil
+	}
 	if sn.Version <= uint64(p.TruncateKeep) {
 		rep.Skipped["nothing behind the snapshot"]++
 		return nil
 	}
 	through := sn.Version - uint64(p.TruncateKeep)
+	if info.First == 0 || info.First > through {
+		rep.Skipped["nothing behind the snapshot"]++
+		return nil
+	}
 	var events []eventstore.RecordedEvent
 	for ev, err := range r.store.Read(ctx, id, 0) {
 		var ut *eventstore.UnknownEventTypeError

@@ -1,14 +1,18 @@
 package retention_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/eventstore"
 	"github.com/streamfold/streamfold/eventstore/storetest"
 	"github.com/streamfold/streamfold/redistest"
@@ -152,4 +156,137 @@ func TestTruncateNeedsSnapshots(t *testing.T) {
 	if _, err := r.Apply(context.Background(), true); !errors.Is(err, retention.ErrInvalidPolicy) {
 		t.Fatalf("truncation without a snapshot store: %v", err)
 	}
+}
+
+// TestTruncateIgnoresStaleSnapshot: a snapshot of another life of its entity
+// (written late, after a Delete, by a background writer) says nothing about
+// the stream's events; truncation skips the stream, counts it and leaves
+// the new life's events whole. A snapshot of the current life of a
+// re-created stream is trusted as usual.
+func TestTruncateIgnoresStaleSnapshot(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+		t.Parallel()
+		ctx := context.Background()
+		s := newStore(t, tg)
+		snaps, err := snapshot.New(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { snaps.Close(ctx) })
+		c := s.Client()
+		deposit := func(id eventstore.StreamID, expected eventstore.ExpectedVersion, n int) {
+			t.Helper()
+			evs := make([]eventstore.Event, n)
+			for i := range evs {
+				evs[i] = eventstore.NewEvent(storetest.Deposited{Amount: int64(i + 1)})
+			}
+			if _, err := s.Append(ctx, id, expected, evs...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		snapKey := func(id eventstore.StreamID) string {
+			p, _, err := s.Locate(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s.Keys().Snapshot(id, p)
+		}
+		// relive deletes a stream of old events with its snapshot at old,
+		// re-creates it with n events, and puts the old life's snapshot
+		// back, bypassing the snapshot store's checks, as a background
+		// write racing the Delete would.
+		relive := func(name string, old, n int) eventstore.StreamID {
+			t.Helper()
+			id := eventstore.Stream("account", name)
+			deposit(id, eventstore.NoStream, old)
+			if _, err := snaps.Save(ctx, id, snapshot.Snapshot{Version: uint64(old), SchemaVersion: 1, State: []byte{0x90}}); err != nil {
+				t.Fatal(err)
+			}
+			raw, err := c.Do(ctx, c.B().Get().Key(snapKey(id)).Build()).AsBytes()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Delete(ctx, id, eventstore.Exact(uint64(old))); err != nil {
+				t.Fatal(err)
+			}
+			deposit(id, eventstore.NoStream, n)
+			if err := c.Do(ctx, c.B().Set().Key(snapKey(id)).Value(rueidis.BinaryString(raw)).Build()).Error(); err != nil {
+				t.Fatal(err)
+			}
+			return id
+		}
+		shorter := relive("shorter", 10, 3) // the new life ends below the old snapshot
+		longer := relive("longer", 5, 12)   // ... or goes past it
+		// A snapshot ahead of its stream, as an earlier life's would be
+		// if versions restarted at 1.
+		ahead := eventstore.Stream("account", "ahead")
+		deposit(ahead, eventstore.NoStream, 7)
+		var aheadRaw []byte
+		{
+			tmp := eventstore.Stream("account", "tmp")
+			deposit(tmp, eventstore.NoStream, 100)
+			if _, err := snaps.Save(ctx, tmp, snapshot.Snapshot{Version: 100, SchemaVersion: 1, State: []byte{0x90}}); err != nil {
+				t.Fatal(err)
+			}
+			if aheadRaw, err = c.Do(ctx, c.B().Get().Key(snapKey(tmp)).Build()).AsBytes(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Delete(ctx, tmp, eventstore.Any); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := c.Do(ctx, c.B().Set().Key(snapKey(ahead)).Value(rueidis.BinaryString(aheadRaw)).Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+		// A re-created stream with a snapshot of its current life.
+		current := relive("current", 4, 10)
+		info, err := s.Info(ctx, current)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := snaps.Save(ctx, current, snapshot.Snapshot{Version: info.Start + 5, SchemaVersion: 1, State: []byte{0x90}}); err != nil {
+			t.Fatal(err)
+		}
+
+		stale := []eventstore.StreamID{shorter, longer, ahead}
+		before := map[eventstore.StreamID][]eventstore.RecordedEvent{}
+		for _, id := range stale {
+			before[id] = readAll(t, s, id)
+		}
+		dir := t.TempDir()
+		var logged bytes.Buffer
+		r, err := retention.New(s, []retention.Policy{{Category: "account", Truncate: true, SnapshotSchema: 1}},
+			retention.WithSnapshots(snaps), retention.WithArchiver(&retention.FileArchiver{Dir: dir}),
+			retention.WithLogger(slog.New(slog.NewTextHandler(&logged, nil))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, dry := range []bool{true, false} {
+			rep, err := r.Apply(ctx, dry)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Skipped["stale snapshot"] != len(stale) || len(rep.Truncated) != 1 || rep.Truncated[0].Stream != current ||
+				rep.Truncated[0].Through != info.Start+5 || rep.Truncated[0].Trimmed != 6 {
+				t.Fatalf("dry run %v: truncated %+v, skipped %v", dry, rep.Truncated, rep.Skipped)
+			}
+		}
+		for _, id := range stale {
+			got := readAll(t, s, id)
+			if len(got) != len(before[id]) {
+				t.Fatalf("%s: %d of its %d events left after truncation behind a stale snapshot", id, len(got), len(before[id]))
+			}
+			for i := range got {
+				if got[i].ID != before[id][i].ID {
+					t.Fatalf("%s: event %d changed", id, got[i].Version)
+				}
+			}
+		}
+		if n := strings.Count(logged.String(), "level=WARN msg=\"retention: snapshot of another life"); n != 2*len(stale) {
+			t.Fatalf("%d warnings for %d stale snapshots in 2 passes:\n%s", n, len(stale), logged.String())
+		}
+		if got := readAll(t, s, current); len(got) != 4 || got[0].Version != info.Start+6 {
+			t.Fatalf("current life truncated to %d events", len(got))
+		}
+	})
 }
