@@ -60,6 +60,17 @@ type RebuildStats struct {
 // caught up. concurrency bounds the entities folded at once (0: 16). A
 // handler error stops the rebuild; it is safe to run again (writes are
 // version-guarded).
+//
+// A rebuild needs whole histories. An entity whose stream no longer holds
+// the first events of its life (truncated behind a snapshot by package
+// retention) stops the rebuild with an *IncompleteHistoryError naming it
+// (errors.Is ErrIncompleteHistory) before any of its events is handled:
+// replay its archived events instead, or do not truncate the categories a
+// projection is rebuilt from. An entity deleted and re-created is whole
+// from its new life's start (eventstore.StreamInfo.Start): the handler gets
+// its deletion marker first (Type eventstore.DeletedType, version Start-1,
+// no position or time), as the runner got it from the log, then the new
+// life's events. RebuildStats.Events counts the stored events handled.
 func Rebuild(ctx context.Context, store *eventstore.Store, p Projection, concurrency int) (RebuildStats, error) {
 	var st RebuildStats
 	if err := p.Validate(); err != nil {
@@ -167,14 +178,26 @@ func rebuildEntity(ctx context.Context, store *eventstore.Store, name string, h 
 			}
 			return fmt.Errorf("read %s: %w", sid, err)
 		}
+		after := !ev.Position.IsZero() && ev.Position.Compare(cut) > 0
 		if !checked {
-			if err := checkWhole(ctx, store, name, sid, ev.Version); err != nil {
+			start, err := checkWhole(ctx, store, name, sid, ev.Version)
+			if err != nil {
 				return err
+			}
+			if start > 1 && !after {
+				// A new life after a Delete. The runner got the deletion
+				// marker from the log before the cut; a handler given the
+				// new life without it would find no tombstone at start-1
+				// and, rightly, refuse to build the entry from nothing.
+				marker := eventstore.RecordedEvent{Stream: sid, Version: start - 1, Type: eventstore.DeletedType, Data: eventstore.Deleted{}}
+				if err := h.Handle(ctx, marker); err != nil {
+					return fmt.Errorf("%s deletion marker v%d: %w", sid, marker.Version, err)
+				}
 			}
 			checked = true
 		}
-		if !ev.Position.IsZero() && ev.Position.Compare(cut) > 0 {
-			break // after the cut: the runner's
+		if after {
+			break // the runner's (with the deletion marker before it, if any)
 		}
 		if err := h.Handle(ctx, ev); err != nil {
 			return fmt.Errorf("%s v%d: %w", sid, ev.Version, err)
@@ -183,29 +206,33 @@ func rebuildEntity(ctx context.Context, store *eventstore.Store, name string, h 
 	}
 	if !checked {
 		// A stream that exists but holds no event: trimmed to empty.
-		return checkWhole(ctx, store, name, sid, 0)
+		_, err := checkWhole(ctx, store, name, sid, 0)
+		return err
 	}
 	return nil
 }
 
-// checkWhole returns an *IncompleteHistoryError unless the entity's stream
-// holds its history from the first version of its current life. first is
-// the version of the first event read (0: none).
-//
-// The first life starts at version 1; this is the common case and costs no
-// round trip.
-// TODO(eventstore.Store.Info): a stream re-created after Delete starts at
-// Info.Start (the deletion marker's version + 1); ask Info when first > 1.
-func checkWhole(ctx context.Context, store *eventstore.Store, name string, sid eventstore.StreamID, first uint64) error {
+// checkWhole returns the first version of the entity's current life, or an
+// *IncompleteHistoryError unless its stream holds its history from there.
+// first is the version of the first event read (0: none). A first life
+// starts at version 1, the common case, which costs no round trip; a life
+// after a Delete starts after the deletion marker (StreamInfo.Start).
+func checkWhole(ctx context.Context, store *eventstore.Store, name string, sid eventstore.StreamID, first uint64) (uint64, error) {
 	if first == 1 {
-		return nil
+		return 1, nil
 	}
-	v, err := store.Version(ctx, sid)
+	info, err := store.Info(ctx, sid)
 	if err != nil {
-		return fmt.Errorf("version of %s: %w", sid, err)
+		return 0, fmt.Errorf("info of %s: %w", sid, err)
 	}
-	if first == 0 && v == 0 {
-		return nil // nothing written: nothing missing
+	if info.Version == 0 {
+		return info.Start, nil // deleted since the read: nothing to fold
 	}
-	return &IncompleteHistoryError{Projection: name, Stream: sid, Start: 1, First: first, Version: v}
+	if info.Truncated() || first != 0 && first != info.Start {
+		if first == 0 {
+			first = info.First
+		}
+		return 0, &IncompleteHistoryError{Projection: name, Stream: sid, Start: info.Start, First: first, Version: info.Version}
+	}
+	return info.Start, nil
 }
