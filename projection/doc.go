@@ -76,6 +76,17 @@
 // exactly the per-event path's; see BatchHandler for why re-applying a
 // partly applied batch is exact.
 //
+// # Rebuilds
+//
+// [Rebuild] folds every entity stream of the categories into a new read
+// model, up to a cut, and the Runner continues from the cut. It needs whole
+// histories: an entity whose oldest events were truncated (package
+// retention, behind a snapshot) is refused with an [IncompleteHistoryError]
+// (errors.Is [ErrIncompleteHistory]) naming it, before any of its events is
+// handled — never a fold of what is left. An entity deleted and re-created
+// is whole from its new life's start; the handler gets its deletion marker
+// first, as from the log.
+//
 // # Observability
 //
 // With [WithTracerProvider] every handled event gets a span

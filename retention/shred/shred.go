@@ -21,6 +21,15 @@
 // cache at once; with caching off (RESP2, managed Redis) every decode asks
 // Redis. Only top-level exported string fields can be personal.
 //
+// Archives: package retention hands its Archiver the events as stored, with
+// personal fields still sealed (it decodes payloads without the stream), so
+// a FileArchiver's lines hold "shred:v1:..." values, never the clear text,
+// and need no rewriting after Forget. Restoring an archived payload with
+// this Codec and its stream gives the personal fields while the key lives,
+// and empty ones after Forget, as reads of the store do. An archiver of
+// your own must not decrypt what it is given. (Archives written by
+// retention before this was so hold the clear text in data_json.)
+//
 // What shredding does not reach: snapshots (Forget deletes the entity's
 // snapshot; it is rebuilt from the events, now without personal data) and
 // read models built by projections (they must react to the entity's
