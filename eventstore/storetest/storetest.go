@@ -727,12 +727,6 @@ func testGroupCommit(t *testing.T, newStore Factory) {
 					}
 				})
 			}
-			// A caller that gives up while queued must not break the others.
-			cctx, cancel := context.WithCancel(ctx)
-			cancel()
-			if _, err := s.Append(cctx, eventstore.Stream("cart", "gone"), eventstore.Any, eventstore.NewEvent(Note{})); err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("cancelled append: %v", err)
-			}
 			wg.Wait()
 			close(errs)
 			for err := range errs {
@@ -747,12 +741,141 @@ func testGroupCommit(t *testing.T, newStore Factory) {
 					total++
 				}
 			}
-			gone, _ := s.Version(ctx, eventstore.Stream("cart", "gone"))
-			if total != streams*perStream+int(gone) {
-				t.Fatalf("log holds %d events, want %d", total, streams*perStream+int(gone))
+			if total != streams*perStream {
+				t.Fatalf("log holds %d events, want %d", total, streams*perStream)
+			}
+			if gc.batch > 1 {
+				t.Run("caller that gives up while queued", func(t *testing.T) {
+					testGivesUpWhileQueued(t, newStore, gc.batch, gc.inflight)
+				})
 			}
 		})
 	}
+}
+
+// testGivesUpWhileQueued queues callers behind in-flight batches that
+// cannot finish (writes are paused on the server), cancels one of them while
+// it waits in the queue, and checks that it alone gives up: it gets its
+// context's error, not "outcome unknown" (it was never sent), its events are
+// never written, and the callers in flight and queued around it succeed.
+func testGivesUpWhileQueued(t *testing.T, newStore Factory, batch, inflight int) {
+	s := newStore(t, eventstore.WithPartitions(2), eventstore.WithGroupCommit(batch, inflight))
+	ctx := ctxT(t)
+	ids := partitionMates(t, s, "held", "h", inflight+4) // one commit queue
+	// Warm up: the category's partition count is then cached (prepare asks
+	// Redis nothing) and the script is loaded.
+	if _, err := s.Append(ctx, ids[0], eventstore.NoStream, eventstore.NewEvent(Note{})); err != nil {
+		t.Fatal(err)
+	}
+	part, _, err := s.Locate(ctx, ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids = ids[1:]
+	type call struct {
+		id     eventstore.StreamID
+		ev     eventstore.Event
+		cancel context.CancelFunc
+		res    eventstore.AppendResult
+		err    error
+		done   chan struct{}
+	}
+	// start appends in the background and returns once the append waits on
+	// its context: in flight (holding a slot) or queued.
+	start := func(name string) *call {
+		c := &call{id: ids[0], ev: eventstore.NewEvent(Note{Text: name}), done: make(chan struct{})}
+		ids = ids[1:]
+		c.ev.ID = uuid.New()
+		wctx, cancel := newWaitedCtx(ctx)
+		c.cancel = cancel
+		t.Cleanup(cancel)
+		go func() {
+			defer close(c.done)
+			c.res, c.err = s.Append(wctx, c.id, eventstore.NoStream, c.ev)
+		}()
+		select {
+		case <-wctx.waited:
+		case <-c.done:
+			t.Fatalf("%s returned before waiting: %+v %v", c.id, c.res, c.err)
+		case <-ctx.Done():
+			t.Fatalf("%s never waited: %v", c.id, ctx.Err())
+		}
+		return c
+	}
+	resume := pauseWrites(t, s.Client())
+	var others []*call
+	for range inflight {
+		others = append(others, start("flying")) // each takes an in-flight slot
+	}
+	others = append(others, start("before"))
+	quitter := start("quitter")
+	others = append(others, start("after"))
+	for _, c := range others {
+		select {
+		case <-c.done:
+			t.Fatalf("%s returned while writes were paused (%+v %v): the pause did not hold the in-flight batches", c.id, c.res, c.err)
+		default:
+		}
+	}
+	quitter.cancel()
+	select {
+	case <-quitter.done:
+	case <-ctx.Done():
+		t.Fatalf("cancelled queued append did not return: %v", ctx.Err())
+	}
+	if !errors.Is(quitter.err, context.Canceled) || strings.Contains(quitter.err.Error(), "outcome unknown") {
+		t.Fatalf("append cancelled while queued: %+v %v, want its context's error and a known outcome (not sent)", quitter.res, quitter.err)
+	}
+	resume()
+	for _, c := range others {
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			t.Fatalf("%s did not return after writes resumed: %v", c.id, ctx.Err())
+		}
+		if c.err != nil || c.res.Version != 1 {
+			t.Errorf("%s, queued or in flight beside the cancelled append: %+v %v", c.id, c.res, c.err)
+		} else if got := readAll(t, s, c.id); len(got) != 1 || got[0].ID != c.ev.ID {
+			t.Errorf("%s holds %d events, want its one", c.id, len(got))
+		}
+	}
+	// "after" was queued behind the quitter and is written: a batch that
+	// still held the quitter's request has been sent by now.
+	if in, err := s.Info(ctx, quitter.id); err != nil || in.Version != 0 || in.First != 0 {
+		t.Fatalf("the cancelled append was written: %s is %+v %v", quitter.id, in, err)
+	}
+	logged := 0
+	for ev, err := range s.ReadLog(ctx, "held", part, eventstore.Position{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.ID == quitter.ev.ID {
+			t.Fatalf("the cancelled append is in the partition log at %s", ev.Position)
+		}
+		logged++
+	}
+	if want := 1 + len(others); logged != want {
+		t.Fatalf("partition log holds %d events, want %d", logged, want)
+	}
+}
+
+// waitedCtx closes waited the first time its Done is called. Store.Append
+// first asks for Done once the request is in its group-commit queue (or
+// sent): a test awaits that rather than sleeping.
+type waitedCtx struct {
+	context.Context
+	once   sync.Once
+	waited chan struct{}
+}
+
+func newWaitedCtx(parent context.Context) (*waitedCtx, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(parent)
+	return &waitedCtx{Context: ctx, waited: make(chan struct{})}, cancel
+}
+
+func (c *waitedCtx) Done() <-chan struct{} {
+	c.once.Do(func() { close(c.waited) })
+	return c.Context.Done()
 }
 
 func testPartitionsFixed(t *testing.T, newStore Factory) {
