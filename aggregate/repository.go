@@ -171,21 +171,60 @@ func (r *Repository[S]) Load(ctx context.Context, id string) (_ *Aggregate[S], e
 	} else {
 		events = r.store.Read(ctx, stream, 0)
 	}
+	found, read := true, false
 	for ev, err := range events {
 		if err != nil {
 			if errors.Is(err, eventstore.ErrStreamNotFound) {
+				found = false
 				break
 			}
 			return nil, fmt.Errorf("aggregate: load %s: %w", stream, err)
 		}
 		if ev.Version != a.version+1 {
-			return nil, fmt.Errorf("aggregate: load %s: %w: event version %d follows version %d", stream, ErrHistoryGap, ev.Version, a.version)
+			if err := r.checkStart(ctx, a, ev.Version, read); err != nil {
+				return nil, err
+			}
 		}
+		read = true
 		r.typ.apply(&a.state, ev.Data)
 		a.version = ev.Version
 	}
+	if found && !read && a.version == 0 {
+		// The stream exists but gave neither events nor a usable snapshot:
+		// trimmed to empty behind a snapshot this process cannot use.
+		in, err := r.store.Info(ctx, stream)
+		if err != nil {
+			return nil, fmt.Errorf("aggregate: load %s: %w", stream, err)
+		}
+		if in.Version > 0 {
+			return nil, fmt.Errorf("aggregate: load %s: %w: the stream is at version %d but holds no events and no usable snapshot (truncated behind a snapshot of another schema, or one that does not decode); restore its events from the archive or a snapshot this code can read", stream, ErrHistoryGap, in.Version)
+		}
+	}
 	span.SetAttributes(attribute.Int64("streamfold.version", int64(a.version)), attribute.Int64("streamfold.snapshot_version", int64(a.snapVersion)))
 	return a, nil
+}
+
+// checkStart accepts a first event at version v that does not follow a's
+// version when it is the first event of the stream's current life: after a
+// Delete, a new life continues after the deletion marker's version. Any
+// other jump is a gap: the oldest events were truncated behind a snapshot
+// this process cannot use.
+func (r *Repository[S]) checkStart(ctx context.Context, a *Aggregate[S], v uint64, read bool) error {
+	stream := a.Stream()
+	if !read && a.version == 0 {
+		in, err := r.store.Info(ctx, stream)
+		if err != nil {
+			return fmt.Errorf("aggregate: load %s: %w", stream, err)
+		}
+		if v == in.Start {
+			a.version = v - 1
+			return nil
+		}
+		if in.Start > 1 && v > in.Start {
+			return fmt.Errorf("aggregate: load %s: %w: its current life starts at version %d but its first stored event is version %d, and no usable snapshot covers the rest (truncated behind a snapshot of another schema, or one that does not decode); restore its events from the archive or a snapshot this code can read", stream, ErrHistoryGap, in.Start, v)
+		}
+	}
+	return fmt.Errorf("aggregate: load %s: %w: event version %d follows version %d (truncated behind a snapshot of another schema, or one that does not decode?); restore its events from the archive or a snapshot this code can read", stream, ErrHistoryGap, v, a.version)
 }
 
 // Save appends a's pending events, expecting the stream to be still at the
@@ -250,10 +289,19 @@ func (r *Repository[S]) Update(ctx context.Context, id string, fn func(*Aggregat
 		}
 		defer unlock()
 	}
+	var lost *eventstore.WrongVersionError // the last conflict
 	for attempt := 1; ; attempt++ {
 		a, err := r.Load(ctx, id)
 		if err != nil {
 			return nil, err
+		}
+		if lost != nil && lost.Actual > a.version {
+			// The stream was ahead of what this load folded: a writer
+			// appended meanwhile, or its tail was removed by hand; then no
+			// retry can succeed.
+			if err := r.checkTail(ctx, a); err != nil {
+				return nil, err
+			}
 		}
 		if err := fn(a); err != nil {
 			return nil, err
@@ -269,10 +317,25 @@ func (r *Repository[S]) Update(ctx context.Context, id string, fn func(*Aggregat
 		if attempt >= r.opts.attempts {
 			return nil, &ConflictError{Stream: a.Stream(), Attempts: attempt, Err: wrong}
 		}
+		lost = wrong
 		if err := r.backoff(ctx, attempt); err != nil {
 			return nil, fmt.Errorf("aggregate: update %s: %w", a.Stream(), err)
 		}
 	}
+}
+
+// checkTail returns an error matching ErrHistoryGap when the stream's last
+// events were removed by hand (XDEL): its version is beyond its last stored
+// event, so every load folds too little and every save conflicts.
+func (r *Repository[S]) checkTail(ctx context.Context, a *Aggregate[S]) error {
+	in, err := r.store.Info(ctx, a.Stream())
+	if err != nil {
+		return fmt.Errorf("aggregate: update %s: %w", a.Stream(), err)
+	}
+	if in.TailRemoved() && in.Last == a.version {
+		return fmt.Errorf("aggregate: update %s: %w: the stream is at version %d but its last stored event is version %d: events were removed from its tail outside Streamfold (XDEL); append the missing events again or a compensating event with Exact(%d), or delete the stream", a.Stream(), ErrHistoryGap, in.Version, in.Last, in.Version)
+	}
+	return nil
 }
 
 // backoff sleeps a random time in [0, min(max, base·2^(attempt-1))).

@@ -17,6 +17,10 @@ type StreamInfo struct {
 	// First is the version of the first event still stored; 0 when none is
 	// (no stream, or trimmed to empty behind a snapshot).
 	First uint64
+	// Last is the version of the last event still stored; below Version
+	// when events were removed from the stream's tail by hand (XDEL), 0
+	// when none is stored.
+	Last uint64
 	// Start is the first version of the current life (or of the next, for
 	// a deleted stream): 1, or DeletedAt+1 after a Delete.
 	Start uint64
@@ -26,6 +30,11 @@ type StreamInfo struct {
 	// deleted).
 	DeletedAt uint64
 }
+
+// TailRemoved reports whether the stream's last events are gone though its
+// version says they were written: an operator removed them (XDEL). A fold
+// of the stream then stops short of its version.
+func (i StreamInfo) TailRemoved() bool { return i.Version > 0 && i.Last < i.Version }
 
 // Truncated reports whether the oldest events of the current life are no
 // longer stored: a fold of what the stream holds would be partial, so only
@@ -44,13 +53,13 @@ func (s *Store) Info(ctx context.Context, stream StreamID) (StreamInfo, error) {
 		return StreamInfo{}, err
 	}
 	arr, err := s.infoScript.Exec(ctx, s.client, []string{key, s.keys.Tombstone(stream, p)}, nil).AsIntSlice()
-	if err == nil && len(arr) != 3 {
+	if err == nil && len(arr) != 4 {
 		err = fmt.Errorf("info script returned %d values", len(arr))
 	}
 	if err != nil {
 		return StreamInfo{}, fmt.Errorf("info of %s: %w", stream, classify(err))
 	}
-	in := StreamInfo{Stream: stream, Version: uint64(arr[0]), First: uint64(arr[1]), DeletedAt: uint64(arr[2])}
+	in := StreamInfo{Stream: stream, Version: uint64(arr[0]), First: uint64(arr[1]), DeletedAt: uint64(arr[2]), Last: uint64(arr[3])}
 	in.Start = in.DeletedAt + 1
 	in.Deleted = in.Version == 0 && in.DeletedAt > 0
 	return in, nil

@@ -27,6 +27,18 @@
 // latest snapshot, the next save offers a fresher one. Writes keep the
 // newest snapshot when several writers race. Close flushes the queue.
 //
+// # Snapshots and the life of a stream
+//
+// A snapshot belongs to one life of its stream. eventstore.Store.Delete
+// removes the snapshot with the stream, and a later append starts a new life
+// whose versions continue after the deletion marker. Because snapshots are
+// written in the background, one taken before the Delete may arrive after
+// it: the save script checks the stream and refuses a snapshot of a stream
+// that does not exist, one older than the start of its current life, and one
+// beyond its version (ErrStale; counted in Stats.Stale, logged at DEBUG).
+// The load script ignores such a snapshot too (one left by older code), so a
+// new life never loads an old life's state.
+//
 // Measured on Redis 7.0 (INFO commandstats): the load script costs ~12 µs
 // plus ~2 µs per returned entry, most of it Lua converting the entries
 // (plain XRANGE costs ~0.4 µs per entry). A snapshot every N events

@@ -31,6 +31,11 @@ var (
 	ErrCorrupt = errCorrupt
 	// ErrClosed: the Store was closed.
 	ErrClosed = errors.New("snapshot: store closed")
+	// ErrStale: a snapshot does not belong to its stream's current life:
+	// the stream was deleted (and perhaps started again) since the
+	// snapshot was taken, or its version is beyond the stream's. It is
+	// not written.
+	ErrStale = errors.New("snapshot: not of the stream's current life")
 )
 
 // Snapshot is an entity's state at a version.
@@ -47,6 +52,7 @@ type Stats struct {
 	Dropped uint64 // snapshots Offer refused: queue full, or store closed
 	Written uint64 // snapshots written to Redis
 	Skipped uint64 // snapshots not written: a newer one was already stored
+	Stale   uint64 // snapshots not written: the stream was deleted (or deleted and re-created) since (ErrStale)
 	Failed  uint64 // snapshots whose write failed (logged)
 	Ignored uint64 // stored snapshots ignored by Load: corrupt or unreadable
 }
@@ -77,7 +83,7 @@ type Store struct {
 	recent    sync.Map // eventstore.StreamID -> pendingSnap
 	lastSweep atomic.Int64
 
-	queued, dropped, written, skipped, failed, ignored atomic.Uint64
+	queued, dropped, written, skipped, stale, failed, ignored atomic.Uint64
 }
 
 type pendingSnap struct {
@@ -240,6 +246,10 @@ func (s *Store) work() {
 		cancel()
 		s.sweep()
 		switch {
+		case errors.Is(err, ErrStale):
+			// A snapshot that arrives after its stream was deleted: expected.
+			s.stale.Add(1)
+			s.opts.logger.Debug("snapshot: not written: the stream was deleted since", "stream", j.stream.String(), "version", j.sn.Version)
 		case err != nil:
 			s.failed.Add(1)
 			s.opts.logger.Warn("snapshot: write failed", "stream", j.stream.String(), "version", j.sn.Version, "error", err)
@@ -311,23 +321,29 @@ func (s *Store) Stats() Stats {
 		Dropped: s.dropped.Load(),
 		Written: s.written.Load(),
 		Skipped: s.skipped.Load(),
+		Stale:   s.stale.Load(),
 		Failed:  s.failed.Load(),
 		Ignored: s.ignored.Load(),
 	}
 }
 
-// key returns the snapshot key of stream and its entity stream key.
-func (s *Store) key(ctx context.Context, stream eventstore.StreamID) (snap, entity string, err error) {
+// key returns the snapshot key of stream, its entity stream key and its
+// stream tombstone key.
+func (s *Store) key(ctx context.Context, stream eventstore.StreamID) (snap, entity, tomb string, err error) {
 	p, entity, err := s.es.Locate(ctx, stream)
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
-	return s.es.Keys().Snapshot(stream, p), entity, nil
+	return s.es.Keys().Snapshot(stream, p), entity, s.es.Keys().Tombstone(stream, p), nil
 }
 
 // Save writes sn now, unless a snapshot of the same schema version and a
-// version at least sn.Version is stored (then it returns false). Most callers
-// use Offer instead.
+// version at least sn.Version is stored (then it returns false). A snapshot
+// that does not belong to the stream's current life — the stream was
+// deleted since it was taken, or deleted and started again (its new life
+// begins after the version of the deletion marker), or sn.Version is beyond
+// the stream's version — is refused with an error matching ErrStale. Most
+// callers use Offer instead.
 func (s *Store) Save(ctx context.Context, stream eventstore.StreamID, sn Snapshot) (bool, error) {
 	if sn.Version == 0 {
 		return false, fmt.Errorf("snapshot: save %s: version 0 has no state", stream)
@@ -339,13 +355,16 @@ func (s *Store) Save(ctx context.Context, stream eventstore.StreamID, sn Snapsho
 	if err != nil {
 		return false, err
 	}
-	key, _, err := s.key(ctx, stream)
+	key, entity, tomb, err := s.key(ctx, stream)
 	if err != nil {
 		return false, err
 	}
-	n, err := s.saveScript.Exec(ctx, s.client, []string{key}, []string{rueidis.BinaryString(b)}).AsInt64()
+	n, err := s.saveScript.Exec(ctx, s.client, []string{key, entity, tomb}, []string{rueidis.BinaryString(b)}).AsInt64()
 	if err != nil {
 		return false, fmt.Errorf("snapshot: save %s: %w", stream, err)
+	}
+	if n == 2 {
+		return false, fmt.Errorf("snapshot: save %s at version %d: %w", stream, sn.Version, ErrStale)
 	}
 	return n == 1, nil
 }
@@ -353,7 +372,7 @@ func (s *Store) Save(ctx context.Context, stream eventstore.StreamID, sn Snapsho
 // Get returns the stored snapshot of stream: ErrNotFound when there is none,
 // a *CorruptError when it cannot be read.
 func (s *Store) Get(ctx context.Context, stream eventstore.StreamID) (Snapshot, error) {
-	key, _, err := s.key(ctx, stream)
+	key, _, _, err := s.key(ctx, stream)
 	if err != nil {
 		return Snapshot{}, err
 	}
@@ -373,7 +392,7 @@ func (s *Store) Get(ctx context.Context, stream eventstore.StreamID) (Snapshot, 
 
 // Delete removes the snapshot of stream, if any.
 func (s *Store) Delete(ctx context.Context, stream eventstore.StreamID) error {
-	key, _, err := s.key(ctx, stream)
+	key, _, _, err := s.key(ctx, stream)
 	if err != nil {
 		return err
 	}
@@ -407,14 +426,14 @@ func (e *CorruptError) Unwrap() error { return e.Err }
 // errors are those of Read.
 func (s *Store) Load(ctx context.Context, stream eventstore.StreamID, schemaVersion int, restore func(Snapshot) error) iter.Seq2[eventstore.RecordedEvent, error] {
 	return func(yield func(eventstore.RecordedEvent, error) bool) {
-		skey, key, err := s.key(ctx, stream)
+		skey, key, tomb, err := s.key(ctx, stream)
 		if err != nil {
 			yield(eventstore.RecordedEvent{}, err)
 			return
 		}
 		page := s.opts.pageSize
-		resp, err := s.loadScript.Exec(ctx, s.client, []string{skey, key}, []string{strconv.Itoa(schemaVersion), strconv.Itoa(page)}).ToArray()
-		if err == nil && len(resp) != 3 {
+		resp, err := s.loadScript.Exec(ctx, s.client, []string{skey, key, tomb}, []string{strconv.Itoa(schemaVersion), strconv.Itoa(page)}).ToArray()
+		if err == nil && len(resp) != 4 {
 			err = fmt.Errorf("load script returned %d elements", len(resp))
 		}
 		if err != nil {
@@ -440,6 +459,12 @@ func (s *Store) Load(ctx context.Context, stream eventstore.StreamID, schemaVers
 			s.opts.logger.Debug("snapshot: ignored: another schema version", "stream", stream.String(), "want", schemaVersion)
 		case 3:
 			s.ignore(stream, skey, fmt.Errorf("%w: bad header", errCorrupt))
+		case 4:
+			s.opts.logger.Debug("snapshot: ignored: of an earlier life of the stream", "stream", stream.String())
+		}
+		if exists, _ := resp[3].AsInt64(); exists == 0 {
+			yield(eventstore.RecordedEvent{}, &eventstore.StreamNotFoundError{Stream: stream})
+			return
 		}
 		entries, err := resp[2].ToArray()
 		if err != nil {

@@ -3,17 +3,22 @@
 --
 -- KEYS[1]  the snapshot        <ns>:{<cat>:<p>}:snap:<id>
 -- KEYS[2]  the entity stream   <ns>:{<cat>:<p>}:s:<id>     (same hash tag)
+-- KEYS[3]  its stream tombstone <ns>:{<cat>:<p>}:gone:<id>  (see eventstore's delete.lua)
 -- ARGV[1]  the schema version the reader wants
 -- ARGV[2]  page size: at most this many entries are returned
 --
--- Returns {status, snapshot, entries}:
+-- Returns {status, snapshot, entries, exists}:
 --   status 0  no snapshot;                      entries from the first event
 --   status 1  snapshot usable (header parsed,   entries from <version+1>-0
 --             schema version as wanted)
 --   status 2  snapshot of another schema;       entries from the first event
 --   status 3  snapshot header unreadable;       entries from the first event
+--   status 4  snapshot of an earlier life of    entries from the first event
+--             the stream (before its last
+--             Delete), or of a deleted stream
 --   snapshot  the snapshot's bytes when status is 1, else ''
 --   entries   as XRANGE returns them
+--   exists    1 when the entity stream exists, else 0
 --
 -- The snapshot header is fixed-width msgpack (see wire.go), so the script
 -- reads the version and schema version from fixed offsets and never unpacks
@@ -31,6 +36,8 @@ if snap then
     for i = 12, 15 do sv = sv * 256 + string.byte(snap, i) end
     if sv ~= tonumber(ARGV[1]) then
       status = 2
+    elseif v < (tonumber(redis.call('GET', KEYS[3]) or '0') or 0) + 1 or redis.call('EXISTS', KEYS[2]) == 0 then
+      status = 4
     elseif v >= 1 then
       status = 1
       from = string.format('%.0f', v + 1) .. '-0'
@@ -40,4 +47,7 @@ if snap then
 else
   snap = ''
 end
-return {status, snap, redis.call('XRANGE', KEYS[2], from, '+', 'COUNT', tonumber(ARGV[2]))}
+local entries = redis.call('XRANGE', KEYS[2], from, '+', 'COUNT', tonumber(ARGV[2]))
+local exists = 1
+if #entries == 0 then exists = redis.call('EXISTS', KEYS[2]) end
+return {status, snap, entries, exists}

@@ -1,10 +1,20 @@
--- save.lua: write a snapshot unless a newer one of the same schema is stored.
+-- save.lua: write a snapshot unless a newer one of the same schema is stored
+-- or it does not belong to the stream's current life.
 --
--- KEYS[1]  the snapshot        <ns>:{<cat>:<p>}:snap:<id>
+-- KEYS[1]  the snapshot          <ns>:{<cat>:<p>}:snap:<id>
+-- KEYS[2]  the entity stream     <ns>:{<cat>:<p>}:s:<id>      (same hash tag)
+-- KEYS[3]  its stream tombstone  <ns>:{<cat>:<p>}:gone:<id>   (see eventstore's delete.lua)
 -- ARGV[1]  the new snapshot (wire.go: fixed-width header, then the state)
 --
 -- Returns 1 written, 0 skipped (the stored snapshot has the same schema
--- version and a version at least as high).
+-- version and a version at least as high), 2 stale: the stream does not
+-- exist (deleted since the snapshot was taken), or the snapshot's version
+-- is before the start of its current life (taken before a Delete and a
+-- re-creation) or after its version.
+--
+-- Snapshots are written in the background, so one may arrive after the
+-- stream was deleted, or deleted and started again: without this check it
+-- would be loaded as the state of the new life.
 --
 -- Several writers may snapshot one aggregate (processes, queued jobs): this
 -- keeps the newest. The header's version is a big-endian uint64 at a fixed
@@ -25,7 +35,27 @@ local function not_older(a, b)
   return true
 end
 
+local function vof(id)
+  return tonumber(string.sub(id, 1, string.find(id, '-', 1, true) - 1))
+end
+
 local new = ARGV[1]
+if not header_ok(new) then return redis.error_reply('ERR snapshot: bad header') end
+local v = 0
+for i = 3, 10 do v = v * 256 + string.byte(new, i) end
+if redis.call('EXISTS', KEYS[2]) == 0 then return 2 end
+local start = (tonumber(redis.call('GET', KEYS[3]) or '0') or 0) + 1
+if v < start then return 2 end
+local r = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+if #r == 0 or vof(r[1][1]) < v then
+  -- trimmed to empty, or the tail removed by hand: the exact version
+  local cur = 0
+  local info = redis.call('XINFO', 'STREAM', KEYS[2])
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then cur = vof(info[i + 1]) end
+  end
+  if v > cur then return 2 end
+end
 local cur = redis.call('GET', KEYS[1])
 if cur and header_ok(cur) and string.sub(cur, 12, 15) == string.sub(new, 12, 15) and not_older(cur, new) then
   return 0
