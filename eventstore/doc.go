@@ -13,7 +13,28 @@
 // 1. Redis itself refuses a non-increasing id, a read after a snapshot at
 // version v is XRANGE from "<v+1>-0", and trimming behind a snapshot with
 // XTRIM MINID is exact. The version never comes from XLEN: a stream trimmed to
-// empty still reports its last version (from the stream's last-generated-id).
+// empty still reports its last version (from the stream's last-generated-id),
+// and so does one whose last events an operator removed by hand (XDEL): an
+// append that expects the last remaining entry's version is refused with a
+// [WrongVersionError] carrying the true version, and nothing is written (the
+// script takes back the log entry it wrote before Redis refused the entity
+// write; nobody can have read it). [Store.Info] tells such a stream apart
+// (StreamInfo.TailRemoved).
+//
+// # Delete and the lives of a stream
+//
+// [Store.Delete] removes a stream and its snapshot, writes a $deleted marker
+// at the next version to the partition log, and leaves a small stream
+// tombstone (the marker's version, kept for good) beside the stream. The
+// stream then reads as not found and only NoStream or Any may append to it.
+// Such an append starts a new life whose versions continue after the marker
+// (as with KurrentDB's soft delete): a stream deleted at version 10 (marker
+// 11) starts again at 12. Nothing derived from the old life can shadow the
+// new one: version-guarded read models apply the new events over the
+// tombstone the marker left, and a snapshot of the old life (written late by
+// a background writer) is refused and never loaded. [StreamInfo.Start] is the
+// first version of the current life; a stream whose first stored event is
+// after it was truncated (StreamInfo.Truncated).
 //
 // # Optimistic concurrency and idempotency
 //
@@ -30,12 +51,15 @@
 // partition are also grouped: while one script call for a partition is in
 // flight, later appends to that partition queue up and go out together in the
 // next call (no timers, so a lone append is never delayed). Each grouped
-// append is still checked and applied on its own, and each caller waits only
+// append is still checked and applied on its own and gets its own outcome:
+// one refused by Redis (a key of another type, out of memory) fails alone
+// with an [AppendFailedError] while the others of the call are written. Each
+// caller waits only
 // until its own context ends: if it ends while its append is in flight, the
 // outcome is unknown, as after a network timeout, and retrying the same
 // events is safe.
 //
-// // # Durability
+// # Durability
 //
 // An append is acknowledged once the primary has applied it; with
 // appendfsync always it is also in the primary's AOF. [WithDurability] makes
@@ -49,7 +73,7 @@
 // Every error is errors.Is-able against a sentinel (ErrWrongVersion,
 // ErrStreamNotFound, ErrUnknownEventType, ErrInvalidStreamID, ErrEventTooLarge,
 // ErrCrossPartition, ErrEmptyAppend, ErrInvalidEvent, ErrCorruptEntry,
-// ErrNotDurable, ErrOutOfMemory, ErrReadOnly) and carries detail in a
+// ErrNotDurable, ErrOutOfMemory, ErrReadOnly, ErrAppendFailed) and carries detail in a
 // typed error ([WrongVersionError], ...). Invalid input is rejected before
 // anything is sent to Redis.
 package eventstore
