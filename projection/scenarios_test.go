@@ -268,8 +268,11 @@ func TestTrimmedWhilePendingIsDeadLettered(t *testing.T) {
 		s := newStore(t, tg.Client, tg.Namespace, 1)
 		m := newModel(t, tg.Client, tg.Namespace, "trim")
 		appendAll(t, ctx, s, "t", 10, 1, 1)
-		// A consumer that died with 10 entries pending, then the log is
-		// trimmed under it (retention gone wrong).
+		// Another consumer that died with 10 entries pending, then the log
+		// is trimmed under it (retention gone wrong). The runner's start
+		// claims them with XAUTOCLAIM, which returns them as deleted:
+		// claim.lua dead-letters them. (Entries trimmed in the runner's own
+		// pending list are the next test's.)
 		c := tg.Client
 		log := s.Keys().Log(category, 0)
 		must := func(r rueidis.RedisResult) {
@@ -280,7 +283,7 @@ func TestTrimmedWhilePendingIsDeadLettered(t *testing.T) {
 		}
 		must(c.Do(ctx, c.B().XgroupCreate().Key(log).Group("trim").Id("0").Build()))
 		must(c.Do(ctx, c.B().Xreadgroup().Group("trim", "ghost").Count(10).Streams().Key(log).Id(">").Build()))
-		// Two of them also end up in what will be the runner's own list.
+		// One of them delivered twice: still the ghost's.
 		must(c.Do(ctx, c.B().Xreadgroup().Group("trim", "ghost").Count(1).Streams().Key(log).Id("0").Build()))
 		must(c.Do(ctx, c.B().Xtrim().Key(log).Maxlen().Threshold("0").Build()))
 		last := appendAll(t, ctx, s, "u", 5, 1, 1)
@@ -311,6 +314,97 @@ func TestTrimmedWhilePendingIsDeadLettered(t *testing.T) {
 		st, _ := r.Status(ctx)
 		if st[0].Pending != 0 {
 			t.Fatalf("pending %d", st[0].Pending)
+		}
+	})
+}
+
+// TestTrimmedInOwnPendingIsDeadLettered: entries in the runner's own
+// pending list whose log entries are trimmed while it drains that list
+// (XREADGROUP from its own cursor, not ">") come back without fields;
+// read.lua dead-letters them as trimmed and acks them, and the runner goes
+// on with new entries.
+func TestTrimmedInOwnPendingIsDeadLettered(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+		t.Parallel()
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		s := newStore(t, tg.Client, tg.Namespace, 1)
+		m := newModel(t, tg.Client, tg.Namespace, "owntrim")
+		// One entity: its events are applied one at a time, in order.
+		appendAll(t, ctx, s, "t", 1, 10, 1)
+		var pos []eventstore.Position
+		for ev, err := range s.ReadLog(ctx, category, 0, eventstore.Position{}) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			pos = append(pos, ev.Position)
+		}
+		if len(pos) != 10 {
+			t.Fatalf("log holds %d entries, want 10", len(pos))
+		}
+		// A previous life of this very instance read all 10 and crashed
+		// before acking: they are pending under its consumer name.
+		const me = "me"
+		c := tg.Client
+		log := s.Keys().Log(category, 0)
+		if err := c.Do(ctx, c.B().XgroupCreate().Key(log).Group("owntrim").Id("0").Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := c.Do(ctx, c.B().Xreadgroup().Group("owntrim", me).Count(10).Streams().Key(log).Id(">").Build()).AsXRead(); err != nil || len(n[log]) != 10 {
+			t.Fatalf("read as %s: %d entries, %v", me, len(n[log]), err)
+		}
+		// The restarted instance drains its pending list two entries at a
+		// time (WithBatch(2), WithMaxInFlight(2)); the handler holds the
+		// first event, so the reader waits for room with the other eight
+		// still unread in its pending list. They are trimmed meanwhile.
+		got, release := make(chan struct{}), make(chan struct{})
+		h := counting(m)
+		held := projection.HandlerFunc(func(ctx context.Context, ev eventstore.RecordedEvent) error {
+			if ev.Stream.ID == "t0" && ev.Version == 1 {
+				close(got)
+				<-release
+			}
+			return h(ctx, ev)
+		})
+		r, err := projection.NewRunner(s, projection.Projection{Name: "owntrim", Categories: []string{category}, Handler: held},
+			projection.WithInstanceID(me), projection.WithBatch(2), projection.WithMaxInFlight(2),
+			projection.WithLeaseTTL(time.Second), projection.WithBlock(100*time.Millisecond), quiet())
+		if err != nil {
+			t.Fatal(err)
+		}
+		runRunner(t, r)
+		select {
+		case <-got:
+		case <-ctx.Done():
+			t.Fatal("the runner never handled its first pending entry")
+		}
+		if err := c.Do(ctx, c.B().Xtrim().Key(log).Maxlen().Threshold("0").Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+		last := appendAll(t, ctx, s, "u", 5, 1, 1)
+		close(release)
+		waitAll(t, ctx, r, last)
+		var dead []eventstore.Position
+		for l, err := range r.DeadLetters().List(ctx, category) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if l.Kind != projection.KindTrimmed {
+				t.Fatalf("letter %+v, want kind %s", l, projection.KindTrimmed)
+			}
+			dead = append(dead, l.Position)
+		}
+		if !slices.Equal(dead, pos[2:]) {
+			t.Fatalf("trimmed letters at %v, want the 8 entries read after the trim %v", dead, pos[2:])
+		}
+		// The two read before the trim were applied; the new entities are.
+		if e, err := m.Get(ctx, "t0"); err != nil || e.Version != 2 || e.Fields["n"] != "2" {
+			t.Fatalf("t0 = %+v %v, want its first 2 events applied", e, err)
+		}
+		checkFold(t, ctx, m, "u", 5, 1)
+		st, err := r.Status(ctx)
+		if err != nil || st[0].Pending != 0 {
+			t.Fatalf("status %+v %v: want nothing pending", st, err)
 		}
 	})
 }
@@ -415,9 +509,17 @@ func TestInlineWriteThrough(t *testing.T) {
 		if err := r.WaitFor(ctx, last); err != nil {
 			t.Fatal(err)
 		}
+		// Write-through stored each event once (5 per entity) and its entry
+		// is at the stream's version.
 		for i := range 4 {
 			st := eventstore.Stream(category, "w"+strconv.Itoa(i))
-			_, _ = s.Version(ctx, st)
+			v, err := s.Version(ctx, st)
+			if err != nil || v != 5 {
+				t.Fatalf("%s at version %d (%v), want 5", st, v, err)
+			}
+			if e, err := m.GetFresh(ctx, st.ID); err != nil || e.Version != v {
+				t.Fatalf("%s entry %+v (%v), want version %d", st, e, err, v)
+			}
 		}
 		if lost, doubled := checkFold(t, ctx, m, "w", 4, 5); lost+doubled != 0 {
 			t.Fatalf("lost %d doubled %d", lost, doubled)
