@@ -13,6 +13,8 @@ import (
 //	<ns>:{<category>:<p>}:log        partition log p of a category (stream)
 //	<ns>:{<category>:<p>}:s:<id>     entity stream (stream)
 //	<ns>:{<category>:<p>}:snap:<id>  snapshot of an entity (string; written by package snapshot)
+//	<ns>:{<category>:<p>}:snapmin:<id>  snapshot floor: snapshots at or below this version are refused
+//	                                 (string; written when an entity is forgotten, package shred)
 //	<ns>:{<category>:<p>}:gone:<id>  stream tombstone of a deleted entity (string: the version of its
 //	                                 deletion marker; kept so a new life continues after it)
 //	<ns>:cat:<category>              category metadata (hash: partitions)
@@ -182,6 +184,14 @@ func (k Keyspace) Stream(s StreamID, partition int) string {
 // Snapshot returns the key of an entity's snapshot, beside its stream.
 func (k Keyspace) Snapshot(s StreamID, partition int) string {
 	return k.ns + ":" + k.Tag(s.Category, partition) + ":snap:" + s.ID
+}
+
+// SnapshotFloor returns the key of an entity's snapshot floor, beside its
+// stream: snapshots at or below the version it holds are refused (package
+// snapshot), so that one taken before the entity was forgotten (package
+// shred) and written late cannot bring its personal data back.
+func (k Keyspace) SnapshotFloor(s StreamID, partition int) string {
+	return k.ns + ":" + k.Tag(s.Category, partition) + ":snapmin:" + s.ID
 }
 
 // Tombstone returns the key of an entity's stream tombstone, beside its

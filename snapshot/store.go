@@ -21,6 +21,8 @@ var (
 	loadLua string
 	//go:embed lua/save.lua
 	saveLua string
+	//go:embed lua/invalidate.lua
+	invalidateLua string
 )
 
 // Sentinel errors; typed errors carry the detail.
@@ -330,11 +332,36 @@ func (s *Store) Stats() Stats {
 // key returns the snapshot key of stream, its entity stream key and its
 // stream tombstone key.
 func (s *Store) key(ctx context.Context, stream eventstore.StreamID) (snap, entity, tomb string, err error) {
-	p, entity, err := s.es.Locate(ctx, stream)
+	k, err := keysOf(ctx, s.es, stream)
+	return k[0], k[1], k[2], err
+}
+
+// keysOf returns the keys a snapshot script touches: the snapshot, the
+// entity stream, its stream tombstone and its snapshot floor.
+func keysOf(ctx context.Context, es *eventstore.Store, stream eventstore.StreamID) ([]string, error) {
+	p, entity, err := es.Locate(ctx, stream)
 	if err != nil {
-		return "", "", "", err
+		return nil, err
 	}
-	return s.es.Keys().Snapshot(stream, p), entity, s.es.Keys().Tombstone(stream, p), nil
+	ks := es.Keys()
+	return []string{ks.Snapshot(stream, p), entity, ks.Tombstone(stream, p), ks.SnapshotFloor(stream, p)}, nil
+}
+
+// Invalidate deletes stream's snapshot and refuses, for good, every
+// snapshot at or below the stream's current version: Save returns ErrStale
+// for them. Package shred calls it when an entity is forgotten, since a
+// snapshot taken before the Forget holds the state as folded then, personal
+// data in the clear, and a background writer may deliver one after it. It
+// does not need a Store: only es's client and key layout.
+func Invalidate(ctx context.Context, es *eventstore.Store, stream eventstore.StreamID) error {
+	keys, err := keysOf(ctx, es, stream)
+	if err != nil {
+		return err
+	}
+	if err := rueidis.NewLuaScript(invalidateLua).Exec(ctx, es.Client(), keys, nil).Error(); err != nil {
+		return fmt.Errorf("snapshot: invalidate %s: %w", stream, err)
+	}
+	return nil
 }
 
 // Save writes sn now, unless a snapshot of the same schema version and a
@@ -342,7 +369,8 @@ func (s *Store) key(ctx context.Context, stream eventstore.StreamID) (snap, enti
 // that does not belong to the stream's current life — the stream was
 // deleted since it was taken, or deleted and started again (its new life
 // begins after the version of the deletion marker), or sn.Version is beyond
-// the stream's version — is refused with an error matching ErrStale. Most
+// the stream's version, or at or below the floor Invalidate set — is
+// refused with an error matching ErrStale. Most
 // callers use Offer instead.
 func (s *Store) Save(ctx context.Context, stream eventstore.StreamID, sn Snapshot) (bool, error) {
 	if sn.Version == 0 {
@@ -355,11 +383,11 @@ func (s *Store) Save(ctx context.Context, stream eventstore.StreamID, sn Snapsho
 	if err != nil {
 		return false, err
 	}
-	key, entity, tomb, err := s.key(ctx, stream)
+	keys, err := keysOf(ctx, s.es, stream)
 	if err != nil {
 		return false, err
 	}
-	n, err := s.saveScript.Exec(ctx, s.client, []string{key, entity, tomb}, []string{rueidis.BinaryString(b)}).AsInt64()
+	n, err := s.saveScript.Exec(ctx, s.client, keys, []string{rueidis.BinaryString(b)}).AsInt64()
 	if err != nil {
 		return false, fmt.Errorf("snapshot: save %s: %w", stream, err)
 	}

@@ -30,10 +30,13 @@
 // your own must not decrypt what it is given. (Archives written by
 // retention before this was so hold the clear text in data_json.)
 //
-// What shredding does not reach: snapshots (Forget deletes the entity's
-// snapshot; it is rebuilt from the events, now without personal data) and
-// read models built by projections (they must react to the entity's
-// deletion or to an event of your own).
+// Snapshots hold the aggregate's state as folded, personal data in the
+// clear: Forget deletes the entity's snapshot and sets a snapshot floor at
+// the stream's version, so a snapshot taken before it and written late by a
+// background writer is refused (snapshot.ErrStale); the next one is taken
+// from events read without the key. What shredding does not reach: read
+// models built by projections (they must react to the entity's deletion or
+// to an event of your own).
 package shred
 
 import (
@@ -52,6 +55,7 @@ import (
 
 	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/snapshot"
 )
 
 // prefix marks an encrypted field value: "shred:v1:<key id, 8 hex>:<base64
@@ -147,8 +151,12 @@ func (k *Keys) get(ctx context.Context, stream eventstore.StreamID, create bool)
 	return old, true, nil
 }
 
-// Forget deletes the entity's key and its snapshot: its personal fields can
-// no longer be read anywhere.
+// Forget deletes the entity's key and its snapshot, and refuses every
+// snapshot taken before it (snapshot.Invalidate): its personal fields can no
+// longer be read anywhere. An aggregate loaded before the Forget still holds
+// them in memory: what it saves afterwards (events, or a snapshot of a later
+// version) stores them again, under the entity's new key. Load again after
+// forgetting an entity.
 func (k *Keys) Forget(ctx context.Context, stream eventstore.StreamID) error {
 	if err := stream.Validate(); err != nil {
 		return err
@@ -156,13 +164,11 @@ func (k *Keys) Forget(ctx context.Context, stream eventstore.StreamID) error {
 	if err := k.client.Do(ctx, k.client.B().Del().Key(k.key(stream)).Build()).Error(); err != nil {
 		return fmt.Errorf("shred: forget %s: %w", stream, err)
 	}
-	p, _, err := k.es.Locate(ctx, stream)
-	if err != nil {
-		return err
-	}
-	c := k.es.Client()
-	if err := c.Do(ctx, c.B().Del().Key(k.es.Keys().Snapshot(stream, p)).Build()).Error(); err != nil {
-		return fmt.Errorf("shred: forget snapshot of %s: %w", stream, err)
+	// The snapshot holds the state as folded, personal data in the clear:
+	// delete it, and refuse every snapshot taken before now (a background
+	// writer may deliver one after this returns).
+	if err := snapshot.Invalidate(ctx, k.es, stream); err != nil {
+		return fmt.Errorf("shred: forget %s: %w", stream, err)
 	}
 	return nil
 }

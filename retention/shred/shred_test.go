@@ -10,6 +10,7 @@ import (
 	"github.com/streamfold/streamfold/eventstore"
 	"github.com/streamfold/streamfold/redistest"
 	"github.com/streamfold/streamfold/retention/shred"
+	"github.com/streamfold/streamfold/snapshot"
 )
 
 func TestMain(m *testing.M) { redistest.Main(m) }
@@ -193,4 +194,54 @@ func fmtAny(v any) string {
 	}
 	walk(v)
 	return sb.String()
+}
+
+// A snapshot taken before Forget holds the state in the clear; a background
+// writer may deliver it afterwards. Forget refuses it for good.
+func TestForgetRefusesLateSnapshots(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+		t.Parallel()
+		ctx := context.Background()
+		s, keys := newStore(t, tg, tg.Client)
+		snaps, err := snapshot.New(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { snaps.Close(context.Background()) })
+		alice := eventstore.Stream("user", "late")
+		if _, err := s.Append(ctx, alice, eventstore.NoStream,
+			eventstore.NewEvent(Registered{Email: "late@example.com", Plan: "free"}), eventstore.NewEvent(PlanChanged{Plan: "pro"})); err != nil {
+			t.Fatal(err)
+		}
+		clear := snapshot.Snapshot{Version: 2, SchemaVersion: 1, State: []byte("late@example.com")}
+		early := snapshot.Snapshot{Version: 1, SchemaVersion: 1, State: []byte("late@example.com")}
+		if _, err := snaps.Save(ctx, alice, early); err != nil {
+			t.Fatal(err)
+		}
+		if err := keys.Forget(ctx, alice); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := snaps.Get(ctx, alice); !errors.Is(err, snapshot.ErrNotFound) {
+			t.Fatalf("snapshot after Forget: %v", err)
+		}
+		for _, sn := range []snapshot.Snapshot{clear, early} {
+			if _, err := snaps.Save(ctx, alice, sn); !errors.Is(err, snapshot.ErrStale) {
+				t.Fatalf("late snapshot at version %d after Forget: %v", sn.Version, err)
+			}
+		}
+		// Later snapshots are written as usual.
+		if _, err := s.Append(ctx, alice, eventstore.Exact(2), eventstore.NewEvent(PlanChanged{Plan: "team"})); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := snaps.Save(ctx, alice, snapshot.Snapshot{Version: 3, SchemaVersion: 1, State: []byte("{}")}); err != nil || !ok {
+			t.Fatalf("snapshot after Forget and a new event: %v %v", ok, err)
+		}
+		// Forgetting again raises the floor, never lowers it.
+		if err := keys.Forget(ctx, alice); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := snaps.Save(ctx, alice, snapshot.Snapshot{Version: 3, SchemaVersion: 1, State: []byte("{}")}); !errors.Is(err, snapshot.ErrStale) {
+			t.Fatalf("snapshot at the floor after a second Forget: %v", err)
+		}
+	})
 }

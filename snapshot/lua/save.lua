@@ -4,13 +4,15 @@
 -- KEYS[1]  the snapshot          <ns>:{<cat>:<p>}:snap:<id>
 -- KEYS[2]  the entity stream     <ns>:{<cat>:<p>}:s:<id>      (same hash tag)
 -- KEYS[3]  its stream tombstone  <ns>:{<cat>:<p>}:gone:<id>   (see eventstore's delete.lua)
+-- KEYS[4]  its snapshot floor    <ns>:{<cat>:<p>}:snapmin:<id> (see invalidate.lua)
 -- ARGV[1]  the new snapshot (wire.go: fixed-width header, then the state)
 --
 -- Returns 1 written, 0 skipped (the stored snapshot has the same schema
 -- version and a version at least as high), 2 stale: the stream does not
 -- exist (deleted since the snapshot was taken), or the snapshot's version
 -- is before the start of its current life (taken before a Delete and a
--- re-creation) or after its version.
+-- re-creation), at or below the snapshot floor (taken before the entity was
+-- forgotten: it may hold personal data in the clear) or after its version.
 --
 -- Snapshots are written in the background, so one may arrive after the
 -- stream was deleted, or deleted and started again: without this check it
@@ -46,6 +48,7 @@ for i = 3, 10 do v = v * 256 + string.byte(new, i) end
 if redis.call('EXISTS', KEYS[2]) == 0 then return 2 end
 local start = (tonumber(redis.call('GET', KEYS[3]) or '0') or 0) + 1
 if v < start then return 2 end
+if v <= (tonumber(redis.call('GET', KEYS[4]) or '0') or 0) then return 2 end
 local r = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
 if #r == 0 or vof(r[1][1]) < v then
   -- trimmed to empty, or the tail removed by hand: the exact version
