@@ -184,6 +184,9 @@ func (r *Registry) lookupType(v any) *typeInfo {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
+	if t == reflect.TypeFor[Forgotten]() {
+		return forgottenInfo()
+	}
 	r.mu.RLock()
 	ti := r.byType[t]
 	r.mu.RUnlock()

@@ -3,6 +3,7 @@ package eventstore
 import (
 	"context"
 	"fmt"
+	"reflect"
 
 	"github.com/google/uuid"
 	"github.com/redis/rueidis"
@@ -14,6 +15,23 @@ const DeletedType = "$deleted"
 
 // Deleted is the payload of a deletion marker.
 type Deleted struct{}
+
+// ForgottenType is the type of the event package shred appends when it
+// forgets an entity (crypto-shredding): projections receive it as a
+// RecordedEvent with Data of type Forgotten, at its own version, and drop
+// or rewrite the personal data they derived from the entity.
+const ForgottenType = "$forgotten"
+
+// Forgotten is the payload of the event ForgottenType. Every registry knows
+// it: it can be appended (package shred does) and is decoded by every
+// reader. An aggregate's fold receives it like any event (ignore it, or
+// clear the state's personal fields).
+type Forgotten struct{}
+
+// forgottenInfo is the built-in registration of Forgotten.
+func forgottenInfo() *typeInfo {
+	return &typeInfo{name: ForgottenType, typ: reflect.TypeFor[Forgotten](), schemaVersion: 1}
+}
 
 // Delete removes an entity: its stream and its snapshot, in one script, and
 // writes a deletion marker (type DeletedType, version = the stream's last

@@ -298,8 +298,12 @@ func (d entryDecoder) decodeEntry(ctx context.Context, key string, e rueidis.XRa
 	ev.Time = time.Unix(0, en.nanos).UTC()
 	ev.Metadata = en.Metadata
 	ev.Raw = en.data
-	if en.typ == DeletedType {
+	switch en.typ {
+	case DeletedType:
 		ev.Data = Deleted{}
+		return ev, nil
+	case ForgottenType:
+		ev.Data = Forgotten{}
 		return ev, nil
 	}
 	ti := d.reg.lookupName(en.typ)

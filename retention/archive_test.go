@@ -140,7 +140,7 @@ func TestArchiveKeepsPersonalFieldsSealed(t *testing.T) {
 			t.Fatalf("restored while the key lives: %+v %+v %+v", got[0], got[1], got[2])
 		}
 
-		if err := keys.Forget(ctx, alice); err != nil {
+		if _, err := keys.Forget(ctx, alice); err != nil {
 			t.Fatal(err)
 		}
 		inTheClear("after Forget")

@@ -13,7 +13,7 @@
 //	keys := shred.NewKeys(store)        // or shred.NewKeys(store, shred.WithKeyClient(other, "vault"))
 //	store, _ = eventstore.New(client, eventstore.WithCodec(shred.NewCodec(eventstore.Msgpack{}, keys)), ...)
 //	...
-//	keys.Forget(ctx, stream)            // the entity's e-mail is gone everywhere
+//	keys.Forget(ctx, stream)            // the entity's e-mail is gone everywhere; projections get eventstore.Forgotten
 //
 // Reads of a forgotten entity return its events with personal fields empty.
 // Keys are read through rueidis client-side caching (RESP3 tracking), so a
@@ -34,9 +34,10 @@
 // clear: Forget deletes the entity's snapshot and sets a snapshot floor at
 // the stream's version, so a snapshot taken before it and written late by a
 // background writer is refused (snapshot.ErrStale); the next one is taken
-// from events read without the key. What shredding does not reach: read
-// models built by projections (they must react to the entity's deletion or
-// to an event of your own).
+// from events read without the key. Read models are not sealed: Forget
+// appends an eventstore.Forgotten event to the stream, and a projection that
+// keeps personal data drops or rewrites it when it gets one (its version is
+// newer, so the version guard applies the write).
 package shred
 
 import (
@@ -151,26 +152,38 @@ func (k *Keys) get(ctx context.Context, stream eventstore.StreamID, create bool)
 	return old, true, nil
 }
 
-// Forget deletes the entity's key and its snapshot, and refuses every
-// snapshot taken before it (snapshot.Invalidate): its personal fields can no
-// longer be read anywhere. An aggregate loaded before the Forget still holds
-// them in memory: what it saves afterwards (events, or a snapshot of a later
-// version) stores them again, under the entity's new key. Load again after
-// forgetting an entity.
-func (k *Keys) Forget(ctx context.Context, stream eventstore.StreamID) error {
+// Forget forgets an entity: its personal fields can no longer be read
+// anywhere. It deletes the entity's key (every sealed field of its events,
+// in streams, logs, archives and backups, is unreadable from then on),
+// deletes its snapshot and refuses every snapshot taken before now
+// (snapshot.Invalidate: the background writer may deliver one late), and
+// appends an eventstore.Forgotten event to the entity's stream, so that
+// projections drop or rewrite the personal data they derived (a read model
+// is not sealed). It returns that append's result, for projection.WaitFor;
+// a stream that does not exist (never written, or deleted) gets no event
+// and a zero result. Forgetting again is harmless.
+//
+// An aggregate loaded before the Forget still holds the personal data in
+// memory: what it saves afterwards stores it again, under the entity's new
+// key. Load again after forgetting an entity.
+func (k *Keys) Forget(ctx context.Context, stream eventstore.StreamID) (eventstore.AppendResult, error) {
 	if err := stream.Validate(); err != nil {
-		return err
+		return eventstore.AppendResult{}, err
 	}
 	if err := k.client.Do(ctx, k.client.B().Del().Key(k.key(stream)).Build()).Error(); err != nil {
-		return fmt.Errorf("shred: forget %s: %w", stream, err)
+		return eventstore.AppendResult{}, fmt.Errorf("shred: forget %s: %w", stream, err)
 	}
-	// The snapshot holds the state as folded, personal data in the clear:
-	// delete it, and refuse every snapshot taken before now (a background
-	// writer may deliver one after this returns).
 	if err := snapshot.Invalidate(ctx, k.es, stream); err != nil {
-		return fmt.Errorf("shred: forget %s: %w", stream, err)
+		return eventstore.AppendResult{}, fmt.Errorf("shred: forget %s: %w", stream, err)
 	}
-	return nil
+	res, err := k.es.Append(ctx, stream, eventstore.StreamExists, eventstore.NewEvent(eventstore.Forgotten{}))
+	if errors.Is(err, eventstore.ErrWrongVersion) {
+		return eventstore.AppendResult{}, nil // no live stream: nothing to tell
+	}
+	if err != nil {
+		return eventstore.AppendResult{}, fmt.Errorf("shred: forget %s: the key is deleted, but the Forgotten event was not appended (forget again): %w", stream, err)
+	}
+	return res, nil
 }
 
 // Codec wraps a payload codec, encrypting personal fields per entity. It

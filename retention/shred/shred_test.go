@@ -93,8 +93,9 @@ func TestShredding(t *testing.T) {
 		if err := c.Do(ctx, c.B().Set().Key(snap).Value("alice@example.com").Build()).Error(); err != nil {
 			t.Fatal(err)
 		}
-		if err := keys.Forget(ctx, alice); err != nil {
-			t.Fatal(err)
+		fr, err := keys.Forget(ctx, alice)
+		if err != nil || fr.Version != 3 {
+			t.Fatalf("forget: %+v %v", fr, err)
 		}
 		for _, st := range []*eventstore.Store{s, other} {
 			var evs []eventstore.RecordedEvent
@@ -104,7 +105,9 @@ func TestShredding(t *testing.T) {
 				}
 				evs = append(evs, ev)
 			}
-			if len(evs) != 2 || evs[0].Data != (Registered{Plan: "free"}) || evs[1].Data != (PlanChanged{Plan: "pro"}) {
+			// Projections are told, by an event of the stream: read models are not sealed.
+			if len(evs) != 3 || evs[0].Data != (Registered{Plan: "free"}) || evs[1].Data != (PlanChanged{Plan: "pro"}) ||
+				evs[2].Type != eventstore.ForgottenType || evs[2].Data != (eventstore.Forgotten{}) || evs[2].Position != fr.Positions[0] {
 				t.Fatalf("after Forget: %+v", evs)
 			}
 		}
@@ -115,7 +118,7 @@ func TestShredding(t *testing.T) {
 			t.Fatalf("bob after alice's Forget: %+v", got)
 		}
 		// Later appends get a new key; old fields stay unreadable.
-		if _, err := s.Append(ctx, alice, eventstore.Exact(2), eventstore.NewEvent(Registered{Email: "new@example.com", Plan: "pro"})); err != nil {
+		if _, err := s.Append(ctx, alice, eventstore.Exact(3), eventstore.NewEvent(Registered{Email: "new@example.com", Plan: "pro"})); err != nil {
 			t.Fatal(err)
 		}
 		last, err := s.Last(ctx, alice)
@@ -218,7 +221,7 @@ func TestForgetRefusesLateSnapshots(t *testing.T) {
 		if _, err := snaps.Save(ctx, alice, early); err != nil {
 			t.Fatal(err)
 		}
-		if err := keys.Forget(ctx, alice); err != nil {
+		if _, err := keys.Forget(ctx, alice); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := snaps.Get(ctx, alice); !errors.Is(err, snapshot.ErrNotFound) {
@@ -229,19 +232,51 @@ func TestForgetRefusesLateSnapshots(t *testing.T) {
 				t.Fatalf("late snapshot at version %d after Forget: %v", sn.Version, err)
 			}
 		}
-		// Later snapshots are written as usual.
-		if _, err := s.Append(ctx, alice, eventstore.Exact(2), eventstore.NewEvent(PlanChanged{Plan: "team"})); err != nil {
+		// Later snapshots are written as usual (Forget appended version 3).
+		if _, err := s.Append(ctx, alice, eventstore.Exact(3), eventstore.NewEvent(PlanChanged{Plan: "team"})); err != nil {
 			t.Fatal(err)
 		}
-		if ok, err := snaps.Save(ctx, alice, snapshot.Snapshot{Version: 3, SchemaVersion: 1, State: []byte("{}")}); err != nil || !ok {
+		if ok, err := snaps.Save(ctx, alice, snapshot.Snapshot{Version: 4, SchemaVersion: 1, State: []byte("{}")}); err != nil || !ok {
 			t.Fatalf("snapshot after Forget and a new event: %v %v", ok, err)
 		}
 		// Forgetting again raises the floor, never lowers it.
-		if err := keys.Forget(ctx, alice); err != nil {
+		if _, err := keys.Forget(ctx, alice); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := snaps.Save(ctx, alice, snapshot.Snapshot{Version: 3, SchemaVersion: 1, State: []byte("{}")}); !errors.Is(err, snapshot.ErrStale) {
+		if _, err := snaps.Save(ctx, alice, snapshot.Snapshot{Version: 4, SchemaVersion: 1, State: []byte("{}")}); !errors.Is(err, snapshot.ErrStale) {
 			t.Fatalf("snapshot at the floor after a second Forget: %v", err)
+		}
+	})
+}
+
+// Forget of a stream that does not exist appends nothing (and creates no
+// stream); forgetting twice is harmless.
+func TestForgetWithoutStream(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+		t.Parallel()
+		ctx := context.Background()
+		s, keys := newStore(t, tg, tg.Client)
+		ghost := eventstore.Stream("user", "ghost")
+		if res, err := keys.Forget(ctx, ghost); err != nil || res.Version != 0 {
+			t.Fatalf("forget of a stream never written: %+v %v", res, err)
+		}
+		if in, err := s.Info(ctx, ghost); err != nil || in.Version != 0 || in.Deleted {
+			t.Fatalf("Forget created the stream: %+v %v", in, err)
+		}
+		u := eventstore.Stream("user", "twice")
+		if _, err := s.Append(ctx, u, eventstore.NoStream, eventstore.NewEvent(Registered{Email: "t@example.com"})); err != nil {
+			t.Fatal(err)
+		}
+		for want := uint64(2); want <= 3; want++ {
+			if res, err := keys.Forget(ctx, u); err != nil || res.Version != want {
+				t.Fatalf("forget: %+v %v, want version %d", res, err, want)
+			}
+		}
+		if _, err := s.Delete(ctx, u, eventstore.Any); err != nil {
+			t.Fatal(err)
+		}
+		if res, err := keys.Forget(ctx, u); err != nil || res.Version != 0 {
+			t.Fatalf("forget of a deleted stream: %+v %v", res, err)
 		}
 	})
 }
