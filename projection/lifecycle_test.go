@@ -105,3 +105,50 @@ func TestDeleteAndRecreateReachesReadModels(t *testing.T) {
 		check(cached, 8, 2, 15)
 	})
 }
+
+// WithMaxInFlight(1): a restarted instance drains every entry of its own
+// pending list, one at a time, before reading new ones (issue 12 item 4: the
+// read count came out as 0, the empty reply was taken as "drained", and 9
+// of 10 pending entries stayed pending).
+func TestMaxInFlightOneDrainsOwnPending(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+		t.Parallel()
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		s := newStore(t, tg.Client, tg.Namespace, 1)
+		m := newModel(t, tg.Client, tg.Namespace, "one")
+		appendAll(t, ctx, s, "p", 2, 5, 1)
+		// A previous life of this instance read all 10 and crashed unacked.
+		const me = "me"
+		c := tg.Client
+		log := s.Keys().Log(category, 0)
+		if err := c.Do(ctx, c.B().XgroupCreate().Key(log).Group("one").Id("0").Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := c.Do(ctx, c.B().Xreadgroup().Group("one", me).Count(10).Streams().Key(log).Id(">").Build()).AsXRead(); err != nil || len(n[log]) != 10 {
+			t.Fatalf("read as %s: %d entries, %v", me, len(n[log]), err)
+		}
+		r, err := projection.NewRunner(s, projection.Projection{Name: "one", Categories: []string{category}, Handler: counting(m)},
+			projection.WithInstanceID(me), projection.WithMaxInFlight(1),
+			projection.WithLeaseTTL(time.Second), projection.WithBlock(100*time.Millisecond), quiet())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer runRunner(t, r)()
+		last := appendAll(t, ctx, s, "q", 3, 2, 1)
+		waitAll(t, ctx, r, last)
+		if lost, doubled := checkFold(t, ctx, m, "p", 2, 5); lost+doubled != 0 {
+			t.Fatalf("pending entries: lost %d doubled %d", lost, doubled)
+		}
+		checkFold(t, ctx, m, "q", 3, 2)
+		st, err := r.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range st {
+			if p.Pending != 0 {
+				t.Errorf("still pending: %+v", p)
+			}
+		}
+	})
+}

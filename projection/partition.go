@@ -283,7 +283,9 @@ func (p *partition) loop() {
 		// free room as they finish, and acks ride along with the next read.
 		// Reading (or flushing acks) on every completion would cost one
 		// script call per event.
-		if room := o.maxInFlight - p.inFlight(); room < min(o.batch, o.maxInFlight/2) && p.inFlight() > 0 {
+		// At least one entry of room: a read of COUNT 0 returns nothing,
+		// which a drain would take for an empty pending list.
+		if room := o.maxInFlight - p.inFlight(); room < max(1, min(o.batch, o.maxInFlight/2)) && p.inFlight() > 0 {
 			p.waitWake(o.block)
 			continue
 		}
