@@ -230,8 +230,11 @@ func (h *harness) loader(ctx context.Context, id string) (readmodel.Entry, error
 func (h *harness) projection(v int, m *readmodel.Model) projection.Projection {
 	return projection.Projection{Name: fmt.Sprintf("%s-v%d", rmName, v), Categories: []string{category},
 		Handler: projection.Writes(func(ctx context.Context, ev eventstore.RecordedEvent, b *readmodel.Batch) error {
-			if ev.Type == eventstore.DeletedType {
+			switch ev.Type {
+			case eventstore.DeletedType:
 				return b.Delete(m, ev.Stream.ID, ev.Version)
+			case eventstore.ForgottenType: // nothing personal here; the version moves on
+				return b.Patch(m, ev.Stream.ID, ev.Version, readmodel.SetField("forgotten", "1"))
 			}
 			d, ok := ev.Data.(Deposited)
 			if !ok {
@@ -622,10 +625,10 @@ func (h *harness) actUpdate(rt *rapid.T) {
 		return nil
 	})
 	what := fmt.Sprintf("Repository.Update(%s, +%d) snapshots=%v", e.id, m.amount, withSnaps)
-	if e.loadGap(withSnaps) {
+	if e.updateRefused(withSnaps) {
 		rt.Logf("%s -> err=%v (model: history gap)", what, err)
 		if !errors.Is(err, aggregate.ErrHistoryGap) {
-			rt.Fatalf("%s: got err %v; the model expects aggregate.ErrHistoryGap (info %+v, snapshot %+v)", what, err, e.info(), e.snap)
+			rt.Fatalf("%s: got err %v; the model expects aggregate.ErrHistoryGap (info %+v, snapshot %+v, load %+v)", what, err, e.info(), e.snap, e.load(withSnaps))
 		}
 		return
 	}
@@ -664,7 +667,7 @@ func (h *harness) actCapture(rt *rapid.T) {
 	if !e.live {
 		rt.Skip("not live")
 	}
-	c := capture{ent: x, version: e.version, life: e.start, state: e.fold(e.version, false), forgetEpoch: e.forgets}
+	c := capture{ent: x, version: e.version, life: e.start, state: e.fold(e.version, nil), forgetEpoch: e.forgets}
 	rt.Logf("capture snapshot of %s at v%d (life from v%d): %+v", e.id, c.version, c.life, c.state)
 	h.captures = append(h.captures, c)
 }
@@ -676,7 +679,7 @@ func (h *harness) actSaveSnapshot(rt *rapid.T) {
 	i := rapid.IntRange(0, len(h.captures)-1).Draw(rt, "capture")
 	c := h.captures[i]
 	e := h.ents[c.ent]
-	stale := !e.live || c.life != e.start
+	stale := !e.live || c.life != e.start || c.version <= e.snapFloor
 	if stale && !gateStaleSnapshotSave {
 		rt.Skip("gate: stale snapshot save")
 	}
@@ -700,6 +703,12 @@ func (h *harness) actSaveSnapshot(rt *rapid.T) {
 	if !want && wrote {
 		rt.Fatalf("%s: written; the model expects it refused (stale=%v, stored %+v)", what, stale, e.snap)
 	}
+	if stale && !errors.Is(err, snapshot.ErrStale) {
+		rt.Fatalf("%s: wrote=%v err=%v; the model expects snapshot.ErrStale (stream live=%v, life from v%d, version %d, snapshot floor %d)", what, wrote, err, e.live, e.start, e.version, e.snapFloor)
+	}
+	if !stale && err != nil {
+		rt.Fatalf("%s: %v", what, err)
+	}
 	h.privacyDirty = true
 }
 
@@ -715,8 +724,9 @@ func (h *harness) actUnusableSnapshot(rt *rapid.T) {
 	wrote, err := h.snaps.Save(ctx, e.stream, snapshot.Snapshot{Version: e.version, SchemaVersion: 99, State: []byte{0xc1}})
 	want := e.saveSnapshot(snap{version: e.version, schema: 99, life: e.start})
 	rt.Logf("snapshot.Save(%s, v%d, schema 99) -> wrote=%v err=%v (model: %v)", e.id, e.version, wrote, err, want)
-	if err != nil || wrote != want {
-		rt.Fatalf("snapshot.Save(%s, v%d, schema 99): wrote=%v err=%v; the model expects wrote=%v", e.id, e.version, wrote, err, want)
+	stale := e.version <= e.snapFloor // taken before a Forget
+	if wrote != want || (stale && !errors.Is(err, snapshot.ErrStale)) || (!stale && err != nil) {
+		rt.Fatalf("snapshot.Save(%s, v%d, schema 99): wrote=%v err=%v; the model expects wrote=%v stale=%v (snapshot floor %d)", e.id, e.version, wrote, err, want, stale, e.snapFloor)
 	}
 }
 
@@ -771,12 +781,33 @@ func (h *harness) actForget(rt *rapid.T) {
 	x, e := h.drawEntity(rt)
 	ctx, cancel := ctxT()
 	defer cancel()
-	err := h.keys.Forget(ctx, e.stream)
-	rt.Logf("Forget(%s) -> err=%v", e.id, err)
+	res, err := h.keys.Forget(ctx, e.stream)
+	rt.Logf("Forget(%s) -> v%d err=%v", e.id, res.Version, err)
 	if err != nil {
 		rt.Fatalf("Forget(%s): %v", e.id, err)
 	}
 	e.forget()
+	// A live stream gets a $forgotten event, for projections.
+	if !e.live {
+		if res.Version != 0 {
+			rt.Fatalf("Forget(%s) of a stream that is not live appended v%d", e.id, res.Version)
+		}
+	} else {
+		if res.Version != e.version+1 || res.Replayed || len(res.Positions) != 1 {
+			rt.Fatalf("Forget(%s): appended %+v; the model expects the $forgotten event at v%d", e.id, res, e.version+1)
+		}
+		var rec *eventstore.RecordedEvent
+		for ev, err := range h.es.Read(ctx, e.stream, res.Version, eventstore.Limit(1)) {
+			if err != nil {
+				rt.Fatalf("Forget(%s): read back v%d: %v", e.id, res.Version, err)
+			}
+			rec = &ev
+		}
+		if rec == nil || rec.Type != eventstore.ForgottenType {
+			rt.Fatalf("Forget(%s): v%d is %+v, not a $forgotten event", e.id, res.Version, rec)
+		}
+		e.appended(res, []*event{{id: rec.ID, forgetEv: true}})
+	}
 	h.touched(x)
 }
 

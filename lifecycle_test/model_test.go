@@ -2,6 +2,7 @@ package lifecycle_test
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/google/uuid"
 	"github.com/streamfold/streamfold/eventstore"
@@ -35,6 +36,7 @@ type event struct {
 	note      string // the marker as appended
 	pos       eventstore.Position
 	deleted   bool // a $deleted marker (log only)
+	forgetEv  bool // a $forgotten event (Forget appends one to a live stream)
 	forgotten bool // Forget ran after it was appended: Note reads back empty
 }
 
@@ -78,6 +80,7 @@ type entity struct {
 	xdeled    map[uint64]bool
 	snap      *snap // nil: no snapshot stored
 	forgets   int   // how many times Forget ran
+	snapFloor uint64 // snapshots at or below it are refused: taken before a Forget
 
 	// history is every event and $deleted marker ever acknowledged, in all
 	// lives (the partition log keeps them; for the log check and Forget).
@@ -125,17 +128,40 @@ func (e *entity) truncated() bool { return e.info().Truncated() }
 // anyXdel: an operator removed an event of the current life by hand.
 func (e *entity) anyXdel() bool { return len(e.xdeled) > 0 }
 
-// fold is the state after the current life's events up to version upTo;
-// withXdel folds the events an operator removed too.
-func (e *entity) fold(upTo uint64, withXdel bool) Account {
+// fold is the state after the current life's events up to version upTo,
+// leaving out the events an operator removed except those in with.
+func (e *entity) fold(upTo uint64, with map[uint64]bool) Account {
 	var s Account
 	for _, ev := range e.events {
-		if ev.version > upTo || (!withXdel && e.xdeled[ev.version]) {
+		if ev.version > upTo || ev.forgetEv || (e.xdeled[ev.version] && !with[ev.version]) {
 			continue
 		}
 		apply(&s, Deposited{Amount: ev.amount, Note: ev.readNote()})
 	}
 	return s
+}
+
+// foldsUpTo are the states a fold up to upTo may have: without the events an
+// operator removed by hand, or with any of them (the history changed behind
+// the library's back; a snapshot or a read model may still hold them).
+func (e *entity) foldsUpTo(upTo uint64) []Account {
+	var removed []uint64
+	for v := range e.xdeled {
+		removed = append(removed, v)
+	}
+	var out []Account
+	for mask := 0; mask < 1<<len(removed); mask++ {
+		with := map[uint64]bool{}
+		for i, v := range removed {
+			if mask&(1<<i) != 0 {
+				with[v] = true
+			}
+		}
+		if s := e.fold(upTo, with); !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // apply is the aggregate's fold function.
@@ -147,15 +173,19 @@ func apply(s *Account, ev any) {
 	}
 }
 
-// folds are the states a load may return: exactly the fold, or, when an
-// operator XDEL'd an event of this life, the fold with or without it (the
-// history changed behind the library's back; a snapshot may still hold it).
-func (e *entity) folds() []Account {
-	out := []Account{e.fold(e.version, false)}
-	if e.anyXdel() {
-		out = append(out, e.fold(e.version, true))
+// folds are the states the current life's fold may have (see foldsUpTo).
+func (e *entity) folds() []Account { return e.foldsUpTo(e.version) }
+
+// lastKept is the version of the current life's last event not removed by
+// hand (truncated or not): what a fold of the stream reached.
+func (e *entity) lastKept() uint64 {
+	var v uint64
+	for _, ev := range e.events {
+		if !e.xdeled[ev.version] {
+			v = ev.version
+		}
 	}
-	return out
+	return v
 }
 
 // usableSnap: a snapshot of the current schema from the current life.
@@ -163,22 +193,47 @@ func (e *entity) usableSnap() bool {
 	return e.snap != nil && e.snap.schema == stateVersion && e.snap.life == e.start && e.live && e.snap.version <= e.version
 }
 
-// loadGap reports whether Repository.Load must fail with ErrHistoryGap:
-// the stream no longer starts at the life's first version and (with
-// snapshots) no usable snapshot covers the missing events.
-func (e *entity) loadGap(withSnapshots bool) bool {
-	i := e.info()
-	if !i.Truncated() {
-		return false
+// loaded is what Repository.Load must return.
+type loaded struct {
+	gap     bool // an error matching aggregate.ErrHistoryGap
+	version uint64
+	states  []Account // the acceptable states (see folds)
+}
+
+// load simulates a whole load: from the usable snapshot (with snapshots)
+// or the start of the life, every stored event must follow the one before.
+// A jump (events truncated behind an unusable snapshot, or a hole an
+// operator's XDEL left before a later append) is ErrHistoryGap, and so is
+// a live stream with nothing to fold. A stream whose tail was XDEL'd loads
+// at its last stored event (Info.Last): Update refuses it (ErrHistoryGap).
+func (e *entity) load(withSnapshots bool) loaded {
+	if !e.live {
+		return loaded{states: []Account{{}}}
 	}
-	if !withSnapshots || !e.usableSnap() {
-		return true
+	base := e.start - 1
+	if withSnapshots && e.usableSnap() {
+		base = e.snap.version
 	}
-	first := i.First
-	if first == 0 {
-		first = i.Version + 1
+	for _, ev := range e.storedEvents() {
+		if ev.version <= base {
+			continue
+		}
+		if ev.version != base+1 {
+			return loaded{gap: true}
+		}
+		base = ev.version
 	}
-	return e.snap.version+1 < first
+	if base == e.start-1 {
+		return loaded{gap: true} // a live stream with nothing to fold
+	}
+	return loaded{version: base, states: e.foldsUpTo(base)}
+}
+
+// updateRefused: Repository.Update must fail with ErrHistoryGap (the load
+// does, or it stops short of the stream's version: a tail removed by hand).
+func (e *entity) updateRefused(withSnapshots bool) bool {
+	l := e.load(withSnapshots)
+	return l.gap || (e.live && l.version != e.version)
 }
 
 // expectation is the predicted outcome of one stream's part of an append.
@@ -229,7 +284,7 @@ func (e *entity) eventAt(v uint64) *event {
 //     ids are stored right after v; else WrongVersion.
 //   - NoStream: appends when there is no live stream (the new life starts
 //     at Start); a retry when the ids begin the current life.
-//   - Any, StreamExists: a retry when the ids are the stream's stored tail;
+//   - Any, StreamExists: a retry when the ids are the last events stored;
 //     else Any appends, StreamExists appends only to a live stream.
 func (e *entity) expect(exp eventstore.ExpectedVersion, ids []uuid.UUID) expectation {
 	n := uint64(len(ids))
@@ -241,7 +296,10 @@ func (e *entity) expect(exp eventstore.ExpectedVersion, ids []uuid.UUID) expecta
 	if e.live {
 		actual = e.version
 	}
-	tail := e.live && e.version >= n && e.replayAt(e.version-n+1, ids)
+	// The tail is what the stream stores last (below its version when an
+	// operator removed its last events).
+	last := e.info().Last
+	tail := e.live && last >= n && e.replayAt(last-n+1, ids)
 	switch {
 	case exp > 0:
 		v := uint64(exp)
@@ -266,7 +324,7 @@ func (e *entity) expect(exp eventstore.ExpectedVersion, ids []uuid.UUID) expecta
 		return expectation{actual: 0}
 	}
 	if tail {
-		return expectation{ok: true, replayed: true, first: e.version - n + 1}
+		return expectation{ok: true, replayed: true, first: last - n + 1}
 	}
 	return expectation{ok: true, first: next}
 }
@@ -313,13 +371,35 @@ func (e *entity) forget() {
 	}
 	e.snap = nil
 	e.forgets++
+	// Forget refuses every snapshot taken before it (snapshot.Invalidate).
+	floor := e.deletedAt
+	if e.live {
+		floor = e.version
+	}
+	e.snapFloor = max(e.snapFloor, floor)
 }
 
-// forgottenNotes are the markers that must not be readable anywhere.
+// data is the payload a reader decodes for ev.
+func (ev *event) data() any {
+	if ev.forgetEv {
+		return eventstore.Forgotten{}
+	}
+	return Deposited{Amount: ev.amount, Note: ev.readNote()}
+}
+
+// forgottenNotes are the markers that must not be readable anywhere: those
+// of events appended before a Forget, unless the same event was appended
+// again after it (a retry re-sends its personal data; documented).
 func (e *entity) forgottenNotes() []string {
+	again := map[string]bool{}
+	for _, h := range e.history {
+		if !h.forgotten {
+			again[h.note] = true
+		}
+	}
 	var out []string
 	for _, h := range e.history {
-		if h.forgotten && h.note != "" {
+		if h.forgotten && h.note != "" && !again[h.note] {
 			out = append(out, h.note)
 		}
 	}
@@ -329,7 +409,7 @@ func (e *entity) forgottenNotes() []string {
 // saveSnapshot applies an accepted Snapshot.Save to the model, and says
 // whether the store must have written it.
 func (e *entity) saveSnapshot(s snap) bool {
-	if s.schema == stateVersion && (s.life != e.start || !e.live || s.version > e.version || s.version < e.start) {
+	if s.version <= e.snapFloor || s.life != e.start || !e.live || s.version > e.version || s.version < e.start {
 		return false // stale: from another life, never saved
 	}
 	if e.snap != nil && e.snap.schema == s.schema && e.snap.version >= s.version {
