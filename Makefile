@@ -12,12 +12,22 @@ ifeq ($(origin REDIS_IMAGE),undefined)
   endif
 endif
 
-.PHONY: test demo redis-image bench bench-quick fuzz
+.PHONY: test check demo redis-image bench bench-quick fuzz
 
 test:
 	go vet ./...
 	cd bench && go vet ./...
 	go test -race -count=1 -timeout 20m ./...
+
+# The lifecycle checker at length (make test runs a bounded check): rapid
+# sequences of appends, deletes, snapshots, retention, Forget and read models
+# against a reference model, on a standalone server and a cluster. The seed is
+# printed at start and with a failure; replay with -rapid.seed=N (see
+# lifecycle_test's package doc). CHECKS and STEPS scale it.
+CHECKS ?= 500
+STEPS ?= 100
+check:
+	go test -race -count=1 -timeout 60m -run TestLifecycle ./lifecycle_test/ -rapid.checks=$(CHECKS) -rapid.steps=$(STEPS) -v
 
 demo:
 	go run ./examples/bank -metrics 127.0.0.1:0

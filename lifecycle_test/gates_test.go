@@ -29,6 +29,7 @@ const (
 	gateTailXDel = true
 
 	// gateLateSnapshotAfterForget: write a snapshot captured before Forget
-	// after it (the background writer's race). Not in the list.
+	// after it (the background writer's race); it must be refused with
+	// snapshot.ErrStale (Forget's snapshot floor). Not in the list.
 	gateLateSnapshotAfterForget = true
 )

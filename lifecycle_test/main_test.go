@@ -53,7 +53,7 @@ import (
 
 // Bounded defaults for make test; flags given on the command line win.
 const (
-	defaultChecks = 12
+	defaultChecks = 15
 	defaultSteps  = 30
 )
 

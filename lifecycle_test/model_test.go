@@ -71,15 +71,15 @@ type entity struct {
 	stream    eventstore.StreamID
 	partition int
 
-	live      bool    // the stream exists: written since it was last deleted
-	version   uint64  // last version written in the current life (xdel'd ones included)
-	start     uint64  // first version of the current (or next) life
-	deletedAt uint64  // version of the last $deleted marker; 0: never deleted
+	live      bool     // the stream exists: written since it was last deleted
+	version   uint64   // last version written in the current life (xdel'd ones included)
+	start     uint64   // first version of the current (or next) life
+	deletedAt uint64   // version of the last $deleted marker; 0: never deleted
 	events    []*event // the current life's acknowledged events, in version order
-	through   uint64  // events up to this version were truncated
+	through   uint64   // events up to this version were truncated
 	xdeled    map[uint64]bool
-	snap      *snap // nil: no snapshot stored
-	forgets   int   // how many times Forget ran
+	snap      *snap  // nil: no snapshot stored
+	forgets   int    // how many times Forget ran
 	snapFloor uint64 // snapshots at or below it are refused: taken before a Forget
 
 	// history is every event and $deleted marker ever acknowledged, in all
