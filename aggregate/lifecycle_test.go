@@ -154,8 +154,8 @@ func TestLoadTruncatedBehindUnusableSnapshot(t *testing.T) {
 	})
 }
 
-// An operator removed the last event by hand (XDEL): Update reports the gap
-// at once instead of conflicting until it gives up.
+// An operator removed the last event by hand (XDEL): Update reports the
+// damaged stream at once instead of conflicting until it gives up.
 func TestUpdateAfterTailRemoved(t *testing.T) {
 	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
 		t.Parallel()
@@ -177,7 +177,7 @@ func TestUpdateAfterTailRemoved(t *testing.T) {
 		}
 		_, err := r.Update(ctx, "x", aggregate.Decide(deposit, Deposit{Amount: 1}))
 		var ce *aggregate.ConflictError
-		if !errors.Is(err, aggregate.ErrHistoryGap) || errors.As(err, &ce) {
+		if !errors.Is(err, eventstore.ErrStreamDamaged) || errors.As(err, &ce) {
 			t.Fatalf("update after the tail was removed: %v", err)
 		}
 	})

@@ -289,19 +289,10 @@ func (r *Repository[S]) Update(ctx context.Context, id string, fn func(*Aggregat
 		}
 		defer unlock()
 	}
-	var lost *eventstore.WrongVersionError // the last conflict
 	for attempt := 1; ; attempt++ {
 		a, err := r.Load(ctx, id)
 		if err != nil {
 			return nil, err
-		}
-		if lost != nil && lost.Actual > a.version {
-			// The stream was ahead of what this load folded: a writer
-			// appended meanwhile, or its tail was removed by hand; then no
-			// retry can succeed.
-			if err := r.checkTail(ctx, a); err != nil {
-				return nil, err
-			}
 		}
 		if err := fn(a); err != nil {
 			return nil, err
@@ -317,25 +308,10 @@ func (r *Repository[S]) Update(ctx context.Context, id string, fn func(*Aggregat
 		if attempt >= r.opts.attempts {
 			return nil, &ConflictError{Stream: a.Stream(), Attempts: attempt, Err: wrong}
 		}
-		lost = wrong
 		if err := r.backoff(ctx, attempt); err != nil {
 			return nil, fmt.Errorf("aggregate: update %s: %w", a.Stream(), err)
 		}
 	}
-}
-
-// checkTail returns an error matching ErrHistoryGap when the stream's last
-// events were removed by hand (XDEL): its version is beyond its last stored
-// event, so every load folds too little and every save conflicts.
-func (r *Repository[S]) checkTail(ctx context.Context, a *Aggregate[S]) error {
-	in, err := r.store.Info(ctx, a.Stream())
-	if err != nil {
-		return fmt.Errorf("aggregate: update %s: %w", a.Stream(), err)
-	}
-	if in.TailRemoved() && in.Last == a.version {
-		return fmt.Errorf("aggregate: update %s: %w: the stream is at version %d but its last stored event is version %d: events were removed from its tail outside Streamfold (XDEL); append the missing events again or a compensating event with Exact(%d), or delete the stream", a.Stream(), ErrHistoryGap, in.Version, in.Last, in.Version)
-	}
-	return nil
 }
 
 // backoff sleeps a random time in [0, min(max, base·2^(attempt-1))).

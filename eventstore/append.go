@@ -236,6 +236,18 @@ func (r *appendReq) decodeResult(m rueidis.RedisMessage) ([]AppendResult, error)
 	if err != nil {
 		return nil, fmt.Errorf("append to %s: bad script reply: %w", r.streams[0].Stream, err)
 	}
+	if status == 4 {
+		if len(arr) != 4 {
+			return nil, fmt.Errorf("append to %s: bad damage reply", r.streams[0].Stream)
+		}
+		idx, _ := arr[1].AsInt64()
+		ver, _ := arr[2].AsInt64()
+		last, _ := arr[3].AsInt64()
+		if idx < 1 || int(idx) > len(r.streams) {
+			return nil, fmt.Errorf("append to %s: bad damage reply", r.streams[0].Stream)
+		}
+		return nil, &DamagedStreamError{Stream: r.streams[idx-1].Stream, Version: uint64(ver), Last: uint64(last)}
+	}
 	if status == 3 {
 		// One write of this transaction failed; the others of the batch
 		// have their own outcomes.

@@ -14,12 +14,16 @@
 // version v is XRANGE from "<v+1>-0", and trimming behind a snapshot with
 // XTRIM MINID is exact. The version never comes from XLEN: a stream trimmed to
 // empty still reports its last version (from the stream's last-generated-id),
-// and so does one whose last events an operator removed by hand (XDEL): an
-// append that expects the last remaining entry's version is refused with a
-// [WrongVersionError] carrying the true version, and nothing is written (the
+// and so does one whose last events an operator removed by hand (XDEL). Such
+// a stream is damaged: an append would leave versions missing for good, and
+// no load could fold across them. Every append to it is refused with a
+// [DamagedStreamError] (ErrStreamDamaged), whole, with nothing written (the
 // script takes back the log entry it wrote before Redis refused the entity
-// write; nobody can have read it). [Store.Info] tells such a stream apart
-// (StreamInfo.TailRemoved).
+// write; nobody can have read it); Delete still works, and the entity can
+// start again after it. [Store.Info] tells such a stream apart
+// (StreamInfo.TailRemoved). Loads fold what is stored, up to the last
+// remaining event: telling a removed tail apart on every load would cost an
+// XINFO (~8 µs of Redis) each.
 //
 // # Delete and the lives of a stream
 //
@@ -73,7 +77,8 @@
 // Every error is errors.Is-able against a sentinel (ErrWrongVersion,
 // ErrStreamNotFound, ErrUnknownEventType, ErrInvalidStreamID, ErrEventTooLarge,
 // ErrCrossPartition, ErrEmptyAppend, ErrInvalidEvent, ErrCorruptEntry,
-// ErrNotDurable, ErrOutOfMemory, ErrReadOnly, ErrAppendFailed) and carries detail in a
+// ErrNotDurable, ErrOutOfMemory, ErrReadOnly, ErrAppendFailed,
+// ErrStreamDamaged) and carries detail in a
 // typed error ([WrongVersionError], ...). Invalid input is rejected before
 // anything is sent to Redis.
 package eventstore

@@ -37,6 +37,10 @@ var (
 	// ErrAppendFailed: Redis refused a write of one append of a grouped
 	// call while others of the call were written (see AppendFailedError).
 	ErrAppendFailed = errors.New("eventstore: append failed")
+	// ErrStreamDamaged: events were removed from a stream by hand (XDEL of
+	// its tail): its version is beyond its last stored event, and an append
+	// would leave a hole that no load can fold. See DamagedStreamError.
+	ErrStreamDamaged = errors.New("eventstore: stream damaged")
 )
 
 // classify adds a sentinel to the Redis refusals a caller can act on,
@@ -92,6 +96,23 @@ func (e *AppendFailedError) Unwrap() []error {
 	}
 	return errs
 }
+
+// DamagedStreamError refuses an append to a stream whose last events were
+// removed by hand (XDEL): the stream is at Version, its last stored event at
+// Last. Appending would leave versions Last+1..Version missing for good, and
+// every load of the entity would fail. Nothing was written.
+type DamagedStreamError struct {
+	Stream  StreamID
+	Version uint64
+	Last    uint64
+}
+
+func (e *DamagedStreamError) Error() string {
+	return fmt.Sprintf("eventstore: append to %s: the stream is damaged: it is at version %d but its last stored event is version %d (events removed by hand, XDEL); an append would leave a hole no load can fold. Delete the stream (Store.Delete) and start it again, from an archive or with compensating events", e.Stream, e.Version, e.Last)
+}
+
+// Unwrap makes errors.Is(err, ErrStreamDamaged) true.
+func (e *DamagedStreamError) Unwrap() error { return ErrStreamDamaged }
 
 // WrongVersionError is returned when the expected version check fails.
 type WrongVersionError struct {

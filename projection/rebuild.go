@@ -24,9 +24,17 @@ type IncompleteHistoryError struct {
 	Start      uint64 // the first version of the entity's current life
 	First      uint64 // the first version still stored; 0: none (trimmed to empty)
 	Version    uint64 // the stream's version
+	// Missing is the first version missing inside the stored history (an
+	// event removed by hand, XDEL); 0 when the history was truncated.
+	Missing uint64
 }
 
 func (e *IncompleteHistoryError) Error() string {
+	if e.Missing > 0 {
+		return fmt.Sprintf("projection %s: cannot rebuild %s: version %d is missing from its stream (removed by hand, XDEL), so no fold of it is whole; "+
+			"loads refuse it too (aggregate.ErrHistoryGap): delete the stream and start it again, from an archive or with compensating events",
+			e.Projection, e.Stream, e.Missing)
+	}
 	held := fmt.Sprintf("holds versions %d..%d", e.First, e.Version)
 	if e.First == 0 {
 		held = fmt.Sprintf("holds no event (version %d)", e.Version)
@@ -170,6 +178,7 @@ func rebuildEntities(ctx context.Context, store *eventstore.Store, name string, 
 // stream still holds would be a wrong read model, silently.
 func rebuildEntity(ctx context.Context, store *eventstore.Store, name string, h Handler, sid eventstore.StreamID, cut eventstore.Position, st *RebuildStats) error {
 	checked := false
+	var prev uint64
 	for ev, err := range store.Read(ctx, sid, 0) {
 		var unknown *eventstore.UnknownEventTypeError
 		if err != nil && !asUnknown(err, &unknown) {
@@ -194,8 +203,12 @@ func rebuildEntity(ctx context.Context, store *eventstore.Store, name string, h 
 					return fmt.Errorf("%s deletion marker v%d: %w", sid, marker.Version, err)
 				}
 			}
-			checked = true
+			checked, prev = true, ev.Version-1
 		}
+		if ev.Version != prev+1 {
+			return &IncompleteHistoryError{Projection: name, Stream: sid, First: prev + 1, Missing: prev + 1}
+		}
+		prev = ev.Version
 		if after {
 			break // the runner's (with the deletion marker before it, if any)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/streamfold/streamfold/eventstore"
 	"github.com/streamfold/streamfold/projection"
@@ -116,6 +117,32 @@ func TestRebuildRecreatedEntity(t *testing.T) {
 		e, err := m.Get(ctx, "again")
 		if err != nil || e.Version != del.Version+2 || e.Fields["n"] != "2" || e.Fields["sum"] != "90" {
 			t.Fatalf("rebuilt entry %+v %v, want the new life only at version %d", e, err, del.Version+2)
+		}
+	})
+}
+
+// An event removed by hand from the middle of a stream (XDEL) leaves a hole:
+// loads refuse the stream, and so does a rebuild, naming the missing
+// version, rather than fold around it.
+func TestRebuildRefusesHole(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+		t.Parallel()
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		s := newStore(t, tg.Client, tg.Namespace, 1)
+		appendAll(t, ctx, s, "h", 2, 5, 1)
+		_, key, err := s.Locate(ctx, eventstore.Stream(category, "h1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tg.Client.Do(ctx, tg.Client.B().Xdel().Key(key).Id("3-0").Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+		m := newModel(t, tg.Client, tg.Namespace, "holes")
+		_, err = projection.Rebuild(ctx, s, projection.Projection{Name: "holes", Categories: []string{category}, Handler: counting(m)}, 1)
+		var ie *projection.IncompleteHistoryError
+		if !errors.As(err, &ie) || !errors.Is(err, projection.ErrIncompleteHistory) || ie.Missing != 3 || ie.Stream.ID != "h1" {
+			t.Fatalf("rebuild across a hole: %v", err)
 		}
 	})
 }

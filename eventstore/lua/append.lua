@@ -36,6 +36,11 @@
 --                                     original versions and positions
 --   {2, stream index (1-based), actual version}   wrong expected version
 --                                     (actual 0: the stream is not live)
+--   {4, stream index, version, last}  the stream is damaged: its version
+--                                     is beyond its last stored event (the
+--                                     tail was removed by hand, XDEL), so
+--                                     an append would leave a hole no load
+--                                     can fold; refused
 --   {3, written (0|1), message}       Redis refused a command of this
 --                                     transaction (out of memory, read-only,
 --                                     a key of another type): nothing of it
@@ -47,8 +52,8 @@
 -- the hot path reads the stream's last entry; when an operator removed the
 -- tail (XDEL) the stream's true version is higher and the entity write is
 -- refused by Redis: the script then removes the log entry it has just added
--- (nobody can have read it) and reports the true version. Transactions of
--- several streams check the exact versions up front instead, since an
+-- (nobody can have read it) and reports the stream as damaged. Transactions
+-- of several streams check the exact versions up front instead, since an
 -- earlier stream's writes could not be taken back.
 
 local log = KEYS[1]
@@ -128,7 +133,7 @@ local function transaction(ns, a)
     end
     if ns > 1 and live then
       local x = exact(key)
-      if x ~= cur then cur, lastid = x, nil end
+      if x > cur then return {4, s, x, cur} end
     end
     local replay = nil
     if exp > 0 then
@@ -137,7 +142,9 @@ local function transaction(ns, a)
       elseif cur ~= exp then
         -- Rare: the exact version, which is higher than the last entry's
         -- when the tail was removed by hand.
-        cur = exact(key)
+        local x = exact(key)
+        if x > cur and lastid ~= nil then return {4, s, x, cur} end
+        cur = x
         if cur ~= exp then
           if cur >= exp + n then replay = stored(key, exp + 1, n, first) end
           if not replay then conflict = conflict or {2, s, cur} end
@@ -184,8 +191,7 @@ local function transaction(ns, a)
     if r == nil and clean and ns == 1 and string.find(err, 'equal or smaller', 1, true) then
       -- The tail was removed by hand: the true version is higher.
       local x = exact(key)
-      if exp >= 0 or x <= bases[s] then return {2, 1, x} end
-      r, err, clean = write(key, eid, exp, x, n, a + 5)
+      if x > bases[s] then return {4, 1, x, bases[s]} end
     end
     if r == nil then
       error({err = err, partial = not (clean and s == 1)})
