@@ -28,6 +28,12 @@ const (
 	// gateTailXDel: an operator XDELs a stream's last entry (item 7).
 	gateTailXDel = true
 
+	// gateXDelLastStored: XDEL a stream's only stored event (leaving it
+	// empty at its version). Appends to it are accepted today and leave a
+	// stream no load can fold (F4). Closed: only tails with an event before
+	// them are removed.
+	gateXDelLastStored = false
+
 	// gateLateSnapshotAfterForget: write a snapshot captured before Forget
 	// after it (the background writer's race); it must be refused with
 	// snapshot.ErrStale (Forget's snapshot floor). Not in the list.

@@ -242,9 +242,15 @@ type expectation struct {
 	replayed bool   // recognised as a retry: nothing written
 	first    uint64 // version of the first event appended (or replayed)
 	actual   uint64 // for a WrongVersionError: the version it must report
+	// damaged: the stream's tail was removed by hand; the append must write
+	// nothing: ErrStreamDamaged, or the outcome below if it writes nothing.
+	damaged bool
 }
 
 func (x expectation) String() string {
+	if x.damaged {
+		return "ErrStreamDamaged (or a write-free " + expectation{ok: x.ok, replayed: x.replayed, first: x.first, actual: x.actual}.String() + ")"
+	}
 	switch {
 	case x.replayed:
 		return fmt.Sprintf("replayed at v%d", x.first)
@@ -287,6 +293,14 @@ func (e *entity) eventAt(v uint64) *event {
 //   - Any, StreamExists: a retry when the ids are the last events stored;
 //     else Any appends, StreamExists appends only to a live stream.
 func (e *entity) expect(exp eventstore.ExpectedVersion, ids []uuid.UUID) expectation {
+	x := e.expectWhole(exp, ids)
+	x.damaged = e.live && e.xdeled[e.version] // not Info.TailRemoved: see F3
+
+	return x
+}
+
+// expectWhole predicts an append to a stream whose tail is whole.
+func (e *entity) expectWhole(exp eventstore.ExpectedVersion, ids []uuid.UUID) expectation {
 	n := uint64(len(ids))
 	next := e.start
 	if e.live {
