@@ -16,7 +16,10 @@
 // Start <= snapshot version <= Version (eventstore.Store.Info). A snapshot
 // written late, after a Delete, belongs to an earlier life; trusting its
 // version would trim events no snapshot covers. Such a stream is left whole,
-// counted in Report.Skipped["stale snapshot"] and logged as a warning.
+// counted in Report.Skipped["stale snapshot"] and logged as a warning. A
+// damaged stream (its last events removed by hand, see
+// eventstore.ErrStreamDamaged) is left whole too (Skipped["damaged stream"]):
+// trimmed to empty, its damage could no longer be told.
 // Streams whose snapshot is missing, corrupt or of another schema are left
 // whole too, each counted under its own reason.
 //

@@ -65,6 +65,13 @@ func (r *Retainer) truncate(ctx context.Context, p Policy, key string, id events
 	if info.Version == 0 {
 		return nil // deleted since the scan
 	}
+	if info.TailRemoved() {
+		// Damaged: its last events were removed by hand. Trimming the rest
+		// could leave it empty, and the damage could no longer be seen.
+		rep.Skipped["damaged stream"]++
+		r.opts.logger.Warn("retention: stream damaged (its last events were removed by hand), left whole", "stream", id, "version", info.Version, "last", info.Last)
+		return nil
+	}
 	if sn.Version < info.Start || sn.Version > info.Version {
 		// A snapshot of another life of the entity (written late, after a
 		// Delete) says nothing of this life's events: trusting its version
