@@ -41,6 +41,10 @@ var (
 	// its tail): its version is beyond its last stored event, and an append
 	// would leave a hole that no load can fold. See DamagedStreamError.
 	ErrStreamDamaged = errors.New("eventstore: stream damaged")
+	// ErrUnknownCategory: a read named a category that no append has created
+	// (a typo, or a Redis emptied since). Reads never create categories; see
+	// UnknownCategoryError and Store.CreateCategory.
+	ErrUnknownCategory = errors.New("eventstore: unknown category")
 )
 
 // classify adds a sentinel to the Redis refusals a caller can act on,
@@ -137,6 +141,23 @@ func (e *StreamNotFoundError) Error() string {
 
 // Unwrap makes errors.Is(err, ErrStreamNotFound) true.
 func (e *StreamNotFoundError) Unwrap() error { return ErrStreamNotFound }
+
+// UnknownCategoryError names a category no append (nor CreateCategory)
+// created in the namespace, and lists the ones that exist.
+type UnknownCategoryError struct {
+	Category string
+	Known    []string // sorted
+}
+
+func (e *UnknownCategoryError) Error() string {
+	if len(e.Known) == 0 {
+		return fmt.Sprintf("eventstore: unknown category %q (the namespace has none yet: an append creates one)", e.Category)
+	}
+	return fmt.Sprintf("eventstore: unknown category %q; known: %s", e.Category, strings.Join(e.Known, ", "))
+}
+
+// Unwrap makes errors.Is(err, ErrUnknownCategory) true.
+func (e *UnknownCategoryError) Unwrap() error { return ErrUnknownCategory }
 
 // UnknownEventTypeError names an event type the registry does not know.
 type UnknownEventTypeError struct {

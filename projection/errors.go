@@ -21,7 +21,34 @@ var (
 	ErrNotRetryable = errors.New("projection: dead letter cannot be retried")
 	// ErrRunning: Run was called on a runner that is already running.
 	ErrRunning = errors.New("projection: runner already running")
+	// ErrNotWaitable: WaitFor got a result without log positions (built by
+	// hand, say): pass the AppendResult that Store.Append, Delete or
+	// Forget returned, or one carrying the event's Position.
+	ErrNotWaitable = errors.New("projection: WaitFor needs an append's result with its log positions")
+	// ErrStateLost: Redis lost the projection's state (emptied, or restarted
+	// without persistence) and the runner could not recreate it; Run
+	// returns a *StateLostError.
+	ErrStateLost = errors.New("projection: state lost in Redis and not recreated")
 )
+
+// StateLostError is Run's error when the runner cannot heal a Redis that
+// lost its state (see the package doc, "An emptied Redis").
+type StateLostError struct {
+	Projection string
+	Reason     string
+	Err        error // Redis' refusal, if any
+}
+
+func (e *StateLostError) Error() string {
+	s := fmt.Sprintf("projection %s: state lost in Redis and not recreated: %s", e.Projection, e.Reason)
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+// Unwrap makes errors.Is(err, ErrStateLost) true, and keeps Redis' error.
+func (e *StateLostError) Unwrap() []error { return []error{ErrStateLost, e.Err} }
 
 // DeadLetteredError names the parked entity WaitFor found.
 type DeadLetteredError struct {
