@@ -202,13 +202,18 @@ func (s *Store) execute(ctx context.Context, batch []*appendReq) {
 		}
 	}
 	var resp []rueidis.RedisMessage
-	var err error
 	acked := -1
-	if s.opts.durability.enabled() {
-		resp, acked, err = s.execDurable(ctx, keys, args)
-	} else {
-		resp, err = s.appendScript.Exec(ctx, s.client, keys, args).ToArray()
-	}
+	// A call Redis refused without running it (a slot being migrated,
+	// LOADING, BUSY) wrote nothing: it is sent again, the whole batch, until
+	// the batch's deadline. See retryRefused.
+	err := s.retryRefused(ctx, func() (err error) {
+		if s.opts.durability.enabled() {
+			resp, acked, err = s.execDurable(ctx, keys, args)
+		} else {
+			resp, err = s.appendScript.Exec(ctx, s.client, keys, args).ToArray()
+		}
+		return err
+	})
 	if err == nil && len(resp) != len(batch) {
 		err = fmt.Errorf("append script returned %d results for %d transactions", len(resp), len(batch))
 	}

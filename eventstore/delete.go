@@ -67,7 +67,11 @@ func (s *Store) Delete(ctx context.Context, stream StreamID, expected ExpectedVe
 	}
 	keys := []string{s.keys.Log(stream.Category, p), key, s.keys.Snapshot(stream, p), s.keys.Tombstone(stream, p)}
 	args := []string{stream.ID, fmt.Sprint(int64(expected)), rueidis.BinaryString(env)}
-	res, err := s.deleteScript.Exec(ctx, s.client, keys, args).ToArray()
+	var res []rueidis.RedisMessage
+	err = s.retryRefused(ctx, func() (err error) {
+		res, err = s.deleteScript.Exec(ctx, s.client, keys, args).ToArray()
+		return err
+	})
 	if err != nil {
 		return AppendResult{}, fmt.Errorf("delete %s: %w", stream, classify(err))
 	}

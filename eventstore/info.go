@@ -52,7 +52,11 @@ func (s *Store) Info(ctx context.Context, stream StreamID) (StreamInfo, error) {
 	if err != nil {
 		return StreamInfo{}, err
 	}
-	arr, err := s.infoScript.Exec(ctx, s.client, []string{key, s.keys.Tombstone(stream, p)}, nil).AsIntSlice()
+	var arr []int64
+	err = s.retryRefused(ctx, func() (err error) {
+		arr, err = s.infoScript.Exec(ctx, s.client, []string{key, s.keys.Tombstone(stream, p)}, nil).AsIntSlice()
+		return err
+	})
 	if err == nil && len(arr) != 4 {
 		err = fmt.Errorf("info script returned %d values", len(arr))
 	}

@@ -38,6 +38,7 @@ type instruments struct {
 	tracer    trace.Tracer
 	appended  metric.Int64Counter
 	conflicts metric.Int64Counter
+	refused   metric.Int64Counter
 	duration  metric.Float64Histogram
 }
 
@@ -55,6 +56,7 @@ func newInstruments(o *options) instruments {
 	// a failed one is a usable no-op.
 	in.appended, _ = m.Int64Counter("streamfold.events.appended", metric.WithDescription("events appended (not counting replays)"), metric.WithUnit("{event}"))
 	in.conflicts, _ = m.Int64Counter("streamfold.append.conflicts", metric.WithDescription("appends refused for a wrong expected version"), metric.WithUnit("{append}"))
+	in.refused, _ = m.Int64Counter("streamfold.redis.refused", metric.WithDescription("script calls Redis refused without running them (slot migration, LOADING, BUSY) and the store sent again"), metric.WithUnit("{call}"))
 	in.duration, _ = m.Float64Histogram("streamfold.append.duration", metric.WithDescription("time to append, queueing for group commit included"), metric.WithUnit("s"))
 	return in
 }

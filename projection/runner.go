@@ -30,17 +30,18 @@ var (
 )
 
 // scripts are stateless; each Runner (and DeadLetters) holds its own set.
+// Calls Redis refuses without running them are retried (see script).
 type scripts struct {
-	lease, read, claim, deadLetter, members *rueidis.Lua
+	lease, read, claim, deadLetter, members script
 }
 
-func newScripts() scripts {
+func newScripts(patience time.Duration) scripts {
 	return scripts{
-		lease:      rueidis.NewLuaScript(leaseLua),
-		read:       rueidis.NewLuaScript(readLua),
-		claim:      rueidis.NewLuaScript(claimLua),
-		deadLetter: rueidis.NewLuaScript(deadLetterLua),
-		members:    rueidis.NewLuaScript(membersLua),
+		lease:      newScript(leaseLua, patience),
+		read:       newScript(readLua, patience),
+		claim:      newScript(claimLua, patience),
+		deadLetter: newScript(deadLetterLua, patience),
+		members:    newScript(membersLua, patience),
 	}
 }
 
@@ -105,7 +106,7 @@ func NewRunner(store *eventstore.Store, p Projection, opts ...Option) (*Runner, 
 		batch:   bh,
 		opts:    o,
 		keys:    keys{ks: store.Keys(), name: p.Name},
-		sc:      newScripts(),
+		sc:      newScripts(o.leaseTTL / 4),
 		log:     o.logger.With("projection", p.Name, "instance", o.instance),
 		parts:   map[unit]*partition{},
 		acked:   make(chan struct{}),
