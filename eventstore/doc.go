@@ -21,7 +21,7 @@
 // script takes back the log entry it wrote before Redis refused the entity
 // write; nobody can have read it); Delete still works, and the entity can
 // start again after it. [Store.Info] tells such a stream apart
-// (StreamInfo.TailRemoved). Loads fold what is stored, up to the last
+// (StreamInfo.Damaged). Loads fold what is stored, up to the last
 // remaining event: telling a removed tail apart on every load would cost an
 // XINFO (~8 µs of Redis) each.
 //

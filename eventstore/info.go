@@ -24,17 +24,18 @@ type StreamInfo struct {
 	// Start is the first version of the current life (or of the next, for
 	// a deleted stream): 1, or DeletedAt+1 after a Delete.
 	Start uint64
+	// Damaged: the stream's last events were removed by hand (XDEL): its
+	// version is beyond its last stored event, or (Redis 7+) its last
+	// event was deleted and nothing after it stored. Appends to it are
+	// refused (ErrStreamDamaged); a fold of it stops short of its version.
+	// A stream trimmed behind a snapshot is not damaged.
+	Damaged bool
 	// Deleted: the stream was deleted and has not been written since.
 	Deleted bool
 	// DeletedAt is the version of the last deletion marker (0: never
 	// deleted).
 	DeletedAt uint64
 }
-
-// TailRemoved reports whether the stream's last events are gone though its
-// version says they were written: an operator removed them (XDEL). A fold
-// of the stream then stops short of its version.
-func (i StreamInfo) TailRemoved() bool { return i.Version > 0 && i.Last < i.Version }
 
 // Truncated reports whether the oldest events of the current life are no
 // longer stored: a fold of what the stream holds would be partial, so only
@@ -48,22 +49,25 @@ func (i StreamInfo) Truncated() bool {
 // Tools, retention and loads use it to tell a truncated or re-created
 // stream from a whole one.
 func (s *Store) Info(ctx context.Context, stream StreamID) (StreamInfo, error) {
-	p, key, err := s.locate(ctx, stream)
+	p, key, known, err := s.locateKnown(ctx, stream)
 	if err != nil {
 		return StreamInfo{}, err
+	}
+	if !known {
+		return StreamInfo{Stream: stream, Start: 1}, nil // its category does not exist
 	}
 	var arr []int64
 	err = s.retryRefused(ctx, func() (err error) {
 		arr, err = s.infoScript.Exec(ctx, s.client, []string{key, s.keys.Tombstone(stream, p)}, nil).AsIntSlice()
 		return err
 	})
-	if err == nil && len(arr) != 4 {
+	if err == nil && len(arr) != 5 {
 		err = fmt.Errorf("info script returned %d values", len(arr))
 	}
 	if err != nil {
 		return StreamInfo{}, fmt.Errorf("info of %s: %w", stream, classify(err))
 	}
-	in := StreamInfo{Stream: stream, Version: uint64(arr[0]), First: uint64(arr[1]), DeletedAt: uint64(arr[2]), Last: uint64(arr[3])}
+	in := StreamInfo{Stream: stream, Version: uint64(arr[0]), First: uint64(arr[1]), DeletedAt: uint64(arr[2]), Last: uint64(arr[3]), Damaged: arr[4] == 1}
 	in.Start = in.DeletedAt + 1
 	in.Deleted = in.Version == 0 && in.DeletedAt > 0
 	return in, nil

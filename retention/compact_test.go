@@ -107,7 +107,7 @@ func TestCompactionKeepsWhatAppendsRelyOn(t *testing.T) {
 			if id == cutTail {
 				// Still damaged: its last events were removed by hand, so
 				// every append is refused whole.
-				if info.Last != 6 || !info.TailRemoved() {
+				if info.Last != 6 || !info.Damaged {
 					t.Fatalf("%s: %+v, want its tail still missing", id, info)
 				}
 				for _, exp := range []eventstore.ExpectedVersion{eventstore.Exact(before.Version - 1), eventstore.Exact(before.Version), eventstore.Any} {

@@ -65,7 +65,7 @@ func (r *Retainer) truncate(ctx context.Context, p Policy, key string, id events
 	if info.Version == 0 {
 		return nil // deleted since the scan
 	}
-	if info.TailRemoved() {
+	if info.Damaged {
 		// Damaged: its last events were removed by hand. Trimming the rest
 		// could leave it empty, and the damage could no longer be seen.
 		rep.Skipped["damaged stream"]++

@@ -118,22 +118,26 @@ local function transaction(ns, a)
     local expid = ARGV[a + 3]
     local n = tonumber(ARGV[a + 4])
     local first = a + 5
-    local cur, lastid, live
+    local cur, lastid, live, gone
     if exp > 0 then
       local r = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
       if #r > 0 and r[1][1] == expid then
         cur, live = exp, true
       else
-        cur, lastid, live = current(key, tomb)
+        cur, lastid, live, gone = current(key, tomb)
       end
     elseif exp == 0 and redis.call('EXISTS', key) == 0 then
       cur, live = tonumber(redis.call('GET', tomb) or '0') or 0, false
     else
-      cur, lastid, live = current(key, tomb)
+      cur, lastid, live, gone = current(key, tomb)
     end
+    -- lastv: the version of the last stored event (0: none stored).
+    local lastv = cur
+    if live and lastid == nil and not (exp > 0 and cur == exp) then lastv = 0 end
+    if gone then return {4, s, cur, lastv} end
     if ns > 1 and live then
-      local x = exact(key)
-      if x > cur then return {4, s, x, cur} end
+      local x, g = exact(key)
+      if g or x > cur then return {4, s, x, lastv} end
     end
     local replay = nil
     if exp > 0 then
@@ -142,8 +146,8 @@ local function transaction(ns, a)
       elseif cur ~= exp then
         -- Rare: the exact version, which is higher than the last entry's
         -- when the tail was removed by hand.
-        local x = exact(key)
-        if x > cur and lastid ~= nil then return {4, s, x, cur} end
+        local x, g = exact(key)
+        if g or x > cur and lastid ~= nil then return {4, s, x, lastv} end
         cur = x
         if cur ~= exp then
           if cur >= exp + n then replay = stored(key, exp + 1, n, first) end

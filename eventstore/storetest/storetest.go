@@ -453,7 +453,7 @@ func testRace(t *testing.T, newStore Factory) {
 // samePartition returns two entity ids of category that share a partition,
 // and one that does not.
 func samePartition(t *testing.T, s *eventstore.Store, category string) (a, b, other string) {
-	n, err := s.Partitions(ctxT(t), category)
+	n, err := s.CreateCategory(ctxT(t), category)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -669,6 +669,10 @@ func testTrimmedKeepsVersion(t *testing.T, newStore Factory) {
 	if v, err := s.Version(ctx, id); err != nil || v != 5 {
 		t.Fatalf("version after trim to empty: %d %v", v, err)
 	}
+	// Trimmed, not damaged: nothing was removed by hand.
+	if in, err := s.Info(ctx, id); err != nil || in.Damaged || in.Version != 5 || in.First != 0 || in.Last != 0 || !in.Truncated() {
+		t.Fatalf("info after trim to empty: %+v %v", in, err)
+	}
 	if got := readAll(t, s, id); len(got) != 0 {
 		t.Fatalf("read of empty stream: %d events", len(got))
 	}
@@ -881,7 +885,7 @@ func (c *waitedCtx) Done() <-chan struct{} {
 func testPartitionsFixed(t *testing.T, newStore Factory) {
 	s := newStore(t, eventstore.WithPartitions(3))
 	ctx := ctxT(t)
-	n, err := s.Partitions(ctx, "ledger")
+	n, err := s.CreateCategory(ctx, "ledger")
 	if err != nil || n != 3 {
 		t.Fatalf("partitions %d %v", n, err)
 	}

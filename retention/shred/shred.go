@@ -180,6 +180,9 @@ func (k *Keys) Forget(ctx context.Context, stream eventstore.StreamID) (eventsto
 	if errors.Is(err, eventstore.ErrWrongVersion) {
 		return eventstore.AppendResult{}, nil // no live stream: nothing to tell
 	}
+	if errors.Is(err, eventstore.ErrStreamDamaged) {
+		return eventstore.AppendResult{}, fmt.Errorf("shred: forget %s: the key is deleted and its snapshots refused, but the stream is damaged, so projections cannot be told with a Forgotten event: delete the stream (eventstore.Store.Delete), whose deletion marker reaches them: %w", stream, err)
+	}
 	if err != nil {
 		return eventstore.AppendResult{}, fmt.Errorf("shred: forget %s: the key is deleted, but the Forgotten event was not appended (forget again): %w", stream, err)
 	}

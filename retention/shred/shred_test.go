@@ -280,3 +280,32 @@ func TestForgetWithoutStream(t *testing.T) {
 		}
 	})
 }
+
+// Forget of a damaged stream (its last event removed by hand) still deletes
+// the key, and says why projections could not be told.
+func TestForgetDamagedStream(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+		t.Parallel()
+		ctx := context.Background()
+		s, keys := newStore(t, tg, tg.Client)
+		u := eventstore.Stream("user", "damaged")
+		if _, err := s.Append(ctx, u, eventstore.NoStream, eventstore.NewEvent(Registered{Email: "d@example.com"}), eventstore.NewEvent(PlanChanged{Plan: "x"})); err != nil {
+			t.Fatal(err)
+		}
+		_, key, _ := s.Locate(ctx, u)
+		if err := tg.Client.Do(ctx, tg.Client.B().Xdel().Key(key).Id("2-0").Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := keys.Forget(ctx, u); !errors.Is(err, eventstore.ErrStreamDamaged) {
+			t.Fatalf("forget of a damaged stream: %v", err)
+		}
+		for ev, err := range s.Read(ctx, u, 0) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r, ok := ev.Data.(Registered); ok && r.Email != "" {
+				t.Fatalf("personal field readable after Forget: %+v", r)
+			}
+		}
+	})
+}
