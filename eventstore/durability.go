@@ -62,18 +62,34 @@ func (e *DurabilityError) Unwrap() error { return ErrNotDurable }
 
 var appendSHA = func() string { h := sha1.Sum([]byte(appendLua)); return hex.EncodeToString(h[:]) }()
 
-// execDurable sends the script and WAIT in one DoMulti: rueidis puts them on
-// one connection (a dedicated one, since WAIT blocks; on a cluster, the
-// keyless WAIT follows the script's slot), so WAIT counts this write.
+// execDurable sends the script and WAIT in one DoMulti on one dedicated
+// connection (WAIT blocks) to the partition's primary, so WAIT counts this
+// write.
+//
+// A redirection is followed here, not by rueidis: its cluster DoMulti would
+// resend the script alone to the new owner while WAIT, answered by the old
+// one, counted replicas of some earlier write: a false acknowledgement during
+// a slot migration or after a failover. So the dedicated connection returns
+// MOVED and ASK, and both commands go again together to the node named
+// (after ASKING for an ASK). Other refusals (TRYAGAIN, ...) are retried by
+// the caller (retryRefused).
 func (s *Store) execDurable(ctx context.Context, keys, args []string) ([]rueidis.RedisMessage, int, error) {
-	c := s.client
-	wait := c.B().Wait().Numreplicas(int64(s.opts.durability.Replicas)).Timeout(s.opts.durability.Timeout.Milliseconds()).Build()
-	res := c.DoMulti(ctx, c.B().Evalsha().Sha1(appendSHA).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build(), wait)
-	if err := res[0].Error(); err != nil {
-		if re, ok := rueidis.IsRedisErr(err); ok && re.IsNoScript() {
-			wait = c.B().Wait().Numreplicas(int64(s.opts.durability.Replicas)).Timeout(s.opts.durability.Timeout.Milliseconds()).Build()
-			res = c.DoMulti(ctx, c.B().Eval().Script(appendLua).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build(), wait)
+	res, err := s.durableCall(ctx, s.client, false, keys, args)
+	if err == nil {
+		err = res[0].Error()
+	}
+	var re *rueidis.RedisError
+	if errors.As(err, &re) {
+		addr, ask := re.IsAsk()
+		if !ask {
+			addr, _ = re.IsMoved()
 		}
+		if node, ok := s.client.Nodes()[addr]; ok && addr != "" {
+			res, err = s.durableCall(ctx, node, ask, keys, args)
+		}
+	}
+	if err != nil {
+		return nil, 0, err
 	}
 	resp, err := res[0].ToArray()
 	if err != nil {
@@ -84,4 +100,26 @@ func (s *Store) execDurable(ctx context.Context, keys, args []string) ([]rueidis
 		return nil, 0, fmt.Errorf("WAIT: %w", err)
 	}
 	return resp, int(n), nil
+}
+
+// durableCall sends the script (EVAL after NOSCRIPT) and WAIT on one
+// dedicated connection of c, preceded by ASKING when asking; it returns the
+// script's and WAIT's replies.
+func (s *Store) durableCall(ctx context.Context, c rueidis.Client, asking bool, keys, args []string) ([]rueidis.RedisResult, error) {
+	var out []rueidis.RedisResult
+	err := c.Dedicated(func(dc rueidis.DedicatedClient) error {
+		send := func(script rueidis.Completed) []rueidis.RedisResult {
+			wait := dc.B().Wait().Numreplicas(int64(s.opts.durability.Replicas)).Timeout(s.opts.durability.Timeout.Milliseconds()).Build()
+			if asking {
+				return dc.DoMulti(ctx, dc.B().Asking().Build(), script, wait)[1:]
+			}
+			return dc.DoMulti(ctx, script, wait)
+		}
+		out = send(dc.B().Evalsha().Sha1(appendSHA).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build())
+		if re, ok := rueidis.IsRedisErr(out[0].Error()); ok && re.IsNoScript() {
+			out = send(dc.B().Eval().Script(appendLua).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build())
+		}
+		return nil
+	})
+	return out, err
 }

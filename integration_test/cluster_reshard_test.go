@@ -31,17 +31,32 @@ import (
 // keys are all gone from the source is redirected with ASK: Redis ran
 // nothing. The store and the runner retry such refusals inside the caller's
 // deadline, so no caller sees an error, and nothing is lost or duplicated.
+//
+// The durable variant runs on a cluster with a replica per master and asks
+// every append for a replica's acknowledgement (WAIT in the same round trip,
+// which must go wherever the script is redirected: checkRedirectedWait).
 func TestClusterResharding(t *testing.T) {
+	t.Run("plain", func(t *testing.T) { testResharding(t, false) })
+	t.Run("durable", func(t *testing.T) { testResharding(t, true) })
+}
+
+func testResharding(t *testing.T, durable bool) {
 	ctx := context.Background()
-	cl := redistest.NewServer(t, redistest.WithSource(redistest.SourceLocal), redistest.WithCluster())
-	masters := cl.Addrs()
+	opt, storeOpts, args := redistest.WithCluster(), []eventstore.Option(nil), []string(nil)
+	if durable {
+		opt = redistest.WithClusterReplicas()
+		args = append(args, "--enable-debug-command", "yes") // DEBUG SLEEP a replica
+		storeOpts = append(storeOpts, eventstore.WithDurability(eventstore.Durability{Replicas: 1, Timeout: 2 * time.Second}))
+	}
+	cl := redistest.NewServer(t, redistest.WithSource(redistest.SourceLocal), opt, redistest.WithArgs(args...))
+	masters := cl.Addrs()[:3]
 	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: masters})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
 	const ns, category = "reshard", "acct"
-	store := newStore(t, c, ns)
+	store := newStore(t, c, ns, storeOpts...)
 	m := newReadModel(t, c, ns, "fold")
 	logs := newLogCounter()
 	var counters projection.Counters
@@ -59,6 +74,31 @@ func TestClusterResharding(t *testing.T) {
 	done := make(chan int, 1)
 	go func() { done <- w.run(stop, 20*time.Second) }()
 	waitFor(t, 20*time.Second, "appends before the resharding", func() bool { return w.ackedCount() >= 500 })
+
+	// Info on the streams written so far, all along: a read-only script
+	// over a stream and its tombstone, refused like the appends.
+	var infos, infoErrs atomic.Int64
+	infoStop := make(chan struct{})
+	infoDone := make(chan struct{})
+	go func() {
+		defer close(infoDone)
+		for i := 0; ; i++ {
+			select {
+			case <-infoStop:
+				return
+			default:
+			}
+			ids := w.streamIDs()
+			ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_, err := store.Info(ictx, ids[i%len(ids)])
+			cancel()
+			infos.Add(1)
+			if err != nil {
+				infoErrs.Add(1)
+				t.Errorf("Info during the resharding: %v", err)
+			}
+		}
+	}()
 
 	rs := newResharder(t, masters)
 	parts, err := store.Partitions(ctx, category)
@@ -85,6 +125,8 @@ func TestClusterResharding(t *testing.T) {
 		}
 	}
 	resharding := time.Since(started)
+	close(infoStop)
+	<-infoDone
 	base := w.ackedCount()
 	waitFor(t, 20*time.Second, "appends after the resharding", func() bool { return w.ackedCount() >= base+200 })
 	close(stop)
@@ -115,12 +157,13 @@ func TestClusterResharding(t *testing.T) {
 	refusals := logs.errorsContaining("TRYAGAIN")
 	refusals = append(refusals, logs.errorsContaining("ASK ")...)
 	refusals = append(refusals, logs.errorsContaining("MOVED ")...)
-	summary(t, "attempted", w.attempted.Load(), "acknowledged", w.ackedCount(), "streams", len(w.streamIDs()), "calls", w.calls.Load(),
+	summary(t, "durable", durable, "attempted", w.attempted.Load(), "acknowledged", w.ackedCount(), "streams", len(w.streamIDs()), "calls", w.calls.Load(),
 		"failed_calls", w.errs.Load(), "errors", w.errorKinds(), "max_failed_wait", time.Duration(w.maxErrWait.Load()).Round(time.Millisecond),
 		"lost", v.lost, "duplicated", v.duplicated, "log_duplicated", v.logDuplicated, "mismatched", v.mismatched, "gaps", v.gaps,
 		"replayed", w.replayed.Load(), "migrations", migrations, "keys_moved", keysMoved, "resharding", resharding.Round(time.Millisecond),
 		"longest_migration", longest.Round(time.Millisecond), "read_models", folds, "wrong_read_models", wrongFolds, "dead_letters", dead,
-		"handled", counters.Handled.Load(), "runner_refusals_logged", len(refusals), "runner_log", logs.kinds())
+		"handled", counters.Handled.Load(), "infos", infos.Load(), "info_errors", infoErrs.Load(),
+		"redis_refusals", rs.refusals(), "not_durable", w.notDurable.Load(), "runner_refusals_logged", len(refusals), "runner_log", logs.kinds())
 	if w.errs.Load() != 0 {
 		t.Errorf("%d append calls failed during the resharding (%s); none may", w.errs.Load(), w.errorKinds())
 	}
@@ -129,6 +172,9 @@ func TestClusterResharding(t *testing.T) {
 	}
 	if wrongFolds != 0 || dead != 0 {
 		t.Errorf("%d read models differ from the fold of their stream, %d dead letters", wrongFolds, dead)
+	}
+	if durable {
+		checkRedirectedWait(t, c, masters, cl.Addrs()[3:])
 	}
 	if len(refusals) != 0 {
 		t.Errorf("the runner logged %d refusals Redis made without running the call (it must retry them): %q", len(refusals), refusals[:min(3, len(refusals))])
@@ -255,6 +301,9 @@ func (w *growingWorkload) writer(g int, stop <-chan struct{}, drain time.Duratio
 			e.version, e.pending = wv.Actual, nil
 		default:
 			w.errs.Add(1)
+			if errors.Is(err, eventstore.ErrNotDurable) {
+				w.notDurable.Add(1)
+			}
 			if d := int64(time.Since(start)); d > w.maxErrWait.Load() {
 				w.maxErrWait.Store(d)
 			}
@@ -444,6 +493,33 @@ func (rs *resharder) migrate(slot int64, from, to string) int {
 	return moved
 }
 
+// refusals sums, over the masters, the error replies by which Redis
+// refused a command without running it (INFO errorstats): what the store,
+// the runner and rueidis retried or followed.
+func (rs *resharder) refusals() string {
+	sum := map[string]int64{}
+	for _, c := range rs.nodes {
+		info, err := c.Do(context.Background(), c.B().Info().Section("errorstats").Build()).ToString()
+		if err != nil {
+			rs.t.Fatal(err)
+		}
+		for _, line := range strings.Split(info, "\n") {
+			k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+			if !ok || !strings.HasPrefix(k, "errorstat_") {
+				continue
+			}
+			var n int64
+			fmt.Sscanf(strings.TrimPrefix(v, "count="), "%d", &n)
+			sum[strings.TrimPrefix(k, "errorstat_")] += n
+		}
+	}
+	var parts []string
+	for _, k := range []string{"TRYAGAIN", "ASK", "MOVED", "CLUSTERDOWN"} {
+		parts = append(parts, fmt.Sprintf("%s:%d", k, sum[k]))
+	}
+	return strings.Join(parts, ",")
+}
+
 func indexOf(list []string, s string) int {
 	for i, x := range list {
 		if x == s {
@@ -451,4 +527,42 @@ func indexOf(list []string, s string) int {
 		}
 	}
 	return -1
+}
+
+// checkRedirectedWait: after a stream's slot moved to another master, the
+// first durable append is redirected (MOVED). WAIT must follow the script to
+// the new owner: with the new owner's replica asleep, the append is applied
+// but not durable (ErrNotDurable). Sent by rueidis' cluster DoMulti, the
+// script alone was redirected and WAIT, answered by the old owner, counted
+// its replica: a false acknowledgement (this check failed so).
+func checkRedirectedWait(t *testing.T, c rueidis.Client, masters, replicas []string) {
+	ctx := context.Background()
+	store := newStore(t, c, "reshardwait", eventstore.WithDurability(eventstore.Durability{Replicas: 1, Timeout: 300 * time.Millisecond}))
+	id := eventstore.Stream("acct", "moved")
+	first, err := store.Append(ctx, id, eventstore.NoStream, eventstore.NewEvent(Tick{N: 1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := newResharder(t, masters)
+	_, key, err := store.Locate(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot := rs.keySlot(key)
+	from := rs.owner(slot)
+	to := (indexOf(masters, from) + 1) % len(masters)
+	rs.migrate(slot, from, masters[to])
+	// The new owner's replica stops acknowledging for a while.
+	sleeper := nodeClient(t, replicas[to])
+	slept := make(chan error, 1)
+	go func() { slept <- sleeper.Do(ctx, sleeper.B().Arbitrary("DEBUG", "SLEEP").Args("1").Build()).Error() }()
+	time.Sleep(100 * time.Millisecond)
+	res, err := store.Append(ctx, id, eventstore.Exact(first.Version), eventstore.NewEvent(Tick{N: 2}))
+	if err := <-slept; err != nil {
+		t.Fatalf("DEBUG SLEEP: %v", err)
+	}
+	var de *eventstore.DurabilityError
+	if !errors.As(err, &de) || de.Acked != 0 || len(de.Results) != 1 || de.Results[0].Version != 2 {
+		t.Fatalf("durable append redirected to the slot's new owner, whose replica is asleep: got %v (result %+v), want a DurabilityError with 0 acks at version 2", err, res)
+	}
 }
