@@ -159,6 +159,7 @@ func testResharding(t *testing.T, durable bool) {
 	refusals = append(refusals, logs.errorsContaining("MOVED ")...)
 	summary(t, "durable", durable, "attempted", w.attempted.Load(), "acknowledged", w.ackedCount(), "streams", len(w.streamIDs()), "calls", w.calls.Load(),
 		"failed_calls", w.errs.Load(), "errors", w.errorKinds(), "max_failed_wait", time.Duration(w.maxErrWait.Load()).Round(time.Millisecond),
+		"max_append", time.Duration(w.maxCall.Load()).Round(time.Millisecond),
 		"lost", v.lost, "duplicated", v.duplicated, "log_duplicated", v.logDuplicated, "mismatched", v.mismatched, "gaps", v.gaps,
 		"replayed", w.replayed.Load(), "migrations", migrations, "keys_moved", keysMoved, "resharding", resharding.Round(time.Millisecond),
 		"longest_migration", longest.Round(time.Millisecond), "read_models", folds, "wrong_read_models", wrongFolds, "dead_letters", dead,
@@ -187,6 +188,8 @@ func testResharding(t *testing.T, durable bool) {
 type growingWorkload struct {
 	workload
 	newEvery int
+
+	maxCall atomic.Int64 // longest acknowledged call, ns
 
 	lastMu sync.Mutex
 	last   map[int]eventstore.AppendResult // highest position per partition
@@ -281,6 +284,9 @@ func (w *growingWorkload) writer(g int, stop <-chan struct{}, drain time.Duratio
 		var wv *eventstore.WrongVersionError
 		switch {
 		case err == nil:
+			if d := int64(time.Since(start)); d > w.maxCall.Load() {
+				w.maxCall.Store(d)
+			}
 			w.mu.Lock()
 			for j, ev := range e.pending {
 				w.acked[ev.ID] = ackedEvent{stream: e.id, version: res.FirstVersion() + uint64(j)}
