@@ -78,7 +78,14 @@
 // ErrStreamNotFound, ErrUnknownEventType, ErrInvalidStreamID, ErrEventTooLarge,
 // ErrCrossPartition, ErrEmptyAppend, ErrInvalidEvent, ErrCorruptEntry,
 // ErrNotDurable, ErrOutOfMemory, ErrReadOnly, ErrAppendFailed,
-// ErrStreamDamaged) and carries detail in a
+// ErrStreamDamaged, ErrUnavailable) and carries detail in a
 // typed error ([WrongVersionError], ...). Invalid input is rejected before
 // anything is sent to Redis.
+//
+// A call Redis refuses without running it (during a cluster slot migration
+// TRYAGAIN, ASK or MOVED; CLUSTERDOWN, LOADING, BUSY) is sent again with
+// capped exponential backoff and jitter until the caller's deadline, and
+// only then fails with an [UnavailableError] (ErrUnavailable): nothing was
+// written. An error after the call was sent (a network error, a deadline)
+// leaves its outcome unknown; retrying the same events is safe (a replay).
 package eventstore
