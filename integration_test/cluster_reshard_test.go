@@ -67,12 +67,14 @@ func testResharding(t *testing.T, durable bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stopRunner, exited := startRunner(t, r)
 
 	w := &growingWorkload{workload: workload{store: store, category: category, workers: 32, timeout: 10 * time.Second, pad: 32}, newEvery: 6}
 	stop := make(chan struct{})
 	done := make(chan int, 1)
 	go func() { done <- w.run(stop, 20*time.Second) }()
+	// The first append creates the category, which a runner only reads.
+	waitFor(t, 20*time.Second, "the first append", func() bool { return w.ackedCount() > 0 })
+	stopRunner, exited := startRunner(t, r)
 	waitFor(t, 20*time.Second, "appends before the resharding", func() bool { return w.ackedCount() >= 500 })
 
 	// Info on the streams written so far, all along: a read-only script
