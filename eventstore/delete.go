@@ -53,7 +53,10 @@ func (s *Store) Delete(ctx context.Context, stream StreamID, expected ExpectedVe
 	if expected == NoStream || expected < StreamExists {
 		return AppendResult{}, fmt.Errorf("delete %s: %w: expected version %s", stream, ErrInvalidEvent, expected)
 	}
-	p, key, err := s.locate(ctx, stream)
+	p, key, known, err := s.locateKnown(ctx, stream)
+	if err == nil && !known {
+		err = &StreamNotFoundError{Stream: stream} // its category does not exist
+	}
 	if err != nil {
 		return AppendResult{}, err
 	}

@@ -156,7 +156,7 @@ func ExampleStore_AppendMulti() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	partitions, err := store.Partitions(ctx, "account") // 16 unless configured
+	partitions, err := store.CreateCategory(ctx, "account") // 16 unless configured
 	if err != nil {
 		log.Fatal(err)
 	}

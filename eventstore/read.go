@@ -53,7 +53,10 @@ func (s *Store) ReadBackward(ctx context.Context, stream StreamID, from uint64, 
 func (s *Store) readStream(ctx context.Context, stream StreamID, from uint64, backward bool, opts []ReadOption) iter.Seq2[RecordedEvent, error] {
 	o := s.readOpts(opts)
 	return func(yield func(RecordedEvent, error) bool) {
-		_, key, err := s.locate(ctx, stream)
+		_, key, known, err := s.locateKnown(ctx, stream)
+		if err == nil && !known {
+			err = &StreamNotFoundError{Stream: stream} // its category does not exist
+		}
 		if err != nil {
 			yield(RecordedEvent{}, err)
 			return

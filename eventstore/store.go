@@ -3,10 +3,13 @@ package eventstore
 import (
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -42,7 +45,7 @@ type Store struct {
 	infoScript   *rueidis.Lua
 	inst         instruments
 
-	cats   sync.Map // category -> partition count (int)
+	cats   sync.Map // category name -> *catCount
 	queues sync.Map // hash tag -> *commitQueue
 }
 
@@ -208,29 +211,92 @@ func (s *Store) Client() rueidis.Client { return s.client }
 // Codec returns the payload codec.
 func (s *Store) Codec() Codec { return s.opts.codec }
 
-// Partitions returns the partition count of category, fixing it in Redis if
-// the category is new. The answer is cached for the life of the Store.
+// categoryRecheck is how often a cached partition count is compared with
+// Redis (by one caller; the others use the cache meanwhile). The count never
+// changes while Redis keeps it, but Redis may lose it (FLUSHALL, a restart
+// without persistence): appends then write it again, and a count that
+// another process wrote meanwhile is adopted (the stored count wins).
+const categoryRecheck = time.Second
+
+// catCount is the cached partition count of one category.
+type catCount struct {
+	n       atomic.Int64
+	checked atomic.Int64 // unix nanos of the last look at Redis
+}
+
+// Partitions returns the partition count of category, as stored in Redis by
+// the append that created it (or CreateCategory). It never creates a
+// category: one that does not exist yields an *UnknownCategoryError
+// (errors.Is ErrUnknownCategory) listing the namespace's categories. The
+// answer is cached for the life of the Store.
 func (s *Store) Partitions(ctx context.Context, category string) (int, error) {
+	return s.partitions(ctx, category, false)
+}
+
+// CreateCategory fixes category's partition count in Redis if the category
+// is new (the store's configured count: WithPartitions,
+// WithCategoryPartitions) and returns the stored count, as the first append
+// to the category would. Use it to create a category before anything is
+// appended to it, for example before a projection that follows it starts.
+func (s *Store) CreateCategory(ctx context.Context, category string) (int, error) {
+	return s.partitions(ctx, category, true)
+}
+
+func (s *Store) partitions(ctx context.Context, category string, create bool) (int, error) {
 	if err := ValidateCategory(category); err != nil {
 		return 0, err
 	}
-	if n, ok := s.cats.Load(category); ok {
-		return n.(int), nil
+	if v, ok := s.cats.Load(category); ok {
+		c := v.(*catCount)
+		if last := c.checked.Load(); time.Since(time.Unix(0, last)) > categoryRecheck &&
+			c.checked.CompareAndSwap(last, time.Now().UnixNano()) {
+			s.recheckPartitions(ctx, category, c, create)
+		}
+		return int(c.n.Load()), nil
 	}
 	// Concurrent first uses may all ask Redis: HSETNX makes that harmless,
 	// and a failure (a cancelled context) is never cached or shared.
-	n, err := s.resolvePartitions(ctx, category)
+	n, err := s.resolvePartitions(ctx, category, create, 0)
 	if err != nil {
 		return 0, err
 	}
-	s.cats.Store(category, n)
+	c := &catCount{}
+	c.n.Store(int64(n))
+	c.checked.Store(time.Now().UnixNano())
+	if v, loaded := s.cats.LoadOrStore(category, c); loaded {
+		return int(v.(*catCount).n.Load()), nil
+	}
 	return n, nil
 }
 
-func (s *Store) resolvePartitions(ctx context.Context, category string) (int, error) {
-	want := s.opts.partitions
-	if n, ok := s.opts.catPartitions[category]; ok {
-		want = n
+// recheckPartitions compares a cached count with Redis. A count lost from
+// Redis is written again by appends (create), with the count the store has
+// been using, so other processes keep routing entities as this one does; a
+// read leaves it missing. A different stored count (written by another
+// process after Redis lost the category) wins. Errors keep the cache: the
+// next recheck tries again.
+func (s *Store) recheckPartitions(ctx context.Context, category string, c *catCount, create bool) {
+	cur := int(c.n.Load())
+	n, err := s.resolvePartitions(ctx, category, create, cur)
+	if err != nil {
+		return
+	}
+	if n != cur && c.n.CompareAndSwap(int64(cur), int64(n)) {
+		s.opts.logger.Warn("eventstore: the category's stored partition count changed (Redis lost it and another process wrote another count); using the stored one",
+			"category", category, "stored", n, "was", cur)
+	}
+}
+
+// resolvePartitions reads category's stored partition count. A category
+// that does not exist is created when create is set, with count want (0:
+// the configured count), else reported as an *UnknownCategoryError.
+func (s *Store) resolvePartitions(ctx context.Context, category string, create bool, want int) (int, error) {
+	configured := want == 0
+	if configured {
+		want = s.opts.partitions
+		if n, ok := s.opts.catPartitions[category]; ok {
+			want = n
+		}
 	}
 	key := s.keys.Category(category)
 	c := s.client
@@ -238,6 +304,9 @@ func (s *Store) resolvePartitions(ctx context.Context, category string) (int, er
 	// a read-only user or a Redis out of memory can still read.
 	got, err := c.Do(ctx, c.B().Hget().Key(key).Field("partitions").Build()).AsInt64()
 	if rueidis.IsRedisNil(err) {
+		if !create {
+			return 0, s.unknownCategory(ctx, category)
+		}
 		// New category: list it, then fix its partition count (HSETNX: the
 		// first writer wins, and everyone reads what it wrote).
 		res := c.DoMulti(ctx,
@@ -257,11 +326,19 @@ func (s *Store) resolvePartitions(ctx context.Context, category string) (int, er
 	if got < 1 || got > MaxPartitions {
 		return 0, &CorruptEntryError{Key: key, Reason: fmt.Sprintf("partitions %d out of range", got)}
 	}
-	if int(got) != want {
+	if configured && int(got) != want {
 		s.opts.logger.Warn("eventstore: category was created with another partition count; using the stored one",
 			"category", category, "stored", got, "configured", want)
 	}
 	return int(got), nil
+}
+
+// unknownCategory returns the error of a read naming category, which does
+// not exist, with the namespace's categories (none if they cannot be read).
+func (s *Store) unknownCategory(ctx context.Context, category string) error {
+	known, _ := s.Categories(ctx)
+	slices.Sort(known)
+	return &UnknownCategoryError{Category: category, Known: known}
 }
 
 // Categories lists the categories this namespace has used.
@@ -269,12 +346,13 @@ func (s *Store) Categories(ctx context.Context) ([]string, error) {
 	return s.client.Do(ctx, s.client.B().Smembers().Key(s.keys.Categories()).Build()).AsStrSlice()
 }
 
-// locate returns the partition and key of a stream.
+// locate returns the partition and key of a stream, creating its category
+// if it is new (appends).
 func (s *Store) locate(ctx context.Context, stream StreamID) (int, string, error) {
 	if err := stream.Validate(); err != nil {
 		return 0, "", err
 	}
-	n, err := s.Partitions(ctx, stream.Category)
+	n, err := s.CreateCategory(ctx, stream.Category)
 	if err != nil {
 		return 0, "", err
 	}
@@ -282,7 +360,25 @@ func (s *Store) locate(ctx context.Context, stream StreamID) (int, string, error
 	return p, s.keys.Stream(stream, p), nil
 }
 
+// locateKnown is locate for reads: known is false, with no error, when the
+// stream's category does not exist (so neither does the stream).
+func (s *Store) locateKnown(ctx context.Context, stream StreamID) (p int, key string, known bool, err error) {
+	if err := stream.Validate(); err != nil {
+		return 0, "", false, err
+	}
+	n, err := s.Partitions(ctx, stream.Category)
+	if errors.Is(err, ErrUnknownCategory) {
+		return 0, "", false, nil
+	}
+	if err != nil {
+		return 0, "", false, err
+	}
+	p = PartitionOf(stream.ID, n)
+	return p, s.keys.Stream(stream, p), true, nil
+}
+
 // Locate returns the partition of a stream and the key of its entity stream.
+// Like an append, it creates the stream's category if it is new.
 func (s *Store) Locate(ctx context.Context, stream StreamID) (partition int, key string, err error) {
 	return s.locate(ctx, stream)
 }
