@@ -40,6 +40,14 @@
 //
 // # Start, pending entries and claims
 //
+// A runner follows categories that exist: Run refuses one that no append
+// (nor eventstore.Store.CreateCategory) created with an
+// *eventstore.UnknownCategoryError listing the known ones, and so do
+// [Status], [Rebuild] and [DeadLetters]; reads never create a category (a
+// typo would otherwise create one, with the default partition count, that
+// nobody writes to). Create the categories first when projections start
+// before the first append.
+//
 // Groups are created with XGROUP CREATE ... MKSTREAM (BUSYGROUP is fine),
 // at the start of the log or at its end ([WithStart]). A new lease holder
 // first moves every pending entry of the group to itself with XAUTOCLAIM
@@ -96,9 +104,46 @@
 // it holds. Both default to the global OpenTelemetry providers, which are
 // no-ops until the program installs real ones.
 //
+// # An emptied Redis
+//
+// Redis may lose the projection's state under a running runner: FLUSHALL, a
+// restart without persistence, a restore of an older file, an operator's
+// XGROUP DESTROY. The runner heals itself rather than retrying forever. A
+// lease found gone together with its fence counter (the counter never
+// expires and only grows, so only a Redis that lost it goes back), or a
+// consumer group found missing (NOGROUP), makes it recreate every missing
+// group of its partitions at the start of its log — whatever [WithStart]
+// says, since what a lost group had delivered is unknown — and take the
+// leases again as free ones; it logs one WARN for the loss (further
+// partitions noticing it within a few seconds log at INFO). Everything
+// still in a log is delivered again: the version guard skips what the read
+// models already hold, and a handler without one sees those events twice
+// (at least once, as always). What Redis lost is not brought back: after
+// FLUSHALL the logs, the entity streams, the dead letters and read models
+// kept in that Redis are gone too, and the store starts the entities again
+// at version 1; read models kept elsewhere still remember versions of the
+// lost history and skip the new events until they are reset or rebuilt.
+// Tokens start again from 1 after such a loss, so fencing relies on
+// distinct instance ids (see [WithInstanceID]).
+//
+// The category's partition count, lost with the rest, is written again by
+// the store on its next append (it compares its cached count with Redis
+// once a second), with the count the logs already use; a runner keeps its
+// partitions. If another process re-created the category with another
+// count meanwhile, the runner cannot read the partitions the store now
+// routes to: Run stops gracefully and returns a *StateLostError
+// (errors.Is [ErrStateLost]), as it does when Redis refuses to recreate a
+// group (NOPERM, say). A Redis that cannot be reached is retried, with a
+// WARN per attempt.
+//
 // # Shutdown
 //
 // When Run's context ends, each partition stops reading (a blocked XREAD is
 // released with CLIENT UNBLOCK, not by dropping the connection), waits for
-// its in-flight events, acks them and releases its lease.
+// its in-flight events, acks them and releases its lease. Handlers still
+// running after [WithShutdownTimeout] see their context cancelled; an
+// event whose handler then fails stays pending for the next holder, and so
+// do the later events of its entity that this runner has read (none of
+// them is handled here, whatever the failure), so the next holder applies
+// the entity's events in order.
 package projection

@@ -55,6 +55,11 @@ func ExampleRunner() {
 		}
 		return nil
 	})
+	// A runner never creates the categories it follows (a typo would fail
+	// later, silently): create it before starting one ahead of any append.
+	if _, err := store.CreateCategory(ctx, "account"); err != nil {
+		log.Fatal(err)
+	}
 	runner, err := projection.NewRunner(store, projection.Projection{
 		Name: "accounts", Categories: []string{"account"}, Handler: handler,
 	}, projection.WithLogger(slog.New(slog.DiscardHandler)))

@@ -35,10 +35,16 @@ func newRegistry() *eventstore.Registry {
 	return reg
 }
 
+// newStore returns a store with the tests' category created, as a
+// deployment does before it starts projections (a runner of a category that
+// does not exist fails).
 func newStore(t testing.TB, c rueidis.Client, ns string, partitions int) *eventstore.Store {
 	t.Helper()
 	s, err := eventstore.New(c, eventstore.WithNamespace(ns), eventstore.WithRegistry(newRegistry()), eventstore.WithPartitions(partitions))
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateCategory(context.Background(), category); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -133,7 +139,7 @@ func appendEvents(ctx context.Context, s *eventstore.Store, prefix string, entit
 				}
 				locks[i].Unlock()
 				if err != nil {
-					firstErr.CompareAndSwap(nil, err)
+					firstErr.CompareAndSwap(nil, fmt.Errorf("%w", err)) // one concrete type, as atomic.Value wants
 					return
 				}
 				mu.Lock()

@@ -42,7 +42,8 @@ type partition struct {
 	acks     []string
 	inflight int
 	parked   map[string]bool
-	wake     chan struct{} // capacity 1: something finished
+	held     map[string]bool // entities left pending after a failure under cancellation (see hold)
+	wake     chan struct{}   // capacity 1: something finished
 }
 
 type logger interface {
@@ -58,6 +59,7 @@ func newPartition(r *Runner, u unit, k partKeys, lease string) *partition {
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 		parked: map[string]bool{},
+		held:   map[string]bool{},
 		wake:   make(chan struct{}, 1),
 	}
 	p.renewedAt.Store(time.Now().UnixNano())
@@ -87,10 +89,37 @@ func (p *partition) stopping() bool {
 // the next holder.
 func (p *partition) lose(why string) {
 	if p.lost.CompareAndSwap(false, true) {
-		p.log.Warn("projection: partition lost", "reason", why)
+		if p.stateLost() {
+			// Redis lost the lease with its fence counter (emptied): the
+			// runner heals, with one WARN for all its partitions.
+			p.log.Info("projection: partition lost with the lease state Redis lost", "reason", why)
+			p.r.healWanted.Store(true)
+		} else {
+			p.log.Warn("projection: partition lost", "reason", why)
+		}
 	}
 	p.hcancel()
 	p.requestStop()
+}
+
+// stateLost reports whether the partition's fence counter is below the
+// token of the lease held: only a Redis that lost it (FLUSHALL, a restart
+// without persistence) goes back, since the counter never expires and
+// only grows.
+func (p *partition) stateLost() bool {
+	tok, _, _ := strings.Cut(p.lease, ":")
+	held, err := strconv.ParseInt(tok, 10, 64)
+	if err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	c := p.r.client
+	fence, err := c.Do(ctx, c.B().Get().Key(p.k.fence).Build()).AsInt64()
+	if rueidis.IsRedisNil(err) {
+		return true
+	}
+	return err == nil && fence < held
 }
 
 func (p *partition) signal() {
@@ -165,6 +194,26 @@ func (p *partition) setParked(id string, v bool) {
 	}
 }
 
+// hold leaves the entity's later events of this partition pending: one of
+// its events failed while the handlers' context was cancelled (shutdown
+// timeout, lease lost) and stays pending, so handling a later one here
+// would let the next holder apply the failed event after it. The context
+// never comes back, so the entity stays held until the partition stops.
+func (p *partition) hold(entity string) {
+	if entity == "" {
+		return
+	}
+	p.mu.Lock()
+	p.held[entity] = true
+	p.mu.Unlock()
+}
+
+func (p *partition) isHeld(entity string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.held[entity]
+}
+
 // readResult is the reply of read.lua.
 type readResult struct {
 	last      string // last id read ("" when nothing)
@@ -216,7 +265,18 @@ func (p *partition) read(ctx context.Context, acks []string, count int, id strin
 func (p *partition) run() {
 	defer close(p.done)
 	defer p.hcancel()
-	if err := p.prepare(); err != nil {
+	err := p.prepare()
+	if isNoGroup(err) {
+		// The group is gone though the lease was free to take: Redis lost
+		// it (see Runner.heal). Recreate it and prepare again; still
+		// missing, it cannot be healed.
+		if err = p.r.heal(p.rctx, causeNoGroup); err == nil {
+			if err = p.prepare(); isNoGroup(err) {
+				p.r.fail(&StateLostError{Projection: p.r.proj.Name, Reason: fmt.Sprintf("group on %s/%d missing after it was recreated", p.u.cat, p.u.p), Err: err})
+			}
+		}
+	}
+	if err != nil {
 		if errors.Is(err, ErrFenced) {
 			p.lose("fenced while preparing")
 		} else if !p.stopping() {
@@ -304,6 +364,15 @@ func (p *partition) loop() {
 			}
 			if p.stopping() {
 				return
+			}
+			if isNoGroup(err) {
+				// Lost while we held the lease (XGROUP DESTROY, a restore):
+				// recreated at the log's start, read from our (empty)
+				// pending list on.
+				if herr := p.r.heal(p.rctx, causeNoGroup); herr == nil {
+					cursor, draining = "0", true
+					continue
+				}
 			}
 			p.log.Warn("projection: read failed", "err", err)
 			p.sleep(backoff)

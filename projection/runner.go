@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/internal/refusal"
 )
 
 var (
@@ -78,6 +79,14 @@ type Runner struct {
 	// acked is closed and replaced whenever acks reach Redis (WaitFor).
 	ackMu sync.Mutex
 	acked chan struct{}
+
+	// Healing a Redis that lost the projection's state (see heal).
+	healMu     sync.Mutex
+	healWarned time.Time   // last WARN of a heal
+	healWanted atomic.Bool // a partition found its lease state lost
+	failOnce   sync.Once
+	failed     chan struct{} // closed by fail: Run stops and returns failErr
+	failErr    error
 }
 
 // NewRunner returns a runner of p over store.
@@ -126,12 +135,16 @@ func (r *Runner) Projection() Projection { return r.proj }
 // Run runs the projection until ctx ends, then stops gracefully: it stops
 // reading, lets in-flight events finish (bounded by WithShutdownTimeout),
 // acks them and releases its leases, and returns nil. It returns an error
-// only when it cannot start (Redis unreachable, a bad category).
+// when it cannot start (Redis unreachable; a category that does not exist:
+// *eventstore.UnknownCategoryError), and a *StateLostError, after the same
+// graceful stop, when Redis lost the projection's state and the runner
+// cannot recreate it (see the package doc, "An emptied Redis").
 func (r *Runner) Run(ctx context.Context) error {
 	if !r.running.CompareAndSwap(false, true) {
 		return ErrRunning
 	}
 	defer r.running.Store(false)
+	r.failOnce, r.failed, r.failErr = sync.Once{}, make(chan struct{}), nil
 	units, err := r.setup(ctx)
 	if err != nil {
 		return err
@@ -159,6 +172,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
+		case <-r.failed:
 		case <-tick.C:
 			r.maintain(ctx)
 		}
@@ -188,7 +202,21 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.mu.Lock()
 	r.parts = map[unit]*partition{}
 	r.mu.Unlock()
-	return nil
+	select {
+	case <-r.failed:
+		return r.failErr
+	default:
+		return nil
+	}
+}
+
+// fail makes Run stop gracefully and return err (the first one).
+func (r *Runner) fail(err error) {
+	r.failOnce.Do(func() {
+		r.failErr = err
+		r.log.Error("projection: stopping", "err", err)
+		close(r.failed)
+	})
 }
 
 // setup resolves the partitions of the categories and creates the consumer
@@ -221,6 +249,92 @@ func (r *Runner) setup(ctx context.Context) ([]unit, error) {
 func isBusyGroup(err error) bool {
 	var re *rueidis.RedisError
 	return errors.As(err, &re) && strings.HasPrefix(re.Error(), "BUSYGROUP")
+}
+
+// isNoGroup reports Redis' refusal of a group command (in a script, too)
+// because the log or its consumer group does not exist.
+func isNoGroup(err error) bool {
+	var re *rueidis.RedisError
+	return errors.As(err, &re) && strings.Contains(re.Error(), "NOGROUP")
+}
+
+// healQuiet is how long after a heal's WARN further heals (the other
+// partitions noticing the same loss) stay at INFO.
+const healQuiet = 10 * time.Second
+
+// Causes of a heal.
+const (
+	causeLeaseLost = "lease state lost"
+	causeNoGroup   = "consumer group missing"
+)
+
+// heal recreates what Redis lost of the projection's state: every missing
+// consumer group of the runner's partitions is created again at the start
+// of its log (whatever WithStart says: what the lost group had delivered is
+// unknown, so everything still in the log is delivered again, and the
+// version guard skips what was applied); leases are re-acquired by
+// maintain as for free partitions. Called when a partition finds its group
+// missing (NOGROUP) or its lease state gone with the fence counter (lost).
+// One WARN per loss (healQuiet). A refusal by Redis other than a
+// connection failure, or a category whose partition count no longer
+// matches the runner's, cannot be healed here: Run stops with a
+// *StateLostError.
+func (r *Runner) heal(ctx context.Context, why string) error {
+	r.healMu.Lock()
+	defer r.healMu.Unlock()
+	r.mu.Lock()
+	units := r.units
+	r.mu.Unlock()
+	counts := map[string]int{}
+	for _, u := range units {
+		counts[u.cat]++
+	}
+	for cat, want := range counts {
+		// The store writes a lost count again on its next append; a
+		// different count written meanwhile by another process routes
+		// entities to partitions this runner does not read.
+		n, err := r.store.Partitions(ctx, cat)
+		if err != nil {
+			return err // Redis unreachable: the next heal tries again
+		}
+		if n != want {
+			err := &StateLostError{Projection: r.proj.Name, Reason: fmt.Sprintf(
+				"category %s now has %d partitions in Redis, the runner reads %d: restart the runner", cat, n, want)}
+			r.fail(err)
+			return err
+		}
+	}
+	cmds := make(rueidis.Commands, len(units))
+	for i, u := range units {
+		cmds[i] = r.client.B().XgroupCreate().Key(r.keys.ks.Log(u.cat, u.p)).Group(r.proj.Name).Id("0").Mkstream().Build()
+	}
+	created := 0
+	for i, res := range r.client.DoMulti(ctx, cmds...) {
+		err := res.Error()
+		switch {
+		case err == nil:
+			created++
+		case isBusyGroup(err):
+		default:
+			if _, redisErr := rueidis.IsRedisErr(err); !redisErr || refusal.Is(err) {
+				return err // not reached Redis, or refused for now: the next heal tries again
+			}
+			err := &StateLostError{Projection: r.proj.Name, Reason: fmt.Sprintf("recreate group on %s/%d", units[i].cat, units[i].p), Err: err}
+			r.fail(err)
+			return err
+		}
+	}
+	if created == 0 && why != causeLeaseLost {
+		return nil // recreated meanwhile, by another partition or instance
+	}
+	if time.Since(r.healWarned) > max(healQuiet, 2*r.opts.leaseTTL) {
+		r.healWarned = time.Now()
+		r.log.Warn("projection: Redis lost this projection's state (emptied, or restarted without persistence?); recreated it: consumer groups from the start of their logs, leases taken again",
+			"cause", why, "groups_recreated", created, "partitions", len(units))
+	} else {
+		r.log.Info("projection: recreated lost state", "cause", why, "groups_recreated", created)
+	}
+	return nil
 }
 
 // maintain runs every TTL/3: heartbeat, lease renewal, reaping of stopped
@@ -257,6 +371,16 @@ func (r *Runner) maintain(ctx context.Context) {
 	r.mu.Unlock()
 
 	r.renew(ctx, held)
+	if r.healWanted.Swap(false) {
+		// Before acquiring: the partitions taken next find their groups.
+		if err := r.heal(ctx, causeLeaseLost); err != nil {
+			r.healWanted.Store(true)
+			if ctx.Err() == nil {
+				r.log.Warn("projection: recreating lost state failed; trying again", "err", err)
+			}
+			return
+		}
+	}
 
 	target := (len(units) + int(live) - 1) / int(live)
 	n := 0

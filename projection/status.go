@@ -124,9 +124,14 @@ func groupInfo(res rueidis.RedisResult, name string) (group, error) {
 // at or before res.Version, and ctx's error when ctx ends first. It asks
 // Redis, so it works whichever instance holds the partition; acks made by
 // this process wake it early.
+//
+// res must carry the log positions of the append (as Store.Append, Delete
+// and Forget return it): a result without Positions, built by hand, is
+// refused with ErrNotWaitable rather than taken as applied.
 func (r *Runner) WaitFor(ctx context.Context, res eventstore.AppendResult) error {
 	if len(res.Positions) == 0 {
-		return nil
+		return fmt.Errorf("%w: the result for %s v%d has no Positions; pass the AppendResult that Store.Append (or Delete, Forget) returned, or set Positions to the event's log Position (RecordedEvent.Position)",
+			ErrNotWaitable, res.Stream, res.Version)
 	}
 	if !r.follows(res.Stream.Category) {
 		return invalid("projection %s does not follow category %s", r.proj.Name, res.Stream.Category)

@@ -60,7 +60,7 @@ func (t task) run() {
 // the dead-letter script already acked it.
 func (t task) handleEvent() string {
 	p := t.p
-	if p.lost.Load() {
+	if p.lost.Load() || p.isHeld(t.entity) {
 		return ""
 	}
 	if t.entity != "" && !t.foreign && p.isParked(t.entity) {
@@ -80,7 +80,13 @@ func (t task) handleEvent() string {
 		return t.pos
 	}
 	if p.lost.Load() || p.hctx.Err() != nil {
-		// The failure may be our own cancellation: leave it pending.
+		// The failure may be our own cancellation, or not: either way it
+		// stays pending for the next holder, and so must the entity's
+		// later events (whatever the cause), or they would be applied
+		// before it.
+		if !t.foreign {
+			p.hold(t.entity)
+		}
 		return ""
 	}
 	attempts := 1
@@ -111,7 +117,7 @@ func (t task) handleBatch() []string {
 	}
 	simple := true
 	for i := range t.batch {
-		if e := &t.batch[i]; e.decodeErr != nil || (e.entity != "" && p.isParked(e.entity)) {
+		if e := &t.batch[i]; e.decodeErr != nil || (e.entity != "" && (p.isParked(e.entity) || p.isHeld(e.entity))) {
 			simple = false
 			break
 		}
@@ -130,7 +136,12 @@ func (t task) handleBatch() []string {
 			return acks
 		}
 		if p.lost.Load() || p.hctx.Err() != nil {
-			return nil // our own cancellation: leave them pending
+			// Cancelled (or failed while cancelled): leave them pending,
+			// and their entities' later events too (see handleEvent).
+			for i := range t.batch {
+				p.hold(t.batch[i].entity)
+			}
+			return nil
 		}
 		p.log.Warn("projection: batch failed; applying its events one by one", "events", len(evs), "err", err)
 	}

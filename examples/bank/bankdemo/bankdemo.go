@@ -93,6 +93,14 @@ func Run(ctx context.Context, w io.Writer, client rueidis.Client, namespace stri
 		return err
 	}
 	d.statements = readmodel.NewTyped[Statement](sm)
+	// The projections start before anything is appended: create the
+	// categories they follow (a runner never creates one, so that a typo
+	// fails instead of creating a category nobody writes to).
+	for _, cat := range []string{"account", "transfer"} {
+		if _, err := store.CreateCategory(ctx, cat); err != nil {
+			return err
+		}
+	}
 	d.say("namespace %s: categories account and transfer, %d partitions each", namespace, Partitions)
 
 	steps := []struct {
