@@ -419,6 +419,11 @@ func TestProjectionACL(t *testing.T) {
 			return r
 		}
 		r, r2 := mk("acl-1"), mk("acl-2")
+		// A runner does not create its category; the admin does (the
+		// restricted user may not write category metadata).
+		if _, err := newStore(t, tg.Client, tg.Namespace).CreateCategory(ctx, "acct"); err != nil {
+			t.Fatal(err)
+		}
 		stopRunner, _ := startRunner(t, r)
 		waitFor(t, 10*time.Second, "acl-1 to hold every partition", func() bool { return len(r.Held()) == 4 })
 		stopRunner2, _ := startRunner(t, r2)
@@ -583,6 +588,9 @@ func TestProjectionLeaseFencing(t *testing.T) {
 	b, err := projection.NewRunner(storeB, projection.Projection{Name: "fold", Categories: []string{"acct"}, Handler: hB},
 		projection.WithInstanceID("b"), projection.WithLeaseTTL(ttl), projection.WithBlock(100*time.Millisecond), projection.WithLogger(logsB.logger()))
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := storeB.CreateCategory(ctx, "acct"); err != nil { // a runner does not create its category
 		t.Fatal(err)
 	}
 	stopA, _ := startRunner(t, a)
