@@ -171,6 +171,11 @@ func newHarness(t *testing.T, rt *rapid.T, tg *redistest.Target, nodes []rueidis
 	if h.gc, err = eventstore.New(tg.Client, append(base, codec, eventstore.WithGroupCommit(16, 1))...); err != nil {
 		rt.Fatal(err)
 	}
+	// Runners may start before the first append: create the category they
+	// follow (reads and runners never create one).
+	if _, err := h.es.CreateCategory(context.Background(), category); err != nil {
+		rt.Fatal(err)
+	}
 	// Never: snapshots are written only by the test's own delayed saves.
 	if h.snaps, err = snapshot.New(h.es, snapshot.WithPolicy(snapshot.Never()), snapshot.WithLogger(logger())); err != nil {
 		rt.Fatal(err)
