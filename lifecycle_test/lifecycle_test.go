@@ -405,15 +405,6 @@ func (h *harness) actions() map[string]func(*rapid.T) {
 		"xdelTail":         h.actXdelTail,
 		"unusableSnapshot": h.actUnusableSnapshot,
 	}
-	if !gateReadModelExpiry {
-		delete(a, "expireReadModel")
-	}
-	if !gateTailXDel {
-		delete(a, "xdelTail")
-	}
-	if !gateUnusableSnapshot {
-		delete(a, "unusableSnapshot")
-	}
 	return a
 }
 
@@ -708,12 +699,6 @@ func (h *harness) actSaveSnapshot(rt *rapid.T) {
 	c := h.captures[i]
 	e := h.ents[c.ent]
 	stale := !e.live || c.life != e.start || c.version <= e.snapFloor
-	if stale && !gateStaleSnapshotSave {
-		rt.Skip("gate: stale snapshot save")
-	}
-	if c.forgetEpoch != e.forgets && !gateLateSnapshotAfterForget {
-		rt.Skip("gate: snapshot captured before Forget")
-	}
 	h.captures = slices.Delete(h.captures, i, i+1)
 	state, err := eventstore.Msgpack{}.Marshal(&c.state)
 	if err != nil {
@@ -763,11 +748,7 @@ func (h *harness) actRetention(rt *rapid.T) {
 	if rapid.Bool().Draw(rt, "truncate") {
 		p.Truncate = true
 		p.TruncateKeep = rapid.IntRange(0, 2).Draw(rt, "keep")
-		if gateUnusableSnapshot {
-			p.SnapshotSchema = rapid.SampledFrom([]int{0, stateVersion}).Draw(rt, "snapshotSchema")
-		} else {
-			p.SnapshotSchema = stateVersion
-		}
+		p.SnapshotSchema = rapid.SampledFrom([]int{0, stateVersion}).Draw(rt, "snapshotSchema")
 	}
 	if rapid.Bool().Draw(rt, "compact") {
 		p.CompactIdle = time.Nanosecond
@@ -775,7 +756,7 @@ func (h *harness) actRetention(rt *rapid.T) {
 	if rapid.Bool().Draw(rt, "trimLogs") {
 		p.LogMaxLen = int64(rapid.IntRange(1, 3).Draw(rt, "logMaxLen"))
 	}
-	archive := p.Truncate && gateArchive && rapid.Bool().Draw(rt, "archive")
+	archive := p.Truncate && rapid.Bool().Draw(rt, "archive")
 	if !p.Truncate && p.CompactIdle == 0 && p.LogMaxLen == 0 {
 		rt.Skip("empty policy")
 	}
@@ -858,9 +839,6 @@ func (h *harness) actRebuild(rt *rapid.T) {
 			truncated = append(truncated, e.id)
 		}
 	}
-	if len(truncated) > 0 && !gateRebuildTruncated {
-		rt.Skip("gate: rebuild with a truncated entity")
-	}
 	v := h.rmNext
 	h.rmNext++
 	m, err := h.newModel(v)
@@ -922,9 +900,6 @@ func (h *harness) actXdelTail(rt *rapid.T) {
 	x, e := h.drawEntity(rt)
 	if !e.live || !e.stored(e.version) {
 		rt.Skip("no stored tail")
-	}
-	if len(e.storedEvents()) == 1 && !gateXDelLastStored {
-		rt.Skip("gate: XDEL of the only stored event (F4)")
 	}
 	key := h.es.Keys().Stream(e.stream, e.partition)
 	c := h.tg.Client

@@ -36,9 +36,6 @@
 // steps:
 //
 //	go test -count=1 -run 'TestLifecycle/cluster' ./lifecycle_test/ -rapid.seed=N -rapid.steps=100 -v
-//
-// Operations whose fixes had not landed when the checker was written are
-// behind the gate constants in gates_test.go.
 package lifecycle_test
 
 import (

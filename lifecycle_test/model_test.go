@@ -118,6 +118,9 @@ func (e *entity) info() eventstore.StreamInfo {
 		if s := e.storedEvents(); len(s) > 0 {
 			i.First, i.Last = s[0].version, s[len(s)-1].version
 		}
+		// Damaged: its last event was removed by hand (Redis 7 tells so
+		// also when nothing is left stored).
+		i.Damaged = e.xdeled[e.version]
 	}
 	return i
 }
@@ -294,7 +297,7 @@ func (e *entity) eventAt(v uint64) *event {
 //     else Any appends, StreamExists appends only to a live stream.
 func (e *entity) expect(exp eventstore.ExpectedVersion, ids []uuid.UUID) expectation {
 	x := e.expectWhole(exp, ids)
-	x.damaged = e.live && e.xdeled[e.version] // not Info.TailRemoved: see F3
+	x.damaged = e.live && e.xdeled[e.version]
 
 	return x
 }
@@ -441,6 +444,9 @@ func (e *entity) truncate(keep int, schema int) {
 	}
 	if e.snap.life != e.start || e.snap.version > e.version || e.snap.version <= uint64(keep) {
 		return
+	}
+	if e.xdeled[e.version] {
+		return // damaged: retention leaves it whole (Skipped["damaged stream"])
 	}
 	through := e.snap.version - uint64(keep)
 	if through > e.through {
