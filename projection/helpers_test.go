@@ -247,3 +247,17 @@ func waitAll(t testing.TB, ctx context.Context, r *projection.Runner, last map[i
 func quiet() projection.Option {
 	return projection.WithLogger(slogDiscard())
 }
+
+// readUnacked creates group on log at its start and reads n entries as
+// consumer without acking them: a previous life of that instance that
+// crashed before acking, leaving them in its own pending list.
+func readUnacked(t testing.TB, ctx context.Context, c rueidis.Client, log, group, consumer string, n int) {
+	t.Helper()
+	if err := c.Do(ctx, c.B().XgroupCreate().Key(log).Group(group).Id("0").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Do(ctx, c.B().Xreadgroup().Group(group, consumer).Count(int64(n)).Streams().Key(log).Id(">").Build()).AsXRead()
+	if err != nil || len(got[log]) != n {
+		t.Fatalf("read as %s: %d entries, %v", consumer, len(got[log]), err)
+	}
+}

@@ -122,12 +122,7 @@ func TestMaxInFlightOneDrainsOwnPending(t *testing.T) {
 		const me = "me"
 		c := tg.Client
 		log := s.Keys().Log(category, 0)
-		if err := c.Do(ctx, c.B().XgroupCreate().Key(log).Group("one").Id("0").Build()).Error(); err != nil {
-			t.Fatal(err)
-		}
-		if n, err := c.Do(ctx, c.B().Xreadgroup().Group("one", me).Count(10).Streams().Key(log).Id(">").Build()).AsXRead(); err != nil || len(n[log]) != 10 {
-			t.Fatalf("read as %s: %d entries, %v", me, len(n[log]), err)
-		}
+		readUnacked(t, ctx, c, log, "one", me, 10)
 		r, err := projection.NewRunner(s, projection.Projection{Name: "one", Categories: []string{category}, Handler: counting(m)},
 			projection.WithInstanceID(me), projection.WithMaxInFlight(1),
 			projection.WithLeaseTTL(time.Second), projection.WithBlock(100*time.Millisecond), quiet())

@@ -347,12 +347,7 @@ func TestTrimmedInOwnPendingIsDeadLettered(t *testing.T) {
 		const me = "me"
 		c := tg.Client
 		log := s.Keys().Log(category, 0)
-		if err := c.Do(ctx, c.B().XgroupCreate().Key(log).Group("owntrim").Id("0").Build()).Error(); err != nil {
-			t.Fatal(err)
-		}
-		if n, err := c.Do(ctx, c.B().Xreadgroup().Group("owntrim", me).Count(10).Streams().Key(log).Id(">").Build()).AsXRead(); err != nil || len(n[log]) != 10 {
-			t.Fatalf("read as %s: %d entries, %v", me, len(n[log]), err)
-		}
+		readUnacked(t, ctx, c, log, "owntrim", me, 10)
 		// The restarted instance drains its pending list two entries at a
 		// time (WithBatch(2), WithMaxInFlight(2)); the handler holds the
 		// first event, so the reader waits for room with the other eight
