@@ -40,13 +40,13 @@
 //
 // # Start, pending entries and claims
 //
-// A runner follows categories that exist: Run refuses one that no append
-// (nor eventstore.Store.CreateCategory) created with an
-// *eventstore.UnknownCategoryError listing the known ones, and so do
-// [Status], [Rebuild] and [DeadLetters]; reads never create a category (a
-// typo would otherwise create one, with the default partition count, that
-// nobody writes to). Create the categories first when projections start
-// before the first append.
+// A runner never creates a category (a typo would otherwise create one,
+// with the default partition count, that nobody writes to): Run waits for a
+// category that no append (nor eventstore.Store.CreateCategory) created yet,
+// with one WARN naming the known ones, and starts on it once it exists, so
+// projections may be deployed before the first event. [Status], [Rebuild]
+// and [DeadLetters] return an *eventstore.UnknownCategoryError listing the
+// known ones.
 //
 // Groups are created with XGROUP CREATE ... MKSTREAM (BUSYGROUP is fine),
 // at the start of the log or at its end ([WithStart]). A new lease holder

@@ -161,13 +161,32 @@ func TestReadsDoNotCreateCategories(t *testing.T) {
 		unknown("Status", err)
 		p := projection.Projection{Name: "p", Categories: []string{"nosuch"}, Handler: projection.HandlerFunc(
 			func(context.Context, eventstore.RecordedEvent) error { return nil })}
-		r, err := projection.NewRunner(s, p, quiet())
+		// Run waits for the category (a projection deployed before the first
+		// event of its category), with one WARN naming the known ones, and
+		// creates nothing; it stops cleanly when its context ends.
+		logs := &strings.Builder{}
+		var mu sync.Mutex
+		lr, err := projection.NewRunner(s, p, projection.WithLogger(slog.New(slog.NewTextHandler(lockedWriter{&mu, logs}, nil))))
 		if err != nil {
 			t.Fatal(err)
 		}
-		rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
-		defer rcancel()
-		unknown("Run", r.Run(rctx))
+		rctx, rcancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- lr.Run(rctx) }()
+		waitUntil(t, ctx, "the runner's WARN", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return strings.Contains(logs.String(), "waiting for its category")
+		})
+		rcancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run stopped while waiting for its category: %v", err)
+		}
+		mu.Lock()
+		if n := strings.Count(logs.String(), "level=WARN"); n != 1 || !strings.Contains(logs.String(), "category=nosuch") || !strings.Contains(logs.String(), "known=["+category+"]") {
+			t.Errorf("want one WARN naming nosuch and the known categories, got %q", logs.String())
+		}
+		mu.Unlock()
 		_, err = projection.Rebuild(ctx, s, p, 1)
 		unknown("Rebuild", err)
 		for _, err := range s.ReadLog(ctx, "nosuch", 0, eventstore.Position{}) {
@@ -207,5 +226,52 @@ func TestReadsDoNotCreateCategories(t *testing.T) {
 		if n, err := fresh.Partitions(ctx, "nosuch"); err != nil || n != 2 {
 			t.Errorf("after an append: %d partitions, %v", n, err)
 		}
+	})
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *strings.Builder
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// waitUntil polls cond every 10 ms until it holds or ctx ends.
+func waitUntil(t *testing.T, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("waiting for %s: %v", what, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// A runner started before the first event of its category (a fresh
+// deployment) starts on it once an append creates it.
+func TestRunnerWaitsForItsCategory(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+		t.Parallel()
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		s, err := eventstore.New(tg.Client, eventstore.WithNamespace(tg.Namespace), eventstore.WithRegistry(newRegistry()), eventstore.WithPartitions(2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := newModel(t, tg.Client, tg.Namespace, "late")
+		r, err := projection.NewRunner(s, projection.Projection{Name: "late", Categories: []string{category}, Handler: counting(m)},
+			projection.WithLeaseTTL(time.Second), projection.WithBlock(100*time.Millisecond), quiet())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer runRunner(t, r)()
+		last := appendAll(t, ctx, s, "w", 3, 4, 1)
+		waitAll(t, ctx, r, last)
+		checkFold(t, ctx, m, "w", 3, 4)
 	})
 }

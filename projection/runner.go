@@ -134,9 +134,11 @@ func (r *Runner) Projection() Projection { return r.proj }
 
 // Run runs the projection until ctx ends, then stops gracefully: it stops
 // reading, lets in-flight events finish (bounded by WithShutdownTimeout),
-// acks them and releases its leases, and returns nil. It returns an error
-// when it cannot start (Redis unreachable; a category that does not exist:
-// *eventstore.UnknownCategoryError), and a *StateLostError, after the same
+// acks them and releases its leases, and returns nil. A category that does
+// not exist yet is waited for (one WARN names the known ones): the runner
+// starts on it once an append (or Store.CreateCategory) creates it, and
+// never creates one itself. It returns an error when it cannot start (Redis
+// unreachable), and a *StateLostError, after the same
 // graceful stop, when Redis lost the projection's state and the runner
 // cannot recreate it (see the package doc, "An emptied Redis").
 func (r *Runner) Run(ctx context.Context) error {
@@ -147,6 +149,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.failOnce, r.failed, r.failErr = sync.Once{}, make(chan struct{}), nil
 	units, err := r.setup(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while waiting for a category
+		}
 		return err
 	}
 	r.mu.Lock()
@@ -228,7 +233,7 @@ func (r *Runner) setup(ctx context.Context) ([]unit, error) {
 		start = "$"
 	}
 	for _, cat := range r.proj.Categories {
-		n, err := r.store.Partitions(ctx, cat)
+		n, err := r.partitions(ctx, cat)
 		if err != nil {
 			return nil, fmt.Errorf("projection %s: %w", r.proj.Name, err)
 		}
@@ -244,6 +249,38 @@ func (r *Runner) setup(ctx context.Context) ([]unit, error) {
 		}
 	}
 	return units, nil
+}
+
+// partitions returns the partition count of cat, waiting for the category
+// to be created when it does not exist yet: a projection deployed before the
+// first event of its category (a fresh system) starts when that event comes,
+// and the runner never creates a category itself (only an append or
+// Store.CreateCategory does). Waiting logs one WARN naming the categories
+// that exist, so that a mistyped one is seen. It returns ctx's error when
+// ctx ends first.
+func (r *Runner) partitions(ctx context.Context, cat string) (int, error) {
+	warned := false
+	wait := 50 * time.Millisecond
+	for {
+		n, err := r.store.Partitions(ctx, cat)
+		var uc *eventstore.UnknownCategoryError
+		if !errors.As(err, &uc) {
+			return n, err
+		}
+		if !warned {
+			r.log.Warn("projection: waiting for its category to be created by a first append (or Store.CreateCategory); is the name right?",
+				"category", cat, "known", uc.Known)
+			warned = true
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return 0, ctx.Err()
+		case <-t.C:
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
 }
 
 func isBusyGroup(err error) bool {
