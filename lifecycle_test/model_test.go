@@ -236,7 +236,9 @@ func (e *entity) load(withSnapshots bool) loaded {
 // does, or it stops short of the stream's version: a tail removed by hand).
 func (e *entity) updateRefused(withSnapshots bool) bool {
 	l := e.load(withSnapshots)
-	return l.gap || (e.live && l.version != e.version)
+	// A stream whose last event was removed by hand stays damaged, even
+	// when a snapshot covers the removed event: its save is refused.
+	return l.gap || (e.live && l.version != e.version) || (e.live && e.xdeled[e.version])
 }
 
 // expectation is the predicted outcome of one stream's part of an append.
