@@ -64,7 +64,9 @@ type runner struct {
 // before it returns.
 func Run(ctx context.Context, w io.Writer, client rueidis.Client, namespace string) (err error) {
 	// Warnings and errors of the library go to w too, so that the narration
-	// shows them where they happen; routine information is left out.
+	// shows them where they happen; routine information is left out. The
+	// runners log from their own goroutines: one lock serialises the two.
+	w = &syncWriter{w: w}
 	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	store, err := eventstore.New(client, eventstore.WithNamespace(namespace), eventstore.WithPartitions(Partitions), eventstore.WithLogger(log))
 	if err != nil {
@@ -127,6 +129,18 @@ func Run(ctx context.Context, w io.Writer, client rueidis.Client, namespace stri
 }
 
 func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.w, format+"\n", args...) }
+
+// syncWriter lets the narration and the library's logs share one writer.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
 
 // startRunner starts a runner of p in the background.
 func (d *demo) startRunner(ctx context.Context, p projection.Projection, opts ...projection.Option) error {
