@@ -60,7 +60,7 @@ func testResharding(t *testing.T, durable bool) {
 	m := newReadModel(t, c, ns, "fold")
 	logs := newLogCounter()
 	var counters projection.Counters
-	r, err := projection.NewRunner(store, projection.Projection{Name: "fold", Categories: []string{category}, Handler: sumFold(m)},
+	r, err := projection.NewRunner(store, projection.Projection{Name: "fold", Categories: []string{category}, Handler: tickFold(m)},
 		projection.WithInstanceID("resharder"), projection.WithLeaseTTL(2*time.Second), projection.WithBlock(100*time.Millisecond),
 		projection.WithLogger(logs.logger()),
 		projection.WithMiddleware(projection.Metrics(&counters), projection.Retry(projection.RetryPolicy{Attempts: 20, Initial: 10 * time.Millisecond, Max: 200 * time.Millisecond})))
@@ -308,16 +308,7 @@ func (w *growingWorkload) writer(g int, stop <-chan struct{}, drain time.Duratio
 			w.conflicts.Add(1)
 			e.version, e.pending = wv.Actual, nil
 		default:
-			w.errs.Add(1)
-			if errors.Is(err, eventstore.ErrNotDurable) {
-				w.notDurable.Add(1)
-			}
-			if d := int64(time.Since(start)); d > w.maxErrWait.Load() {
-				w.maxErrWait.Store(d)
-			}
-			w.mu.Lock()
-			w.errKind[errorKind(err)]++
-			w.mu.Unlock()
+			w.failed(err, start)
 			time.Sleep(time.Duration(5+i%10) * time.Millisecond)
 		}
 	}
@@ -341,19 +332,6 @@ func (w *growingWorkload) streamIDs() []eventstore.StreamID {
 		out = append(out, id)
 	}
 	return out
-}
-
-// sumFold is the read model of the resharding test: per entity, the number
-// of events applied ("n") and the sum of their N ("sum"), version-guarded.
-func sumFold(m *readmodel.Model) projection.HandlerFunc {
-	return func(ctx context.Context, ev eventstore.RecordedEvent) error {
-		d, ok := ev.Data.(Tick)
-		if !ok {
-			return projection.Permanent(fmt.Errorf("unexpected event %q (%T)", ev.Type, ev.Data))
-		}
-		_, err := m.Patch(ctx, ev.Stream.ID, ev.Version, readmodel.IncrBy("n", 1), readmodel.IncrBy("sum", d.N))
-		return err
-	}
 }
 
 // checkSumFold compares every stream's read-model entry with the fold of

@@ -148,6 +148,20 @@ type workload struct {
 	behind int64
 }
 
+// failed counts a failed call that started at start, by kind.
+func (w *workload) failed(err error, start time.Time) {
+	w.errs.Add(1)
+	if errors.Is(err, eventstore.ErrNotDurable) {
+		w.notDurable.Add(1)
+	}
+	if d := int64(time.Since(start)); d > w.maxErrWait.Load() {
+		w.maxErrWait.Store(d)
+	}
+	w.mu.Lock()
+	w.errKind[errorKind(err)]++
+	w.mu.Unlock()
+}
+
 func (w *workload) ackedCount() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -229,16 +243,7 @@ func (w *workload) worker(g int, stop <-chan struct{}, drain time.Duration) int 
 			w.mu.Unlock()
 			e.version, e.pending = wv.Actual, nil
 		default:
-			w.errs.Add(1)
-			if errors.Is(err, eventstore.ErrNotDurable) {
-				w.notDurable.Add(1)
-			}
-			if d := int64(time.Since(start)); d > w.maxErrWait.Load() {
-				w.maxErrWait.Store(d)
-			}
-			w.mu.Lock()
-			w.errKind[errorKind(err)]++
-			w.mu.Unlock()
+			w.failed(err, start)
 			// Back off a little: the server is down or busy.
 			time.Sleep(time.Duration(5+i%10) * time.Millisecond)
 		}
