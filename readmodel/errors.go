@@ -3,6 +3,8 @@ package readmodel
 import (
 	"errors"
 	"fmt"
+
+	"github.com/streamfold/streamfold/eventstore"
 )
 
 var (
@@ -56,3 +58,13 @@ func invalid(format string, args ...any) error {
 }
 
 func isNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
+
+// validID checks an entry id like an entity id (the key layout's rules).
+// The error matches both ErrInvalid, as this package's doc promises, and
+// eventstore.ErrInvalidStreamID, with the eventstore's detail.
+func validID(id string) error {
+	if err := eventstore.ValidateEntityID(id); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return nil
+}

@@ -266,7 +266,7 @@ func IncrByFloat(field string, f float64) Op {
 func DelField(field string) Op { return Op{kind: 'd', field: field} }
 
 func (m *Model) check(id string, version uint64) error {
-	if err := eventstore.ValidateEntityID(id); err != nil {
+	if err := validID(id); err != nil {
 		return err
 	}
 	if version == 0 {
@@ -416,7 +416,7 @@ func (m *Model) Delete(ctx context.Context, id string, version uint64) (bool, er
 // or back-to-back Gets may load twice; the version guard makes the second
 // fill a no-op.
 func (m *Model) Get(ctx context.Context, id string) (Entry, error) {
-	if err := eventstore.ValidateEntityID(id); err != nil {
+	if err := validID(id); err != nil {
 		return Entry{}, err
 	}
 	return m.get(ctx, id, false)
@@ -427,7 +427,7 @@ func (m *Model) Get(ctx context.Context, id string) (Entry, error) {
 // connection after the write's reply, so a cached Get issued at once may
 // still see the old value for a moment), and for read-modify-write.
 func (m *Model) GetFresh(ctx context.Context, id string) (Entry, error) {
-	if err := eventstore.ValidateEntityID(id); err != nil {
+	if err := validID(id); err != nil {
 		return Entry{}, err
 	}
 	return m.get(ctx, id, true)
@@ -550,7 +550,7 @@ func decodeEntry(model, id string, kv map[string]string) (Entry, state, error) {
 // never written), tombstones and deferred patches' markers included,
 // bypassing the client-side cache.
 func (m *Model) Version(ctx context.Context, id string) (uint64, error) {
-	if err := eventstore.ValidateEntityID(id); err != nil {
+	if err := validID(id); err != nil {
 		return 0, err
 	}
 	s, err := m.client.Do(ctx, m.client.B().Hget().Key(m.Key(id)).Field(fieldVersion).Build()).ToString()

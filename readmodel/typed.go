@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/streamfold/streamfold/eventstore"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -46,7 +45,7 @@ func (t *Typed[T]) GetFresh(ctx context.Context, id string) (T, uint64, error) {
 
 func (t *Typed[T]) get(ctx context.Context, id string, fresh bool) (T, uint64, error) {
 	var v T
-	if err := eventstore.ValidateEntityID(id); err != nil {
+	if err := validID(id); err != nil {
 		return v, 0, err
 	}
 	e, err := t.m.get(ctx, id, fresh)
