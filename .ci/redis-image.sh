@@ -3,12 +3,18 @@
 # FROM scratch + the binary + every library ldd lists (and the dynamic loader).
 # Idempotent: does nothing when the tag already exists. Prints the tag on stdout.
 #
+# The image is labelled dev.streamfold.redis.version=<the binary's version>:
+# redistest reads it (a cluster node before Redis 7.0 needs other ports) and
+# refuses to mix an image with a REDIS_SERVER_BIN of another version.
+#
 #   .ci/redis-image.sh [TAG]        default TAG: streamfold/redis:7.0.15
-#   REDIS_SERVER=/path/to/redis-server .ci/redis-image.sh
+#   REDIS_SERVER=/path/to/redis-server .ci/redis-image.sh TAG
+#   REDIS_SERVER_BIN=/path/to/bin-dir .ci/redis-image.sh TAG   (as redistest reads it)
 set -euo pipefail
 
 tag=${1:-${REDIS_IMAGE_TAG:-streamfold/redis:7.0.15}}
-bin=${REDIS_SERVER:-$(command -v redis-server || true)}
+bin=${REDIS_SERVER:-${REDIS_SERVER_BIN:-$(command -v redis-server || true)}}
+[ -d "$bin" ] && bin=$bin/redis-server
 
 log() { printf 'redis-image: %s\n' "$*" >&2; }
 
@@ -37,20 +43,23 @@ else
     cp -L "$lib" "$ctx$lib"
   done
 
-  cat > "$ctx/Dockerfile" <<'DOCKERFILE'
+  version=$("$bin" --version | sed -n 's/.* v=\([0-9][0-9.]*\).*/\1/p')
+  [ -n "$version" ] || { log "no version in: $("$bin" --version)"; exit 1; }
+  cat > "$ctx/Dockerfile" <<DOCKERFILE
 FROM scratch
 COPY . /
 WORKDIR /data
+LABEL dev.streamfold.redis.version="$version"
 ENTRYPOINT ["/usr/bin/redis-server"]
 DOCKERFILE
   printf 'Dockerfile\n' > "$ctx/.dockerignore"
 
-  log "building $tag from $bin ($(echo "$libs" | wc -l) libraries)"
+  log "building $tag from $bin, version $version ($(echo "$libs" | wc -l) libraries)"
   docker build --quiet -t "$tag" "$ctx" >&2
 fi
 
 # Smoke test: the image must start and answer PING on the host network.
-port=${REDIS_IMAGE_TEST_PORT:-6399}
+port=${REDIS_IMAGE_TEST_PORT:-$((40000 + RANDOM % 10000))}
 name="redis-image-check-$$"
 docker run -d --rm --name "$name" --network host "$tag" \
   --port "$port" --bind 127.0.0.1 --save "" --appendonly no >/dev/null

@@ -43,13 +43,18 @@ func formCluster(ctx context.Context, members []clusterMember) error {
 		}
 		clients[i] = c
 		// Distinct config epochs up front spare the nodes the epoch-collision round.
+		// ADDSLOTS with every slot, not ADDSLOTSRANGE: that needs Redis 7.0.
+		slots := make([]int64, 0, slotRanges[i][1]-slotRanges[i][0]+1)
+		for sl := slotRanges[i][0]; sl <= slotRanges[i][1]; sl++ {
+			slots = append(slots, sl)
+		}
 		cmds := rueidis.Commands{
 			c.B().ClusterSetConfigEpoch().ConfigEpoch(int64(i + 1)).Build(),
-			c.B().ClusterAddslotsrange().StartSlotEndSlot().StartSlotEndSlot(slotRanges[i][0], slotRanges[i][1]).Build(),
+			c.B().ClusterAddslots().Slot(slots...).Build(),
 		}
 		for j, r := range c.DoMulti(ctx, cmds...) {
 			if err := r.Error(); err != nil {
-				return fmt.Errorf("cluster node %s: %s: %w", m.addr, strings.Join(cmds[j].Commands(), " "), err)
+				return fmt.Errorf("cluster node %s: %s: %w", m.addr, cmds[j].Commands()[:2], err)
 			}
 		}
 	}

@@ -104,6 +104,10 @@ func startContainer(ctx context.Context, cfg config) (_ *Server, err error) {
 	if err := ensureImage(ctx, image); err != nil {
 		return nil, fmt.Errorf("container: %w", err)
 	}
+	v, err := imageServerVersion(ctx, image)
+	if err != nil {
+		return nil, fmt.Errorf("container: %w", err)
+	}
 	s := &Server{source: SourceContainer, cluster: cfg.cluster}
 	defer func() {
 		if err != nil {
@@ -112,7 +116,7 @@ func startContainer(ctx context.Context, cfg config) (_ *Server, err error) {
 	}()
 	var members []clusterMember
 	for range nodeCount(cfg.cluster) {
-		n, busPort, err := startContainerNode(ctx, image, cfg)
+		n, busPort, err := startContainerNode(ctx, image, v, cfg)
 		if err != nil {
 			return nil, fmt.Errorf("container %s: %w", image, err)
 		}
@@ -125,7 +129,11 @@ func startContainer(ctx context.Context, cfg config) (_ *Server, err error) {
 			return nil, fmt.Errorf("container %s: %w", image, err)
 		}
 	}
-	s.desc = fmt.Sprintf("%s Redis from container image %s at %s", kind(cfg.cluster), image, strings.Join(s.addrs, ","))
+	vs := ""
+	if v != (version{}) {
+		vs = " " + v.String()
+	}
+	s.desc = fmt.Sprintf("%s Redis%s from container image %s at %s", kind(cfg.cluster), vs, image, strings.Join(s.addrs, ","))
 	return s, nil
 }
 
@@ -164,12 +172,38 @@ func ensureImage(ctx context.Context, image string) (err error) {
 	return nil
 }
 
+// imageServerVersion reads the server version an image declares (see
+// imageVersion); the zero version when it declares none.
+func imageServerVersion(ctx context.Context, image string) (v version, err error) {
+	defer func() {
+		// testcontainers panics in some setups without a Docker socket.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("docker not reachable: %v", r)
+		}
+	}()
+	pctx, cancel := context.WithTimeout(ctx, dockerProbeTimeout)
+	defer cancel()
+	cli, err := testcontainers.NewDockerClientWithOpts(pctx)
+	if err != nil {
+		return version{}, fmt.Errorf("docker not reachable: %w", err)
+	}
+	defer cli.Close()
+	info, err := cli.ImageInspect(pctx, image)
+	if err != nil {
+		return version{}, fmt.Errorf("image %s: %w", image, err)
+	}
+	if info.Config == nil {
+		return version{}, nil
+	}
+	return imageVersion(info.Config.Labels, info.Config.Env), nil
+}
+
 // startContainerNode runs one node on fresh ports, retrying when the ports were taken
 // between choosing and binding them. It returns the node and its cluster bus port.
-func startContainerNode(ctx context.Context, image string, cfg config) (*containerNode, int, error) {
+func startContainerNode(ctx context.Context, image string, v version, cfg config) (*containerNode, int, error) {
 	var last error
 	for range startAttempts {
-		ports, err := freePorts(2)
+		ports, err := nodePorts(cfg.cluster, v)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -177,7 +211,7 @@ func startContainerNode(ctx context.Context, image string, cfg config) (*contain
 		// redis-server to them, and an image whose ENTRYPOINT is redis-server takes them as is.
 		ctr, err := testcontainers.Run(ctx, image,
 			testcontainers.WithLogger(tclog.NewNoopLogger()),
-			testcontainers.WithCmd(serverArgs(ports[0], ports[1], cfg.cluster, cfg.args)...),
+			testcontainers.WithCmd(serverArgs(ports[0], ports[1], cfg.cluster, v, cfg.args)...),
 			testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) { hc.NetworkMode = "host" }),
 			testcontainers.WithLabels(map[string]string{containerLabel: "1"}),
 		)

@@ -14,15 +14,29 @@
 //     timeout; a failed pull or start falls through to the next source. Containers
 //     use host networking so cluster nodes announce addresses the test can reach.
 //     Set TESTCONTAINERS_RYUK_DISABLED=true when the Ryuk image cannot be pulled.
-//  3. Local: a redis-server found on PATH, on a free loopback port, in a temporary
-//     directory, without persistence. On Linux it is killed with the test binary.
+//  3. Local: a redis-server on a free loopback port, in a temporary directory,
+//     without persistence. On Linux it is killed with the test binary. The binary
+//     is the one [WithBinary] names, else REDIS_SERVER_BIN (a redis-server, or a
+//     directory holding one), else the redis-server on PATH.
 //
 // REDISTEST_SOURCE=env|container|local forces one source; the test fails when that
-// source is not available. Which source was chosen is logged to the test that
-// started the server (visible with go test -v).
+// source is not available. Which source was chosen, and the server's version, is
+// logged to the test that started the server (visible with go test -v).
 //
-// Cluster mode needs Redis 7.0 or newer (it uses --cluster-port and CLUSTER
-// ADDSLOTSRANGE); the cluster is formed from Go, so images without redis-cli work.
+// # Testing another server version
+//
+// To run every server of a test binary — shared and dedicated, standalone and
+// cluster — from one build, set REDIS_SERVER_BIN to it. Under SourceAuto a
+// container is then used only when REDIS_IMAGE is set too, and only when the image
+// does not declare another version (.ci/redis-image.sh builds a FROM-scratch image
+// from a binary and labels it with the binary's version):
+//
+//	REDIS_SERVER_BIN=$HOME/.cache/redis-builds/redis-6.2.16/bin go test ./...
+//
+// Redis 6.2 and newer, and Valkey, are supported, clusters included. A cluster is
+// formed from Go with CLUSTER ADDSLOTS and MEET, so images without redis-cli work;
+// a node of a server before 7.0 has no --cluster-port, so it gets a port p whose
+// p+10000 (its bus port) is free too.
 //
 // # Use in your own tests
 //

@@ -16,8 +16,10 @@ import (
 
 // serverArgs are the redis-server arguments shared by local processes and containers:
 // loopback only, no persistence, and for a cluster node an explicit bus port (the
-// default port+10000 may be taken or above 65535 for a kernel-chosen port).
-func serverArgs(port, busPort int, cluster bool, extra []string) []string {
+// default port+10000 may be taken or above 65535 for a kernel-chosen port). A
+// server before Redis 7.0 (v.legacyCluster) has no --cluster-port: its bus port
+// is port+10000, and nodePorts chose the port for that.
+func serverArgs(port, busPort int, cluster bool, v version, extra []string) []string {
 	args := []string{
 		"--port", strconv.Itoa(port),
 		"--bind", "127.0.0.1",
@@ -27,10 +29,12 @@ func serverArgs(port, busPort int, cluster bool, extra []string) []string {
 	if cluster {
 		args = append(args,
 			"--cluster-enabled", "yes",
-			"--cluster-port", strconv.Itoa(busPort),
 			"--cluster-config-file", "nodes.conf",
 			"--cluster-node-timeout", "5000",
 		)
+		if !v.legacyCluster() {
+			args = append(args, "--cluster-port", strconv.Itoa(busPort))
+		}
 	}
 	return append(args, extra...)
 }
@@ -122,9 +126,13 @@ func (n *localNode) logTail() string {
 
 // startLocal starts one redis-server (or three cluster nodes) in a temp dir.
 func startLocal(ctx context.Context, cfg config) (_ *Server, err error) {
-	bin, err := exec.LookPath("redis-server")
+	bin, err := serverBinary(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("local: redis-server not found on PATH (apt-get install redis-server): %w", err)
+		return nil, fmt.Errorf("local: %w", err)
+	}
+	v, err := binaryVersion(ctx, bin)
+	if err != nil {
+		return nil, fmt.Errorf("local: %w", err)
 	}
 	root, err := os.MkdirTemp("", "redistest-")
 	if err != nil {
@@ -147,7 +155,7 @@ func startLocal(ctx context.Context, cfg config) (_ *Server, err error) {
 		count = 2 * count
 	}
 	for i := range count {
-		n, err := startLocalNode(ctx, bin, filepath.Join(root, "node"+strconv.Itoa(i)), cfg)
+		n, err := startLocalNode(ctx, bin, v, filepath.Join(root, "node"+strconv.Itoa(i)), cfg)
 		if err != nil {
 			return nil, fmt.Errorf("local: %w", err)
 		}
@@ -166,15 +174,15 @@ func startLocal(ctx context.Context, cfg config) (_ *Server, err error) {
 			}
 		}
 	}
-	s.desc = fmt.Sprintf("%s Redis from local %s at %s", kind(cfg.cluster), bin, strings.Join(s.addrs, ","))
+	s.desc = fmt.Sprintf("%s Redis %s from local %s at %s", kind(cfg.cluster), v, bin, strings.Join(s.addrs, ","))
 	return s, nil
 }
 
 // startLocalNode starts a node on fresh ports, retrying when another process took them.
-func startLocalNode(ctx context.Context, bin, dir string, cfg config) (*localNode, error) {
+func startLocalNode(ctx context.Context, bin string, v version, dir string, cfg config) (*localNode, error) {
 	var last error
 	for range startAttempts {
-		ports, err := freePorts(2)
+		ports, err := nodePorts(cfg.cluster, v)
 		if err != nil {
 			return nil, err
 		}
@@ -185,7 +193,7 @@ func startLocalNode(ctx context.Context, bin, dir string, cfg config) (*localNod
 			return nil, err
 		}
 		n := &localNode{bin: bin, dir: dir, port: ports[0], busPort: ports[1]}
-		n.args = append(serverArgs(ports[0], ports[1], cfg.cluster, cfg.args), "--dir", dir)
+		n.args = append(serverArgs(ports[0], ports[1], cfg.cluster, v, cfg.args), "--dir", dir)
 		if err := n.spawn(); err != nil {
 			return nil, err
 		}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -27,8 +26,8 @@ type SentinelConfig struct {
 	FailoverMax time.Duration // failover-timeout (default 5s)
 }
 
-// NewSentinel starts a local sentinel (redis-server --sentinel, found on
-// PATH) on a free loopback port, monitoring primary ("host:port"), closed in
+// NewSentinel starts a local sentinel (redis-server --sentinel: the one
+// REDIS_SERVER_BIN names, else the one on PATH) on a free loopback port, monitoring primary ("host:port"), closed in
 // tb.Cleanup. Start several with the same config for a quorum; they find
 // each other through the primary. Only local processes are supported:
 // sentinel writes its config file, and containers would need announce
@@ -60,9 +59,9 @@ func startSentinel(primary string, cfg SentinelConfig) (_ *Sentinel, err error) 
 	if err != nil {
 		return nil, err
 	}
-	bin, err := exec.LookPath("redis-server")
+	bin, err := serverBinary(config{})
 	if err != nil {
-		return nil, fmt.Errorf("redis-server not found on PATH: %w", err)
+		return nil, err
 	}
 	root, err := os.MkdirTemp("", "redistest-sentinel-")
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +24,7 @@ type config struct {
 	cluster  bool
 	replicas bool
 	args     []string
+	binary   string // WithBinary; empty: REDIS_SERVER_BIN or PATH
 	source   Source
 	logger   *slog.Logger         // where Start logs
 	logf     func(string, ...any) // set by NewServer: log to the test instead
@@ -352,27 +352,60 @@ func startAuto(ctx context.Context, cfg config, logf func(string, ...any)) (*Ser
 		reasons = append(reasons, "env: "+v+" is not set")
 	}
 
-	// The container attempt has its own, shorter budget so a broken Docker setup costs
-	// seconds, not minutes, before the local fallback.
-	cctx, cancel := context.WithTimeout(ctx, containerBudget)
-	s, err := startContainer(cctx, cfg)
-	cancel()
-	if err == nil {
-		return s, nil
-	}
-	reasons = append(reasons, err.Error()) // already says "container: ..."
-	if ctx.Err() != nil {
-		// Cancelled (a signal, a deadline): starting a local server now would only fail slower.
-		return nil, fmt.Errorf("%s: %w", err, ctx.Err())
+	if why := containerRuledOut(ctx, cfg); why != "" {
+		reasons = append(reasons, "container: "+why)
+	} else {
+		// The container attempt has its own, shorter budget so a broken Docker setup costs
+		// seconds, not minutes, before the local fallback.
+		cctx, cancel := context.WithTimeout(ctx, containerBudget)
+		s, err := startContainer(cctx, cfg)
+		cancel()
+		if err == nil {
+			return s, nil
+		}
+		reasons = append(reasons, err.Error()) // already says "container: ..."
+		if ctx.Err() != nil {
+			// Cancelled (a signal, a deadline): starting a local server now would only fail slower.
+			return nil, fmt.Errorf("%s: %w", err, ctx.Err())
+		}
 	}
 
-	if _, lerr := exec.LookPath("redis-server"); lerr != nil {
-		reasons = append(reasons, "local: redis-server not found on PATH")
+	if _, lerr := serverBinary(cfg); lerr != nil {
+		reasons = append(reasons, "local: "+lerr.Error())
 		return nil, fmt.Errorf("no Redis available; set %s/%s, or make Docker reachable (image from %s), or install redis-server on PATH:\n  %s",
 			envURL, envClusterURL, envImage, strings.Join(reasons, "\n  "))
 	}
 	logf("redistest: falling back to a local redis-server: %s", strings.Join(reasons, "; "))
 	return startLocal(ctx, cfg)
+}
+
+// containerRuledOut says why SourceAuto must not use a container although
+// Docker may be reachable: a binary was named (its version is the one the
+// caller wants) and no image was, or the image holds another version. Mixing
+// versions would test the wrong server without saying so.
+func containerRuledOut(ctx context.Context, cfg config) string {
+	if !binaryChosen(cfg) {
+		return ""
+	}
+	if cfg.binary != "" {
+		return "WithBinary names a local redis-server"
+	}
+	if os.Getenv(envImage) == "" {
+		return envServerBin + " is set and " + envImage + " is not (the default image holds another server)"
+	}
+	bin, err := serverBinary(cfg)
+	if err != nil {
+		return err.Error()
+	}
+	bv, err := binaryVersion(ctx, bin)
+	if err != nil {
+		return err.Error()
+	}
+	iv, err := imageServerVersion(ctx, redisImage())
+	if err == nil && iv != (version{}) && iv != bv {
+		return fmt.Sprintf("%s holds Redis %s, %s names %s (%s)", redisImage(), iv, envServerBin, bin, bv)
+	}
+	return ""
 }
 
 // waitReady polls PING until it answers, the server is gone, or ctx ends.
