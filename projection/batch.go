@@ -37,12 +37,16 @@ type WriteFunc func(ctx context.Context, ev eventstore.RecordedEvent, b *readmod
 // Writes returns a BatchHandler from fn: HandleBatch queues every event's
 // writes on one readmodel.Batch and sends it at once; Handle does the same
 // for one event. The events' writes must go to models over one client.
+// Each event's writes are queued under readmodel.Batch.Source(ev.Stream),
+// so a Model entry fed by another stream refuses them (see
+// readmodel.WithSource); a BatchHandler of your own should do the same.
 func Writes(fn WriteFunc) BatchHandler { return writes(fn) }
 
 type writes WriteFunc
 
 func (w writes) Handle(ctx context.Context, ev eventstore.RecordedEvent) error {
 	var b readmodel.Batch
+	b.Source(ev.Stream)
 	if err := w(ctx, ev, &b); err != nil {
 		return err
 	}
@@ -53,6 +57,7 @@ func (w writes) Handle(ctx context.Context, ev eventstore.RecordedEvent) error {
 func (w writes) HandleBatch(ctx context.Context, evs []eventstore.RecordedEvent) error {
 	var b readmodel.Batch
 	for _, ev := range evs {
+		b.Source(ev.Stream)
 		if err := w(ctx, ev, &b); err != nil {
 			return err
 		}

@@ -47,7 +47,7 @@ func (i *Inline) Apply(ctx context.Context, res eventstore.AppendResult) error {
 	if len(res.Positions) == 0 {
 		return nil
 	}
-	ctx = readmodel.WithNextGuard(ctx)
+	ctx = readmodel.WithSource(readmodel.WithNextGuard(ctx), res.Stream)
 	first := res.FirstVersion()
 	n := 0
 	for ev, err := range i.store.Read(ctx, res.Stream, first, eventstore.Limit(len(res.Positions))) {

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/readmodel"
 )
 
 // ErrIncompleteHistory: an entity stream no longer holds its whole history
@@ -199,7 +200,7 @@ func rebuildEntity(ctx context.Context, store *eventstore.Store, name string, h 
 				// new life without it would find no tombstone at start-1
 				// and, rightly, refuse to build the entry from nothing.
 				marker := eventstore.RecordedEvent{Stream: sid, Version: start - 1, Type: eventstore.DeletedType, Data: eventstore.Deleted{}}
-				if err := h.Handle(ctx, marker); err != nil {
+				if err := h.Handle(readmodel.WithSource(ctx, sid), marker); err != nil {
 					return fmt.Errorf("%s deletion marker v%d: %w", sid, marker.Version, err)
 				}
 			}
@@ -212,7 +213,7 @@ func rebuildEntity(ctx context.Context, store *eventstore.Store, name string, h 
 		if after {
 			break // the runner's (with the deletion marker before it, if any)
 		}
-		if err := h.Handle(ctx, ev); err != nil {
+		if err := h.Handle(readmodel.WithSource(ctx, sid), ev); err != nil {
 			return fmt.Errorf("%s v%d: %w", sid, ev.Version, err)
 		}
 		atomic.AddInt64(&st.Events, 1)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/readmodel"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -152,7 +153,7 @@ func (t *telemetry) end(ctx context.Context, span trace.Span, err error, n int64
 // handle runs the (decorated) handler on one event, traced and counted.
 func (r *Runner) handle(ctx context.Context, p *partition, ev eventstore.RecordedEvent) error {
 	ctx, span := r.tel.start(ctx, p, ev)
-	err := r.handler.Handle(ctx, ev)
+	err := r.handler.Handle(readmodel.WithSource(ctx, ev.Stream), ev)
 	r.tel.end(ctx, span, err, 1)
 	return err
 }

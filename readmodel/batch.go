@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/redis/rueidis"
+	"github.com/streamfold/streamfold/eventstore"
 )
 
 //go:embed lua/writes.lua
@@ -37,15 +38,18 @@ type Batch struct {
 	client rueidis.Client
 	writes []batchWrite
 	err    error
+	source string // see Source
 }
 
 type batchWrite struct {
-	m       *Model
+	m       *Model  // a Model write, or
+	r       *Rollup // a Rollup write (source is then its stream)
 	id      string
 	key     string
 	version uint64
 	ttl     int64
 	op      string
+	source  string
 	args    []string
 }
 
@@ -55,7 +59,19 @@ func (b *Batch) Len() int { return len(b.writes) }
 // Reset empties the batch for reuse.
 func (b *Batch) Reset() {
 	clear(b.writes)
-	b.writes, b.client, b.err = b.writes[:0], nil, nil
+	b.writes, b.client, b.err, b.source = b.writes[:0], nil, nil, ""
+}
+
+// Source says that the writes queued from now on apply an event of stream
+// (as WithSource does for single writes): Model entries refuse a write from
+// another stream than the one that fed them, with a *MixedSourcesError.
+// projection.Writes calls it before each event's WriteFunc. The zero
+// StreamID clears it.
+func (b *Batch) Source(stream eventstore.StreamID) {
+	b.source = ""
+	if stream.ID != "" {
+		b.source = stream.String()
+	}
 }
 
 func (b *Batch) add(m *Model, id string, version uint64, ttl int64, op string, args []string) error {
@@ -70,7 +86,7 @@ func (b *Batch) add(m *Model, id string, version uint64, ttl int64, op string, a
 	} else if b.client != m.client {
 		return invalid("batch: model %s uses another client than the batch's earlier writes", m.name)
 	}
-	b.writes = append(b.writes, batchWrite{m: m, id: id, key: m.Key(id), version: version, ttl: ttl, op: op, args: args})
+	b.writes = append(b.writes, batchWrite{m: m, id: id, key: m.Key(id), version: version, ttl: ttl, op: op, source: b.source, args: args})
 	return nil
 }
 
@@ -90,12 +106,43 @@ func (b *Batch) Set(m *Model, id string, version uint64, fields map[string]strin
 func (b *Batch) Patch(m *Model, id string, version uint64, ops ...Op) error {
 	args := make([]string, 0, 3*len(ops))
 	for _, op := range ops {
-		if err := checkField(op.field); err != nil {
+		if err := checkPatchOp(op); err != nil {
 			return err
 		}
 		args = append(args, string(op.kind), op.field, op.value)
 	}
 	return b.add(m, id, version, m.opts.ttl.Milliseconds(), "patch", args)
+}
+
+// Apply queues r.Apply(id, source, version, ops...). Rollup and Model writes
+// may share a batch (over one client); each goes in its own script calls.
+// Queuing the same event twice for one entry is refused (ErrInvalid): the
+// second would be skipped as a redelivery, so give all of an event's ops
+// for an entry in one Apply.
+func (b *Batch) Apply(r *Rollup, id string, source eventstore.StreamID, version uint64, ops ...Op) error {
+	if b.err != nil {
+		return b.err
+	}
+	if err := r.check(id, source, version); err != nil {
+		return err
+	}
+	args, err := rollupArgs(ops)
+	if err != nil {
+		return err
+	}
+	if b.client == nil {
+		b.client = r.client
+	} else if b.client != r.client {
+		return invalid("batch: rollup %s uses another client than the batch's earlier writes", r.name)
+	}
+	key, src := r.Key(id), source.String()
+	for i := len(b.writes) - 1; i >= 0; i-- {
+		if w := b.writes[i]; w.r != nil && w.key == key && w.source == src && w.version == version {
+			return invalid("batch: %s v%d applied twice to rollup %s %q: give all of an event's ops for an entry in one Apply", source, version, r.name, id)
+		}
+	}
+	b.writes = append(b.writes, batchWrite{r: r, id: id, key: key, version: version, op: "apply", source: src, args: args})
+	return nil
 }
 
 // Delete queues m.Delete(id, version).
@@ -128,9 +175,14 @@ func (b *Batch) Exec(ctx context.Context) ([]bool, error) {
 	guard := guardOf(ctx)
 	cluster := b.client.Mode() == rueidis.ClientModeCluster
 	type group struct {
-		idx  []int
-		keys []string
-		args []string
+		rollup bool // rollup.lua, else writes.lua
+		idx    []int
+		keys   []string
+		args   []string
+	}
+	type slotKind struct {
+		slot   uint16
+		rollup bool
 	}
 	// A key's writes always share one group (one script call), so after a
 	// failure the writes applied to each key are a prefix, in order, of
@@ -138,31 +190,35 @@ func (b *Batch) Exec(ctx context.Context) ([]bool, error) {
 	// of the same key is not. A group is closed to new keys (not to the
 	// keys already in it) when it reaches maxBatchCall writes.
 	var groups []*group
-	open := map[uint16]*group{}
+	open := map[slotKind]*group{}
 	byKey := map[string]*group{}
 	for i, w := range b.writes {
 		g := byKey[w.key]
 		if g == nil {
-			var s uint16
+			sk := slotKind{rollup: w.r != nil}
 			if cluster {
-				s = slot(w.key)
+				sk.slot = slot(w.key)
 			}
-			g = open[s]
+			g = open[sk]
 			if g == nil || len(g.idx) >= maxBatchCall {
-				g = &group{}
-				open[s] = g
+				g = &group{rollup: sk.rollup}
+				open[sk] = g
 				groups = append(groups, g)
 			}
 			byKey[w.key] = g
 		}
 		g.idx = append(g.idx, i)
 		g.keys = append(g.keys, w.key)
-		g.args = append(g.args, strconv.FormatUint(w.version, 10), guard, strconv.FormatInt(w.ttl, 10), w.op, w.m.missingPolicy(), strconv.Itoa(len(w.args)))
+		if w.r != nil {
+			g.args = append(g.args, w.source, strconv.FormatUint(w.version, 10), guard, strconv.Itoa(len(w.args)))
+		} else {
+			g.args = append(g.args, strconv.FormatUint(w.version, 10), guard, strconv.FormatInt(w.ttl, 10), w.op, w.m.missingPolicy(), w.source, strconv.Itoa(len(w.args)))
+		}
 		g.args = append(g.args, w.args...)
 	}
 	applied := make([]bool, len(b.writes))
 	var firstErr error
-	for gi, res := range evalMany(ctx, b.client, groups, func(g *group) ([]string, []string) { return g.keys, g.args }) {
+	for gi, res := range evalMany(ctx, b.client, groups, func(g *group) (bool, []string, []string) { return g.rollup, g.keys, g.args }) {
 		g := groups[gi]
 		arr, err := res.ToArray()
 		if err == nil && len(arr) != len(g.idx) {
@@ -171,15 +227,25 @@ func (b *Batch) Exec(ctx context.Context) ([]bool, error) {
 		if err != nil {
 			if firstErr == nil {
 				w := b.writes[g.idx[0]]
-				firstErr = fmt.Errorf("readmodel %s: batch of %d writes from %s: %w", w.m.name, len(g.idx), w.key, err)
+				name := ""
+				if w.r != nil {
+					name = w.r.name
+				} else {
+					name = w.m.name
+				}
+				firstErr = fmt.Errorf("readmodel %s: batch of %d writes from %s: %w", name, len(g.idx), w.key, err)
 			}
 			continue
 		}
 		for j, i := range g.idx {
 			n, _ := arr[j].AsInt64()
 			w := b.writes[i]
+			if w.r != nil {
+				applied[i] = w.r.count(outcome(n))
+				continue
+			}
 			var err error
-			applied[i], err = w.m.count(w.id, w.version, outcome(n))
+			applied[i], err = w.m.count(w.id, w.version, w.source, outcome(n))
 			if err != nil && firstErr == nil {
 				firstErr = err
 			}
@@ -188,26 +254,35 @@ func (b *Batch) Exec(ctx context.Context) ([]bool, error) {
 	return applied, firstErr
 }
 
-// evalMany runs writes.lua once per group in one round trip: EVALSHA for
-// all, then EVAL for those that found the script missing (a restarted or
-// flushed server). rueidis' Lua.ExecMulti would first send SCRIPT LOAD to
-// every node on every call: a second round trip and ~7 µs of server time
-// per batch.
-func evalMany[G any](ctx context.Context, c rueidis.Client, groups []G, kv func(G) ([]string, []string)) []rueidis.RedisResult {
+// evalMany runs writes.lua (or rollup.lua, for a group kv says is a
+// rollup's) once per group in one round trip: EVALSHA for all, then EVAL
+// for those that found the script missing (a restarted or flushed server).
+// rueidis' Lua.ExecMulti would first send SCRIPT LOAD to every node on
+// every call: a second round trip and ~7 µs of server time per batch.
+func evalMany[G any](ctx context.Context, c rueidis.Client, groups []G, kv func(G) (bool, []string, []string)) []rueidis.RedisResult {
+	script := func(rollup bool) (*rueidis.Lua, string) {
+		if rollup {
+			return rollupScript, rollupSHA
+		}
+		return writesScript, writesSHA
+	}
 	if len(groups) == 1 {
-		keys, args := kv(groups[0])
-		return []rueidis.RedisResult{writesScript.Exec(ctx, c, keys, args)}
+		rollup, keys, args := kv(groups[0])
+		s, _ := script(rollup)
+		return []rueidis.RedisResult{s.Exec(ctx, c, keys, args)}
 	}
 	cmds := make(rueidis.Commands, len(groups))
 	for i, g := range groups {
-		keys, args := kv(g)
-		cmds[i] = c.B().Evalsha().Sha1(writesSHA).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
+		rollup, keys, args := kv(g)
+		_, sha := script(rollup)
+		cmds[i] = c.B().Evalsha().Sha1(sha).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
 	}
 	out := c.DoMulti(ctx, cmds...)
 	for i, res := range out {
 		if err := res.Error(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
-			keys, args := kv(groups[i])
-			out[i] = writesScript.Exec(ctx, c, keys, args)
+			rollup, keys, args := kv(groups[i])
+			s, _ := script(rollup)
+			out[i] = s.Exec(ctx, c, keys, args)
 		}
 	}
 	return out

@@ -18,6 +18,9 @@ var (
 	// exist but does not (expired, evicted or deleted by hand), on a model
 	// without a Loader to rebuild it. See MissingEntryError.
 	ErrMissingEntry = errors.New("readmodel: entry missing")
+	// ErrMixedSources: a write of a Model entry came from another stream
+	// than the one that fed it (see WithSource and MixedSourcesError).
+	ErrMixedSources = errors.New("readmodel: entry fed by several streams")
 )
 
 // NotFoundError names the entry that was not found.
@@ -52,6 +55,28 @@ func (e *MissingEntryError) Error() string {
 
 // Unwrap makes errors.Is(err, ErrMissingEntry) true.
 func (e *MissingEntryError) Unwrap() error { return ErrMissingEntry }
+
+// MixedSourcesError names a Model entry that refused a write because it
+// is fed by another stream: a Model's version guard compares the versions
+// of one stream, so writing events of several streams into one entry
+// (say, every order of a customer into the customer's entry) would skip
+// most of them as "not newer", silently. Nothing was written.
+type MixedSourcesError struct {
+	Model   string
+	ID      string
+	Version uint64 // the refused write's event version
+	Source  string // the refused write's stream, "<category>-<id>"
+}
+
+func (e *MixedSourcesError) Error() string {
+	return fmt.Sprintf("readmodel: %s %q: write of %s version %d refused: the entry is fed by another stream, and a Model's version guard "+
+		"compares versions of one stream (events of several streams would be skipped as not newer); key the entry by the event's own "+
+		"entity (ev.Stream.ID), or use a readmodel.Rollup, whose entries count each source stream's events exactly once",
+		e.Model, e.ID, e.Source, e.Version)
+}
+
+// Unwrap makes errors.Is(err, ErrMixedSources) true.
+func (e *MixedSourcesError) Unwrap() error { return ErrMixedSources }
 
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)

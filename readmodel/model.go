@@ -22,6 +22,7 @@ const (
 	fieldVersion = "_v"
 	fieldDeleted = "_del"
 	fieldStale   = "_stale" // a deferred patch's marker, see Model.Patch
+	fieldSource  = "_s"     // the entity stream that feeds the entry, see WithSource
 )
 
 // Entry is a read-model entry as read: its fields (reserved ones removed)
@@ -235,6 +236,28 @@ func WithNextGuard(ctx context.Context) context.Context {
 	return context.WithValue(ctx, guardKey{}, true)
 }
 
+type sourceKey struct{}
+
+// WithSource returns a context saying that the writes made under it apply
+// an event of stream. The projection runner, Rebuild and Inline call
+// handlers under it, so handlers need not. A Model entry remembers the
+// stream that fed it, and a write from another stream is refused with a
+// *MixedSourcesError (errors.Is ErrMixedSources) before the version guard
+// runs, since the guard compares versions of one stream: an entry fed by
+// several streams (per customer, per day) needs a Rollup. Writes without a
+// source (direct calls, a Loader's fill) are not checked and keep the
+// recorded stream.
+func WithSource(ctx context.Context, stream eventstore.StreamID) context.Context {
+	return context.WithValue(ctx, sourceKey{}, stream)
+}
+
+func sourceOf(ctx context.Context) string {
+	if s, ok := ctx.Value(sourceKey{}).(eventstore.StreamID); ok && s.ID != "" {
+		return s.String()
+	}
+	return ""
+}
+
 func guardOf(ctx context.Context) string {
 	if next, _ := ctx.Value(guardKey{}).(bool); next {
 		return "next"
@@ -242,11 +265,27 @@ func guardOf(ctx context.Context) string {
 	return "newer"
 }
 
-// Op is one field change of a Patch.
+// Op is one change of a Patch (field ops) or of a Rollup.Apply (field
+// ops and the collection ops AddMember, RemoveMember, KeepLatest).
 type Op struct {
 	kind  byte
-	field string
+	field string // a field, or a collection's name
 	value string
+	extra string // KeepLatest: the score
+	keep  int    // KeepLatest: how many to keep
+}
+
+// fieldOp reports whether op changes a hash field (the ops a Model has).
+func (op Op) fieldOp() bool {
+	return op.kind == 's' || op.kind == 'i' || op.kind == 'f' || op.kind == 'd'
+}
+
+// checkPatchOp checks one op of a Model patch.
+func checkPatchOp(op Op) error {
+	if !op.fieldOp() {
+		return invalid("op on collection %q: AddMember, RemoveMember and KeepLatest are Rollup ops; a Model patch changes fields", op.field)
+	}
+	return checkField(op.field)
 }
 
 // SetField sets field to value.
@@ -291,6 +330,7 @@ const (
 	outDeferred outcome = 2 // missing entry, Loader configured: a stale marker was left
 	outRefused  outcome = 3 // missing entry, no Loader: nothing written
 	outConflict outcome = 4 // update only: the key left the state the value was computed from
+	outMixed    outcome = 5 // the key is fed by another stream: nothing written
 )
 
 // missingPolicy tells writes.lua what a patch on a missing entry does.
@@ -302,7 +342,8 @@ func (m *Model) missingPolicy() string {
 }
 
 // count records a write's outcome and turns a refusal into its error.
-func (m *Model) count(id string, version uint64, o outcome) (bool, error) {
+// source is the write's source stream ("" when none was given).
+func (m *Model) count(id string, version uint64, source string, o outcome) (bool, error) {
 	switch o {
 	case outApplied:
 		m.applied.Add(1)
@@ -313,14 +354,16 @@ func (m *Model) count(id string, version uint64, o outcome) (bool, error) {
 		m.deferred.Add(1)
 	case outRefused:
 		return false, &MissingEntryError{Model: m.name, ID: id, Version: version}
+	case outMixed:
+		return false, &MixedSourcesError{Model: m.name, ID: id, Version: version, Source: source}
 	}
 	return false, nil
 }
 
 // write runs one write under guard and returns its outcome (uncounted).
-func (m *Model) write(ctx context.Context, guard, id string, version uint64, ttl time.Duration, op string, args []string) (outcome, error) {
-	argv := make([]string, 0, 6+len(args))
-	argv = append(argv, strconv.FormatUint(version, 10), guard, strconv.FormatInt(ttl.Milliseconds(), 10), op, m.missingPolicy(), strconv.Itoa(len(args)))
+func (m *Model) write(ctx context.Context, guard, source, id string, version uint64, ttl time.Duration, op string, args []string) (outcome, error) {
+	argv := make([]string, 0, 7+len(args))
+	argv = append(argv, strconv.FormatUint(version, 10), guard, strconv.FormatInt(ttl.Milliseconds(), 10), op, m.missingPolicy(), source, strconv.Itoa(len(args)))
 	argv = append(argv, args...)
 	arr, err := writesScript.Exec(ctx, m.client, []string{m.Key(id)}, argv).ToArray()
 	if err == nil && len(arr) != 1 {
@@ -337,11 +380,12 @@ func (m *Model) write(ctx context.Context, guard, id string, version uint64, ttl
 }
 
 func (m *Model) exec(ctx context.Context, id string, version uint64, ttl time.Duration, op string, args []string) (bool, error) {
-	o, err := m.write(ctx, guardOf(ctx), id, version, ttl, op, args)
+	source := sourceOf(ctx)
+	o, err := m.write(ctx, guardOf(ctx), source, id, version, ttl, op, args)
 	if err != nil {
 		return false, err
 	}
-	return m.count(id, version, o)
+	return m.count(id, version, source, o)
 }
 
 // Set replaces entry id with fields, as of event version. It returns false
@@ -390,7 +434,7 @@ func (m *Model) Patch(ctx context.Context, id string, version uint64, ops ...Op)
 	}
 	args := make([]string, 0, 3*len(ops))
 	for _, op := range ops {
-		if err := checkField(op.field); err != nil {
+		if err := checkPatchOp(op); err != nil {
 			return false, err
 		}
 		args = append(args, string(op.kind), op.field, op.value)
@@ -466,11 +510,13 @@ func (m *Model) get(ctx context.Context, id string, fresh bool) (Entry, error) {
 		}
 		// Guard "newer" whatever the caller's context: a fill is a whole
 		// state, never write-through.
-		o, err := m.write(ctx, "newer", id, le.Version, m.opts.ttl, "set", args)
+		// No source: a fill is not an event of one stream; the entry
+		// keeps the stream recorded by the projection's writes.
+		o, err := m.write(ctx, "newer", "", id, le.Version, m.opts.ttl, "set", args)
 		if err != nil {
 			return Entry{}, err
 		}
-		if _, err := m.count(id, le.Version, o); err != nil {
+		if _, err := m.count(id, le.Version, "", o); err != nil {
 			return Entry{}, err
 		}
 		// Read back: a projection may have written a newer version meanwhile.
@@ -543,6 +589,7 @@ func decodeEntry(model, id string, kv map[string]string) (Entry, state, error) {
 		return Entry{ID: id, Version: v}, stateStale, nil
 	}
 	delete(kv, fieldVersion)
+	delete(kv, fieldSource)
 	return Entry{ID: id, Version: v, Fields: kv}, stateLive, nil
 }
 

@@ -80,7 +80,7 @@ func (t *Typed[T]) Update(ctx context.Context, id string, version uint64, fn fun
 	if err := m.check(id, version); err != nil {
 		return false, err
 	}
-	guard := guardOf(ctx)
+	guard, source := guardOf(ctx), sourceOf(ctx)
 	for range maxUpdateAttempts {
 		e, st, err := m.read(ctx, id, true)
 		if err != nil {
@@ -113,12 +113,12 @@ func (t *Typed[T]) Update(ctx context.Context, id string, version uint64, fn fun
 			}
 			args = append(args, fieldDoc, string(b))
 		}
-		o, err := m.write(ctx, guard, id, version, m.opts.ttl, "update", args)
+		o, err := m.write(ctx, guard, source, id, version, m.opts.ttl, "update", args)
 		if err != nil {
 			return false, err
 		}
 		if o != outConflict {
-			return m.count(id, version, o)
+			return m.count(id, version, source, o)
 		}
 	}
 	return false, fmt.Errorf("readmodel %s: update %q at version %d: the entry changed between read and write %d times", m.name, id, version, maxUpdateAttempts)

@@ -39,38 +39,51 @@
 -- With a TTL the key is PEXPIREd after the write; without one nothing is
 -- done ("set", "del" and a fresh start rewrite the key, so no TTL is left).
 --
+-- Source: the entity stream whose event the write applies ("" when the
+-- caller does not say, e.g. a loader's fill). The key remembers it in
+-- "_s" (kept across set, del, deferral and fresh starts); a write from
+-- another stream is refused before the guard (reply 5, nothing written,
+-- and the key's later writes in this call get 5 too): the guard compares
+-- versions of one stream, so an entry fed by several streams would skip
+-- events silently (a Rollup is the model for that).
+--
 -- KEYS[i]   the read-model key of write i (all in one hash slot on a cluster)
 --
 -- ARGV      for each write i, in order:
 --             version, guard ("newer" | "next"), TTL ms ("0": none),
 --             op ("set" | "patch" | "update" | "del"),
---             missing policy ("defer" | "fail"),
+--             missing policy ("defer" | "fail"), source ("" or "<category>-<id>"),
 --             n (number of op arguments), then the n op arguments (see above)
 --
 -- Returns an array with one integer per write: 1 applied, 0 skipped (not
 -- newer), 2 deferred, 3 refused (missing entry, policy fail), 4 conflict
--- (update only).
+-- (update only), 5 mixed (the key is fed by another stream).
 -- Errors (a malformed stored "_v", HINCRBY on a non-integer, a bad op) abort
 -- the call: the writes before the failing one stay applied (Redis does not
 -- roll scripts back). That is safe because every write is version-guarded:
 -- running the batch again, or its writes one by one, skips what was applied.
 
-local APPLIED, SKIPPED, DEFERRED, REFUSED, CONFLICT = 1, 0, 2, 3, 4
+local APPLIED, SKIPPED, DEFERRED, REFUSED, CONFLICT, MIXED = 1, 0, 2, 3, 4, 5
 
 local out = {}
-local refused = {}
+local blocked = {} -- key -> the reply of its refused write
 local a = 1
 for i = 1, #KEYS do
   local key = KEYS[i]
-  local sv, guard, ttl, op, policy, n = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 5])
-  local first = a + 6
+  local sv, guard, ttl, op, policy, source, n = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], tonumber(ARGV[a + 6])
+  local first = a + 7
   a = first + n
   local v = tonumber(sv)
-  if refused[key] then
-    out[i] = REFUSED
+  local h = (not blocked[key]) and redis.call('HMGET', key, '_v', '_del', '_stale', '_s')
+  if blocked[key] then
+    out[i] = blocked[key]
+  elseif source ~= '' and h[4] and h[4] ~= source then
+    blocked[key] = MIXED
+    out[i] = MIXED
   else
-    local h = redis.call('HMGET', key, '_v', '_del', '_stale')
-    local cur, deleted, stale = h[1], h[2], h[3]
+    local cur, deleted, stale, src = h[1], h[2], h[3], h[4]
+    if source ~= '' then src = source end
+    local rewritten = false -- the key was deleted by this write: "_s" must be written again
     local stored = 0
     if cur then
       stored = tonumber(cur)
@@ -95,7 +108,7 @@ for i = 1, #KEYS do
         res = CONFLICT
       end
       if res == APPLIED and (live or fresh) then
-        if cur then redis.call('DEL', key) end
+        if cur then redis.call('DEL', key); rewritten = true end
         if n > 1 then
           redis.call('HSET', key, '_v', sv, unpack(ARGV, first + 1, first + n - 1))
         else
@@ -106,7 +119,7 @@ for i = 1, #KEYS do
       end
     elseif op == 'set' then
       -- A key without "_v" does not exist (every write sets it): no DEL.
-      if cur then redis.call('DEL', key) end
+      if cur then redis.call('DEL', key); rewritten = true end
       if n > 0 then
         redis.call('HSET', key, '_v', sv, unpack(ARGV, first, first + n - 1))
       else
@@ -115,7 +128,7 @@ for i = 1, #KEYS do
     elseif op == 'patch' then
       if live or fresh then
         -- A fresh start on a tombstone: the new life starts empty.
-        if not live and cur then redis.call('DEL', key) end
+        if not live and cur then redis.call('DEL', key); rewritten = true end
         for j = first, first + n - 1, 3 do
           local kind, f = ARGV[j], ARGV[j + 1]
           if kind == 's' then redis.call('HSET', key, f, ARGV[j + 2])
@@ -130,15 +143,20 @@ for i = 1, #KEYS do
       end
     elseif op == 'del' then
       redis.call('DEL', key)
+      rewritten = true
       redis.call('HSET', key, '_v', sv, '_del', '1')
     else
       return redis.error_reply('ERR unknown op ' .. op)
     end
     if res == DEFERRED then
       if cur then redis.call('DEL', key) end
+      rewritten = true
       redis.call('HSET', key, '_v', sv, '_stale', '1')
     elseif res == REFUSED then
-      refused[key] = true
+      blocked[key] = REFUSED
+    end
+    if (res == APPLIED or res == DEFERRED) and src and (rewritten or src ~= h[4]) then
+      redis.call('HSET', key, '_s', src)
     end
     if res == APPLIED or res == DEFERRED then
       local t = tonumber(ttl)
