@@ -44,6 +44,7 @@ type Store struct {
 	deleteScript *rueidis.Lua
 	infoScript   *rueidis.Lua
 	inst         instruments
+	server       ServerInfo // learnt at New (server.go)
 
 	cats   sync.Map // category name -> *catCount
 	queues sync.Map // hash tag -> *commitQueue
@@ -178,6 +179,8 @@ func (o *options) validate() error {
 
 // New returns a Store over client, which may be a standalone or a cluster
 // client. The store does not own the client: close it yourself after use.
+// New asks the server for its version (see ServerInfo) and refuses one older
+// than MinServerVersion (ErrUnsupportedServer).
 func New(client rueidis.Client, opts ...Option) (*Store, error) {
 	var o options
 	for _, opt := range opts {
@@ -187,14 +190,19 @@ func New(client rueidis.Client, opts ...Option) (*Store, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
+	srv, err := probeServer(client, o.logger)
+	if err != nil {
+		return nil, err
+	}
 	return &Store{
+		server:       srv,
 		client:       client,
 		opts:         o,
 		keys:         NewKeyspace(o.namespace),
 		dec:          entryDecoder{reg: o.registry, codec: o.codec},
 		appendScript: rueidis.NewLuaScript(appendLua),
 		deleteScript: rueidis.NewLuaScript(deleteLua),
-		infoScript:   rueidis.NewLuaScriptReadOnly(infoLua),
+		infoScript:   srv.newScript(infoLua, true),
 		inst:         newInstruments(&o),
 	}, nil
 }

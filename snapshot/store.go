@@ -183,7 +183,7 @@ func New(es *eventstore.Store, opts ...Option) (*Store, error) {
 		es:         es,
 		client:     es.Client(),
 		opts:       o,
-		loadScript: rueidis.NewLuaScriptReadOnly(loadLua),
+		loadScript: newLoadScript(es.Server()),
 		saveScript: rueidis.NewLuaScript(saveLua),
 		queue:      make(chan job, o.queueSize),
 		ctx:        ctx,
@@ -534,4 +534,13 @@ func (s *Store) readFrom(ctx context.Context, stream eventstore.StreamID, from u
 			return
 		}
 	}
+}
+
+// newLoadScript sends the read-only load script as EVALSHA_RO where the
+// server has it (Redis 7.0), else as EVALSHA.
+func newLoadScript(srv eventstore.ServerInfo) *rueidis.Lua {
+	if srv.ReadOnlyScripts {
+		return rueidis.NewLuaScriptReadOnly(loadLua)
+	}
+	return rueidis.NewLuaScript(loadLua)
 }

@@ -20,6 +20,10 @@
 -- restored with XSETID so versions and later appends are unaffected, and the
 -- idle time is kept so the stream stays cold. All in one script: no append
 -- can interleave.
+--
+-- Redis before 7.0 keeps neither entries-added nor a max-deleted id (XINFO
+-- STREAM has no such fields, XSETID no such options): there the last id is
+-- all there is to restore, and plain XSETID restores it.
 
 local key = KEYS[1]
 local minIdle = tonumber(ARGV[1])
@@ -79,7 +83,11 @@ if #entries == 0 then
   redis.call('XADD', key, last, 'e', '')
   redis.call('XTRIM', key, 'MAXLEN', 0)
 end
-redis.call('XSETID', key, last, 'ENTRIESADDED', added, 'MAXDELETEDID', maxdel)
+if added then
+  redis.call('XSETID', key, last, 'ENTRIESADDED', added, 'MAXDELETEDID', maxdel)
+else
+  redis.call('XSETID', key, last)
+end
 local dump = redis.call('DUMP', key)
 redis.call('RESTORE', key, 0, dump, 'REPLACE', 'IDLETIME', idle)
 return {1, before, redis.call('MEMORY', 'USAGE', key, 'SAMPLES', '0'), len}

@@ -139,17 +139,29 @@ func (k *Keys) get(ctx context.Context, stream eventstore.StreamID, create bool)
 	if _, err := rand.Read(fresh); err != nil {
 		return nil, false, err
 	}
-	// SET NX GET: the first writer wins; everyone uses its key.
-	old, err := c.Do(ctx, c.B().Set().Key(k.key(stream)).Value(rueidis.BinaryString(fresh)).Nx().Get().Build()).AsBytes()
-	switch {
-	case rueidis.IsRedisNil(err):
-		return fresh, true, nil
-	case err != nil:
-		return nil, false, fmt.Errorf("shred: create key of %s: %w", stream, err)
-	case len(old) != storedKeyLen:
-		return nil, false, fmt.Errorf("shred: key of %s is %d bytes", stream, len(old))
+	// SET NX, then GET when another writer won: the first writer wins and
+	// everyone uses its key. Not SET NX GET in one command: Redis 6.2
+	// refuses NX with GET. A key forgotten between the two is created
+	// afresh, as it would be by the next call.
+	for {
+		err := c.Do(ctx, c.B().Set().Key(k.key(stream)).Value(rueidis.BinaryString(fresh)).Nx().Build()).Error()
+		if err == nil {
+			return fresh, true, nil
+		}
+		if !rueidis.IsRedisNil(err) {
+			return nil, false, fmt.Errorf("shred: create key of %s: %w", stream, err)
+		}
+		old, err := c.Do(ctx, c.B().Get().Key(k.key(stream)).Build()).AsBytes()
+		switch {
+		case rueidis.IsRedisNil(err):
+			continue
+		case err != nil:
+			return nil, false, fmt.Errorf("shred: create key of %s: %w", stream, err)
+		case len(old) != storedKeyLen:
+			return nil, false, fmt.Errorf("shred: key of %s is %d bytes", stream, len(old))
+		}
+		return old, true, nil
 	}
-	return old, true, nil
 }
 
 // Forget forgets an entity: its personal fields can no longer be read
