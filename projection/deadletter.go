@@ -21,9 +21,11 @@ const (
 	// KindCorrupt: the log entry could not be decoded; its entity (if it
 	// names one) is parked behind it.
 	KindCorrupt = "corrupt"
-	// KindForeign: a log entry that could not be decoded and is not its
-	// entity's event (the entity stream holds a sound event at the version
-	// it claims): written by another program. Its entity goes on.
+	// KindForeign: a log entry that is not the event the store wrote into
+	// the entity stream it names (that stream holds another event at the
+	// version it claims, none, or is at a lower version): written to the
+	// log by another program. It is never applied, not even by a retry;
+	// its entity goes on. Skip it once understood.
 	KindForeign = "foreign"
 	// KindTrimmed: the log entry was trimmed while pending; only its
 	// position is known. Rebuild the affected read models, then skip it.

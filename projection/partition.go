@@ -44,6 +44,8 @@ type partition struct {
 	parked   map[string]bool
 	held     map[string]bool // entities left pending after a failure under cancellation (see hold)
 	wake     chan struct{}   // capacity 1: something finished
+
+	seen map[string]seenEvent // reader goroutine only: see verify
 }
 
 type logger interface {
@@ -59,6 +61,7 @@ func newPartition(r *Runner, u unit, k partKeys, lease string) *partition {
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 		parked: map[string]bool{},
+		seen:   map[string]seenEvent{},
 		held:   map[string]bool{},
 		wake:   make(chan struct{}, 1),
 	}
@@ -394,7 +397,9 @@ func (p *partition) loop() {
 		if res.dead > 0 {
 			p.log.Warn("projection: pending entries trimmed from the log were dead-lettered", "count", res.dead)
 		}
-		p.dispatch(res.entries)
+		if !p.dispatch(res.entries) {
+			continue // stopping: what was read stays pending for the next holder
+		}
 		if draining {
 			if res.last == "" {
 				draining = false
@@ -501,37 +506,39 @@ func (p *partition) waitWake(d time.Duration) {
 // dispatch decodes entries and queues them on their entities' workers: one
 // task per event, or, with a BatchHandler, one task per worker holding that
 // worker's events of the read (so per-entity order is the same either way).
-func (p *partition) dispatch(entries []rueidis.XRangeSlice) {
+//
+// An entry that is not the event the store wrote into its entity stream
+// (see verify) is a foreign letter: dead-lettered without parking its
+// entity, whose real events go on, and never handed to the handler. It
+// returns false, dispatching nothing, when the partition is stopping before
+// every entry could be checked.
+func (p *partition) dispatch(entries []rueidis.XRangeSlice) bool {
+	ts := make([]task, len(entries))
+	for i, e := range entries {
+		t := task{p: p, kind: taskEvent, pos: e.ID, entry: e}
+		ev, err := p.r.store.DecodeLogEntry(p.k.log, p.u.cat, e)
+		var unknown *eventstore.UnknownEventTypeError
+		if err == nil || errors.As(err, &unknown) {
+			// An unknown type reaches the handler with Data nil and Raw set.
+			t.ev, t.entity = ev, ev.Stream.ID
+		} else {
+			// Corrupt: dead-lettered, parking its entity if the entry
+			// names one, unless it is foreign (verify).
+			t.decodeErr = err
+			if s := entryField(e, "s"); eventstore.ValidateEntityID(s) == nil {
+				t.entity = s
+			}
+		}
+		ts[i] = t
+	}
+	if !p.verify(ts) {
+		return false
+	}
 	var buckets [][]task
 	if p.r.batch != nil && len(entries) > 1 {
 		buckets = make([][]task, len(p.r.workers))
 	}
-	for _, e := range entries {
-		t := task{p: p, kind: taskEvent, pos: e.ID, entry: e}
-		ev, err := p.r.store.DecodeLogEntry(p.k.log, p.u.cat, e)
-		var unknown *eventstore.UnknownEventTypeError
-		if err != nil && !errors.As(err, &unknown) {
-			// Corrupt: dead-letter it, parking its entity if the entry names
-			// one, unless the entity stream holds a sound event at the
-			// version it claims: then the log entry is not that event (a
-			// foreign write) and the entity's real events go on.
-			t.decodeErr = err
-			var claimed string
-			for _, fv := range e.FieldValues {
-				switch fv.Field {
-				case "s":
-					if eventstore.ValidateEntityID(fv.Value) == nil {
-						t.entity = fv.Value
-					}
-				case "v":
-					claimed = fv.Value
-				}
-			}
-			t.foreign = t.entity != "" && p.storedSound(t.entity, claimed)
-		} else {
-			// An unknown type reaches the handler with Data nil and Raw set.
-			t.ev, t.entity = ev, ev.Stream.ID
-		}
+	for _, t := range ts {
 		if buckets != nil {
 			w := p.r.workerIndex(p.u.cat, t.entity)
 			buckets[w] = append(buckets[w], t)
@@ -552,7 +559,7 @@ func (p *partition) dispatch(entries []rueidis.XRangeSlice) {
 		p.inflight += len(all)
 		p.mu.Unlock()
 		task{p: p, kind: taskBatch, batch: all}.run()
-		return
+		return true
 	}
 	for w, b := range buckets {
 		switch len(b) {
@@ -566,6 +573,7 @@ func (p *partition) dispatch(entries []rueidis.XRangeSlice) {
 			p.r.workers[w] <- task{p: p, kind: taskBatch, batch: b}
 		}
 	}
+	return true
 }
 
 func (p *partition) enqueue(t task) {
@@ -658,21 +666,3 @@ func fieldMap(fvs []rueidis.XRangeFieldValue) map[string]string {
 	return m
 }
 
-// storedSound reports whether the entity stream of entity holds a decodable
-// event at the claimed entry id ("<version>-0").
-func (p *partition) storedSound(entity, claimed string) bool {
-	ver, ok := strings.CutSuffix(claimed, "-0")
-	if !ok {
-		return false
-	}
-	v, err := strconv.ParseUint(ver, 10, 64)
-	if err != nil || v == 0 {
-		return false
-	}
-	stream := eventstore.Stream(p.u.cat, entity)
-	for ev, err := range p.r.store.Read(p.rctx, stream, v, eventstore.Limit(1)) {
-		var unknown *eventstore.UnknownEventTypeError
-		return ev.Version == v && (err == nil || errors.As(err, &unknown))
-	}
-	return false
-}

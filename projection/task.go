@@ -31,7 +31,8 @@ type task struct {
 	ev        eventstore.RecordedEvent
 	decodeErr error
 	entity    string
-	foreign   bool   // corrupt, and not the entity's event: dead-lettered without parking it
+	foreign   bool   // not the entity's event (decodeErr says why): dead-lettered without parking it
+	conflict  string // the store's event, after a foreign entry was taken for it (see verify): dead-lettered, parking its entity
 	letterID  string // skip
 	ctlID     string // control request to delete when done
 	batch     []task // taskBatch: its events, each entity's in log order
@@ -72,8 +73,11 @@ func (t task) handleEvent() string {
 	if t.foreign {
 		kind = KindForeign
 	}
+	if err == nil && t.conflict != "" {
+		kind, err = KindFailed, errors.New(t.conflict)
+	}
 	if err == nil {
-		kind = "failed"
+		kind = KindFailed
 		err = p.r.handle(p.hctx, p, t.ev)
 	}
 	if err == nil {
@@ -117,7 +121,7 @@ func (t task) handleBatch() []string {
 	}
 	simple := true
 	for i := range t.batch {
-		if e := &t.batch[i]; e.decodeErr != nil || (e.entity != "" && (p.isParked(e.entity) || p.isHeld(e.entity))) {
+		if e := &t.batch[i]; e.decodeErr != nil || e.conflict != "" || (e.entity != "" && (p.isParked(e.entity) || p.isHeld(e.entity))) {
 			simple = false
 			break
 		}
@@ -217,7 +221,9 @@ func (t task) retry() {
 	}
 	var mine []DeadLetter
 	for _, l := range letters {
-		if l.Stream.ID == t.entity && l.Kind != KindTrimmed {
+		// Foreign letters are not the entity's events: never applied, only
+		// skipped.
+		if l.Stream.ID == t.entity && l.Kind != KindTrimmed && l.Kind != KindForeign {
 			mine = append(mine, l)
 		}
 	}
