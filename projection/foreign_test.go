@@ -55,11 +55,11 @@ func TestForgedLogEntriesNeverApplied(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		forge("nobody", "1-0", e)             // an entity that was never written
-		forge("a0", "999-0", e)               // far beyond the stream's version
+		forge("nobody", "1-0", e)              // an entity that was never written
+		forge("a0", "999-0", e)                // far beyond the stream's version
 		forge("a1", "4-0", envelope["a1 3-0"]) // the next version, before the real one
-		forge("a0", "2-0", e)                 // a copy of a real entry
-		forge("a1", "x-y", e)                 // a version Redis cannot parse
+		forge("a0", "2-0", e)                  // a copy of a real entry
+		forge("a1", "x-y", e)                  // a version Redis cannot parse
 		want := 5
 
 		res, err := appendEvents(ctx, s, "a", 2, 3, 3, 2)

@@ -665,4 +665,3 @@ func fieldMap(fvs []rueidis.XRangeFieldValue) map[string]string {
 	}
 	return m
 }
-
