@@ -12,7 +12,7 @@ ifeq ($(origin REDIS_IMAGE),undefined)
   endif
 endif
 
-.PHONY: test check demo redis-image bench bench-quick fuzz
+.PHONY: test check demo redis-image bench bench-quick fuzz test-matrix
 
 test:
 	go vet ./...
@@ -35,6 +35,15 @@ demo:
 
 redis-image:
 	.ci/redis-image.sh $(REDIS_IMAGE_TAG)
+
+# The server version matrix (.ci/matrix.sh): the cross-version test set against
+# every release in ../shared/redis-src (built once into ~/.cache/redis-builds)
+# and the local redis-server, standalone, cluster and dedicated servers all of
+# the version under test; prints the table. MATRIX_VERSIONS="redis-6.2.16 local"
+# picks versions; MATRIX_README=1 writes the table into README.md.
+MATRIX_VERSIONS ?=
+test-matrix:
+	.ci/matrix.sh $(MATRIX_VERSIONS)
 
 # Benchmarks against raw Redis and peers (own module under bench/); each writes
 # bench-results.json at the repository root and prints a table.

@@ -28,6 +28,10 @@ else
   if [ -z "$bin" ] || [ ! -x "$bin" ]; then
     log "redis-server not found (apt-get install -y redis-server)"; exit 1
   fi
+  # The version before resolving links: Debian's redis-server is a link to
+  # redis-check-rdb, which answers --version by the name it was called with.
+  version=$("$bin" --version | sed -n 's/.* v=\([0-9][0-9.]*\).*/\1/p')
+  [ -n "$version" ] || { log "no version in: $("$bin" --version)"; exit 1; }
   bin=$(readlink -f "$bin")
   ctx=$(mktemp -d)
   trap 'rm -rf "$ctx"' EXIT
@@ -43,8 +47,6 @@ else
     cp -L "$lib" "$ctx$lib"
   done
 
-  version=$("$bin" --version | sed -n 's/.* v=\([0-9][0-9.]*\).*/\1/p')
-  [ -n "$version" ] || { log "no version in: $("$bin" --version)"; exit 1; }
   cat > "$ctx/Dockerfile" <<DOCKERFILE
 FROM scratch
 COPY . /
