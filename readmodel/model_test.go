@@ -3,6 +3,7 @@ package readmodel_test
 import (
 	"context"
 	"errors"
+	"os"
 	"testing"
 	"time"
 
@@ -13,7 +14,12 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 )
 
-func TestMain(m *testing.M) { redistest.Main(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(rollupProjectorEnv) != "" {
+		os.Exit(rollupProjectorMain()) // a projector process of TestRollupChaos
+	}
+	redistest.Main(m)
+}
 
 func newModel(t *testing.T, c rueidis.Client, ns string, opts ...readmodel.Option) *readmodel.Model {
 	t.Helper()

@@ -109,8 +109,11 @@ func TestRollupRefusals(t *testing.T) {
 		"bad source":     func() error { _, err := r.Apply(ctx, "c", eventstore.Stream("order", "a{b}"), 1); return err }(),
 		"bad id":         func() error { _, err := r.Apply(ctx, "c}", order(1), 1); return err }(),
 		"reserved field": func() error { _, err := r.Apply(ctx, "c", order(1), 1, readmodel.IncrBy("_n", 1)); return err }(),
-		"keep 0":         func() error { _, err := r.Apply(ctx, "c", order(1), 1, readmodel.KeepLatest("l", "x", 1, 0)); return err }(),
-		"bad set name":   func() error { _, err := r.Apply(ctx, "c", order(1), 1, readmodel.AddMember("a:b", "x")); return err }(),
+		"keep 0": func() error {
+			_, err := r.Apply(ctx, "c", order(1), 1, readmodel.KeepLatest("l", "x", 1, 0))
+			return err
+		}(),
+		"bad set name": func() error { _, err := r.Apply(ctx, "c", order(1), 1, readmodel.AddMember("a:b", "x")); return err }(),
 		"set op on a Model": func() error {
 			_, err := m.Patch(ctx, "a", 1, readmodel.AddMember("s", "x"))
 			return err
