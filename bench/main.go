@@ -106,6 +106,7 @@ func scenarios() []scenario {
 		{"S1-append", runS1},
 		{"S2-load", runS2},
 		{"S3-project", runS3},
+		{"S3b-many-to-one", runS3b},
 		{"S4-memory", runS4},
 		{"S5-latency", runS5},
 	}

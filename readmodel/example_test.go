@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 
+	"github.com/streamfold/streamfold/eventstore"
 	"github.com/streamfold/streamfold/readmodel"
 	"github.com/streamfold/streamfold/redistest"
 )
@@ -87,4 +88,59 @@ func ExampleWithLoader() {
 	// Ann 7 <nil>
 	// readmodel: owners "bob" not found
 	// loads: 2
+}
+
+// A rollup: per customer, open orders, total spent and the latest orders,
+// fed by every order's stream. Each write names its event (stream and
+// version), so a redelivered event is applied once, whichever order the
+// streams' events arrive in.
+func ExampleRollup() {
+	ctx := context.Background()
+	srv, err := redistest.Start(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close()
+	client, err := srv.Client()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.Close()
+
+	customers, err := readmodel.NewRollup(client, "example", "customers")
+	if err != nil {
+		log.Fatal(err)
+	}
+	// What a projection's handler does with OrderPlaced (version 1 of an
+	// order's stream) and OrderShipped (version 2).
+	placed := func(order string, amount int64, at float64) {
+		_, err := customers.Apply(ctx, "ann", eventstore.Stream("order", order), 1,
+			readmodel.IncrBy("open", 1), readmodel.IncrBy("spent", amount), readmodel.KeepLatest("recent", order, at, 2))
+		if err != nil {
+			log.Fatal(err)
+		}
+	}
+	placed("o1", 30, 1)
+	placed("o2", 50, 2)
+	placed("o2", 50, 2) // redelivered: skipped
+	placed("o3", 20, 3)
+	if _, err := customers.Apply(ctx, "ann", eventstore.Stream("order", "o1"), 2, readmodel.IncrBy("open", -1)); err != nil {
+		log.Fatal(err)
+	}
+
+	e, err := customers.GetFresh(ctx, "ann")
+	if err != nil {
+		log.Fatal(err)
+	}
+	recent, err := customers.LatestFresh(ctx, "ann", "recent")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("open:", e.Fields["open"], "spent:", e.Fields["spent"], "events:", e.Events)
+	fmt.Println("recent:", recent[0].Member, recent[1].Member)
+	fmt.Printf("stats: %+v\n", customers.Stats())
+	// Output:
+	// open: 2 spent: 100 events: 4
+	// recent: o3 o2
+	// stats: {Hits:0 Misses:2 Loads:0 Applied:4 Skipped:1 Deferred:0}
 }

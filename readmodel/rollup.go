@@ -245,10 +245,12 @@ func (r *Rollup) GetFresh(ctx context.Context, id string) (RollupEntry, error) {
 }
 
 func (r *Rollup) do(ctx context.Context, fresh bool, cmd rueidis.Cacheable) rueidis.RedisResult {
+	var res rueidis.RedisResult
 	if fresh {
-		return r.client.Do(ctx, rueidis.Completed(cmd))
+		res = r.client.Do(ctx, rueidis.Completed(cmd))
+	} else {
+		res = r.client.DoCache(ctx, cmd, r.opts.cacheTTL)
 	}
-	res := r.client.DoCache(ctx, cmd, r.opts.cacheTTL)
 	if res.IsCacheHit() {
 		r.hits.Add(1)
 	} else {

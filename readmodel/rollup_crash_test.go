@@ -356,7 +356,7 @@ func TestRollupChaos(t *testing.T) {
 			t.Fatalf("lost %d, doubled %d, dead letters %d", lost, doubled, dead)
 		}
 
-		// Rebuild into schema version 2 from the entity streams, twice.
+		// Rebuild into schema version 2 from the entity streams.
 		r2, err := readmodel.NewRollup(tg.Client, tg.Namespace, chaosProjection, readmodel.WithSchemaVersion(2))
 		if err != nil {
 			t.Fatal(err)
