@@ -29,6 +29,9 @@ out=${MATRIX_OUT:-${TMPDIR:-/tmp}/streamfold-matrix}
 # harness itself. The full suite (integration, lifecycle, CLI) runs on the
 # local server in `make test`.
 pkgs=${MATRIX_PKGS:-./redistest/ ./eventstore/... ./snapshot/ ./projection/ ./readmodel/ ./retention/... ./examples/...}
+# And the crash tests of integration_test (SIGKILL of dedicated servers under
+# appends, both fsync policies); MATRIX_CRASH= leaves them out.
+crash=${MATRIX_CRASH-^TestCrash}
 
 log() { printf 'matrix: %s\n' "$*" >&2; }
 
@@ -72,6 +75,11 @@ for v in "${versions[@]}"; do
   env -u REDIS_URL -u REDIS_CLUSTER_URL REDIS_SERVER_BIN="$bin" REDIS_IMAGE="$image" \
     REDISTEST_SOURCE="$([ -n "$image" ] && echo auto || echo local)" \
     go test -count=1 -json -timeout 15m $pkgs >"$out/$name.json" 2>"$out/$name.stderr" || rc=$?
+  if [ -n "$crash" ]; then
+    env -u REDIS_URL -u REDIS_CLUSTER_URL REDIS_SERVER_BIN="$bin" REDIS_IMAGE="$image" \
+      REDISTEST_SOURCE="$([ -n "$image" ] && echo auto || echo local)" \
+      go test -count=1 -json -timeout 10m -run "$crash" ./integration_test/ >>"$out/$name.json" 2>>"$out/$name.stderr" || rc=$?
+  fi
   log "$name: $([ $rc -eq 0 ] && echo pass || echo FAIL) in $((SECONDS - start))s"
   [ $rc -eq 0 ] || failed+=("$name")
   if [ -n "$image" ]; then

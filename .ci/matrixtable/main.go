@@ -41,6 +41,7 @@ var suites = []struct{ prefix, name string }{
 	{"readmodel", "readmodel"},
 	{"retention", "retention"},
 	{"examples", "examples"},
+	{"integration_test", "integration (crash)"},
 }
 
 var topologies = []string{"standalone", "cluster", "dedicated/unit"}
