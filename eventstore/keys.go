@@ -176,6 +176,14 @@ func (k Keyspace) Log(category string, partition int) string {
 	return k.ns + ":" + k.Tag(category, partition) + ":log"
 }
 
+// LogTrimmed returns the key of the counter of entries trimmed from
+// partition log p of category by retention (package retention): with the
+// log's length, it counts the entries ever added where Redis does not
+// (before 7.0), so projection lag stays exact there.
+func (k Keyspace) LogTrimmed(category string, partition int) string {
+	return k.ns + ":" + k.Tag(category, partition) + ":logtrim"
+}
+
 // Stream returns the key of an entity stream in partition p.
 func (k Keyspace) Stream(s StreamID, partition int) string {
 	return k.ns + ":" + k.Tag(s.Category, partition) + ":s:" + s.ID

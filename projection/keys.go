@@ -12,6 +12,7 @@ import "github.com/streamfold/streamfold/eventstore"
 //	<ns>:{<cat>:<p>}:proj:<name>:dlq     dead letters (stream)
 //	<ns>:{<cat>:<p>}:proj:<name>:parked  parked entities (hash: id -> letters)
 //	<ns>:{<cat>:<p>}:proj:<name>:ctl     retry/skip requests (stream)
+//	<ns>:{<cat>:<p>}:proj:<name>:ckpt    lag bookkeeping (hash: pos, read)
 //	<ns>:proj:<name>:members             live runner instances (sorted set)
 //
 // The consumer group on each partition log is named after the projection.
@@ -25,7 +26,7 @@ type keys struct {
 }
 
 type partKeys struct {
-	lease, fence, log, dlq, parked, ctl string
+	lease, fence, log, dlq, parked, ctl, ckpt string
 }
 
 func (k keys) part(category string, p int) partKeys {
@@ -37,6 +38,7 @@ func (k keys) part(category string, p int) partKeys {
 		dlq:    k.ks.PartitionKey(category, p, pre+"dlq"),
 		parked: k.ks.PartitionKey(category, p, pre+"parked"),
 		ctl:    k.ks.PartitionKey(category, p, pre+"ctl"),
+		ckpt:   k.ks.PartitionKey(category, p, pre+"ckpt"),
 	}
 }
 

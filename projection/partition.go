@@ -230,7 +230,7 @@ func (p *partition) read(ctx context.Context, acks []string, count int, id strin
 	args := make([]string, 0, 6+len(acks))
 	args = append(args, p.lease, p.r.proj.Name, p.r.opts.instance, strconv.Itoa(count), id, strconv.Itoa(len(acks)))
 	args = append(args, acks...)
-	arr, err := p.r.sc.read.Exec(ctx, p.r.client, []string{p.k.lease, p.k.log, p.k.dlq}, args).ToArray()
+	arr, err := p.r.sc.read.Exec(ctx, p.r.client, []string{p.k.lease, p.k.log, p.k.dlq, p.k.ckpt}, args).ToArray()
 	if err != nil {
 		return readResult{}, err
 	}

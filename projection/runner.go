@@ -28,6 +28,8 @@ var (
 	deadLetterLua string
 	//go:embed lua/members.lua
 	membersLua string
+	//go:embed lua/status.lua
+	statusLua string
 )
 
 // scripts are stateless; each Runner (and DeadLetters) holds its own set.

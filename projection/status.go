@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +17,13 @@ func asUnknown(err error, target **eventstore.UnknownEventTypeError) bool {
 }
 
 // PartitionStatus is a projection's progress on one partition.
+//
+// Delivered, Pending, Lag and Checkpoint come from the projection's own
+// bookkeeping (kept by the runner's fenced read, in the same atomic step),
+// not from Redis' consumer-group "lag", which Redis 6.2 does not have and
+// which Redis 7.0 gets wrong for good after an AOF rewrite and a crash
+// (XREADGROUP is persisted as XCLAIM, which leaves the group's entries-read
+// behind). They are exact on every supported server and after crashes.
 type PartitionStatus struct {
 	Category  string
 	Partition int
@@ -23,54 +31,99 @@ type PartitionStatus struct {
 	// fencing token.
 	Owner string
 	Token int64
-	// Checkpoint is the group's last delivered entry. Every entry up to it
-	// has been applied or dead-lettered, except Pending ones.
+	// Delivered is the last log entry handed to the projection (the
+	// consumer group's last-delivered-id).
+	Delivered eventstore.Position
+	// Checkpoint is the last log entry that it and every entry before it
+	// have been applied or dead-lettered: Delivered when nothing is
+	// pending, else the entry before the oldest pending one. A projection
+	// restarted from scratch would resume after it.
 	Checkpoint eventstore.Position
-	// Pending counts entries delivered but not acked yet.
+	// Pending counts entries delivered but not acked yet (being applied,
+	// or waiting for a runner after a crash).
 	Pending int64
-	// Lag counts log entries not delivered yet (-1: Redis cannot tell, for
-	// example after entries were deleted from the middle of the log).
+	// Lag counts log entries appended after Delivered: not handed to the
+	// projection yet. Entries still to be applied are Lag + Pending. -1
+	// only when the bookkeeping was lost (an upgrade, an operator's SETID)
+	// while more than 100,000 entries wait; it is counted again as the
+	// projection catches up.
 	Lag int64
 	// DeadLetters counts letters; Parked the entities waiting behind them.
 	DeadLetters int64
 	Parked      int64
 }
 
+// exactLag: lags up to this many entries are counted entry by entry (see
+// lua/status.lua); longer ones come from the bookkeeping.
+const exactLag = 500
+
 // Status returns the progress of projection name on every partition of
-// categories. It works from any process, with or without a runner.
+// categories. It works from any process, with or without a runner, and
+// never creates a category (an unknown one yields an
+// *eventstore.UnknownCategoryError listing the known ones). Partitions
+// where the projection has no consumer group yet are reported with zero
+// positions and Lag -1.
 func Status(ctx context.Context, store *eventstore.Store, name string, categories ...string) ([]PartitionStatus, error) {
 	k := keys{ks: store.Keys(), name: name}
 	c := store.Client()
+	status := newScript(statusLua, 0)
 	var out []PartitionStatus
 	for _, cat := range categories {
 		n, err := store.Partitions(ctx, cat)
 		if err != nil {
 			return nil, err
 		}
+		execs := make([]rueidis.LuaExec, n)
+		cmds := make(rueidis.Commands, 0, 3*n)
 		for p := range n {
 			pk := k.part(cat, p)
-			res := c.DoMulti(ctx,
-				c.B().XinfoGroups().Key(pk.log).Build(),
-				c.B().Get().Key(pk.lease).Build(),
-				c.B().Xlen().Key(pk.dlq).Build(),
-				c.B().Hlen().Key(pk.parked).Build())
+			execs[p] = rueidis.LuaExec{Keys: []string{pk.log, pk.ckpt, k.ks.LogTrimmed(cat, p)}, Args: []string{name, strconv.Itoa(exactLag)}}
+			cmds = append(cmds, c.B().Get().Key(pk.lease).Build(), c.B().Xlen().Key(pk.dlq).Build(), c.B().Hlen().Key(pk.parked).Build())
+		}
+		prog := status.ExecMulti(ctx, c, execs...)
+		rest := c.DoMulti(ctx, cmds...)
+		for p := range n {
 			st := PartitionStatus{Category: cat, Partition: p, Lag: -1}
-			g, err := groupInfo(res[0], name)
-			if err != nil {
+			if err := st.progress(prog[p]); err != nil {
 				return nil, fmt.Errorf("projection %s: status of %s/%d: %w", name, cat, p, err)
 			}
-			st.Checkpoint, st.Pending, st.Lag = g.delivered, g.pending, g.lag
-			if v, err := res[1].ToString(); err == nil {
+			if v, err := rest[3*p].ToString(); err == nil {
 				tok, owner, _ := strings.Cut(v, ":")
 				st.Owner = owner
 				fmt.Sscan(tok, &st.Token)
 			}
-			st.DeadLetters, _ = res[2].AsInt64()
-			st.Parked, _ = res[3].AsInt64()
+			st.DeadLetters, _ = rest[3*p+1].AsInt64()
+			st.Parked, _ = rest[3*p+2].AsInt64()
 			out = append(out, st)
 		}
 	}
 	return out, nil
+}
+
+// progress fills st from status.lua's reply.
+func (st *PartitionStatus) progress(res rueidis.RedisResult) error {
+	arr, err := res.ToArray()
+	if err != nil {
+		return err
+	}
+	if ok, _ := arr[0].AsInt64(); ok != 1 {
+		return nil // no log or no group yet
+	}
+	if len(arr) != 5 {
+		return fmt.Errorf("status script: %d elements", len(arr))
+	}
+	var pos [2]string
+	pos[0], _ = arr[1].ToString()
+	pos[1], _ = arr[4].ToString()
+	if st.Delivered, err = eventstore.ParsePosition(pos[0]); err == nil {
+		st.Checkpoint, err = eventstore.ParsePosition(pos[1])
+	}
+	if err != nil {
+		return fmt.Errorf("status script: %w", err)
+	}
+	st.Pending, _ = arr[2].AsInt64()
+	st.Lag, _ = arr[3].AsInt64()
+	return nil
 }
 
 // Status returns the runner's projection progress (see Status).
@@ -82,11 +135,10 @@ type group struct {
 	found     bool
 	delivered eventstore.Position
 	pending   int64
-	lag       int64
 }
 
 func groupInfo(res rueidis.RedisResult, name string) (group, error) {
-	g := group{lag: -1}
+	var g group
 	arr, err := res.ToArray()
 	if err != nil {
 		if strings.Contains(err.Error(), "no such key") {
@@ -109,11 +161,6 @@ func groupInfo(res rueidis.RedisResult, name string) (group, error) {
 		g.delivered, _ = eventstore.ParsePosition(s)
 		pe := m["pending"]
 		g.pending, _ = pe.AsInt64()
-		if l, ok := m["lag"]; ok {
-			if v, err := l.AsInt64(); err == nil {
-				g.lag = v
-			}
-		}
 	}
 	return g, nil
 }

@@ -3,6 +3,7 @@ package retention
 import (
 	"context"
 	"fmt"
+	"strconv"
 
 	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/eventstore"
@@ -110,8 +111,9 @@ func (r *Retainer) trimLog(ctx context.Context, p Policy, part int, dryRun bool)
 		return rep, nil
 	}
 	// Approximate trimming removes whole nodes only: cheap, and never more
-	// than asked.
-	rep.Trimmed, err = c.Do(ctx, c.B().Xtrim().Key(key).Minid().Almost().Threshold(threshold.String()).Limit(r.opts.trimLimit).Build()).AsInt64()
+	// than asked; trimlog.lua also counts it (projection lag before 7.0).
+	rep.Trimmed, err = r.trimmer.Exec(ctx, c, []string{key, r.store.Keys().LogTrimmed(p.Category, part)},
+		[]string{threshold.String(), strconv.FormatInt(r.opts.trimLimit, 10)}).AsInt64()
 	if err != nil {
 		return rep, err
 	}

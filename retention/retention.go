@@ -16,6 +16,9 @@ import (
 //go:embed lua/compact.lua
 var compactLua string
 
+//go:embed lua/trimlog.lua
+var trimLogLua string
+
 // Policy is the retention of one category.
 type Policy struct {
 	Category string
@@ -63,6 +66,7 @@ type Retainer struct {
 	policies []Policy
 	opts     options
 	compact  *rueidis.Lua
+	trimmer  *rueidis.Lua
 }
 
 type options struct {
@@ -113,7 +117,7 @@ func New(store *eventstore.Store, policies []Policy, opts ...Option) (*Retainer,
 			policies[i].CompactMaxEntries = 100
 		}
 	}
-	return &Retainer{store: store, policies: policies, opts: o, compact: rueidis.NewLuaScript(compactLua)}, nil
+	return &Retainer{store: store, policies: policies, opts: o, compact: rueidis.NewLuaScript(compactLua), trimmer: rueidis.NewLuaScript(trimLogLua)}, nil
 }
 
 // Report says what one pass did (or, on a dry run, would do).

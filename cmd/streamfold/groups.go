@@ -21,9 +21,10 @@ type groupRow struct {
 	Projection    string `json:"projection"`
 	Category      string `json:"category"`
 	Partition     int    `json:"partition"`
-	Lag           int64  `json:"lag"` // -1: Redis cannot tell
+	Lag           int64  `json:"lag"` // entries not delivered yet; -1: unknown (see projection.PartitionStatus)
 	Pending       int64  `json:"pending"`
 	LastDelivered string `json:"last_delivered"`
+	Checkpoint    string `json:"checkpoint"` // every entry up to it applied or dead-lettered
 	Consumers     int64  `json:"consumers"`
 	LeaseHolder   string `json:"lease_holder"`
 	LeaseToken    int64  `json:"lease_token"`
@@ -92,7 +93,6 @@ func (a *app) discover(cats []string) (projections, []groupRow, error) {
 			row.LastDelivered = mapStr(m, "last-delivered-id")
 			row.Pending = mapInt(m, "pending", 0)
 			row.Consumers = mapInt(m, "consumers", 0)
-			row.Lag = mapInt(m, "lag", -1)
 			rows = append(rows, row)
 			cs := found[row.Projection]
 			if len(cs) == 0 || cs[len(cs)-1] != row.Category {
@@ -169,8 +169,9 @@ func groupsCmd(fs *flag.FlagSet) func(*app, []string) error {
 				return unknownProjection(a.g.namespace, n, found)
 			}
 		}
-		// Lease holders and dead letters come from projection.Status,
-		// which owns those keys.
+		// Progress, lease holders and dead letters come from
+		// projection.Status, which owns that bookkeeping (Redis' own
+		// group lag is absent on 6.2 and wrong after a crash on 7.0).
 		type pk struct {
 			proj, cat string
 			p         int
@@ -195,12 +196,13 @@ func groupsCmd(fs *flag.FlagSet) func(*app, []string) error {
 				continue // filtered out
 			}
 			r.LeaseHolder, r.LeaseToken, r.DeadLetters, r.Parked = st.Owner, st.Token, st.DeadLetters, st.Parked
+			r.Lag, r.Pending, r.LastDelivered, r.Checkpoint = st.Lag, st.Pending, st.Delivered.String(), st.Checkpoint.String()
 			if *active && r.Lag == 0 && r.Pending == 0 && r.DeadLetters == 0 {
 				continue
 			}
 			out = append(out, r)
 		}
-		t := &table{header: []string{"PROJECTION", "CATEGORY", "PARTITION", "LAG", "PENDING", "LAST DELIVERED", "CONSUMERS", "LEASE HOLDER", "DLQ", "PARKED"}}
+		t := &table{header: []string{"PROJECTION", "CATEGORY", "PARTITION", "LAG", "PENDING", "LAST DELIVERED", "CHECKPOINT", "CONSUMERS", "LEASE HOLDER", "DLQ", "PARKED"}}
 		for _, r := range out {
 			lag := fmt.Sprint(r.Lag)
 			if r.Lag < 0 {
@@ -210,7 +212,7 @@ func groupsCmd(fs *flag.FlagSet) func(*app, []string) error {
 			if r.LeaseHolder != "" {
 				holder = fmt.Sprintf("%s (token %d)", r.LeaseHolder, r.LeaseToken)
 			}
-			t.add(r.Projection, r.Category, r.Partition, lag, r.Pending, r.LastDelivered, r.Consumers, holder, r.DeadLetters, r.Parked)
+			t.add(r.Projection, r.Category, r.Partition, lag, r.Pending, r.LastDelivered, r.Checkpoint, r.Consumers, holder, r.DeadLetters, r.Parked)
 		}
 		var notes []string
 		if len(found) == 0 {

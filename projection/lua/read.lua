@@ -4,6 +4,7 @@
 -- KEYS[1]  the lease     <ns>:{<cat>:<p>}:proj:<name>:lease
 -- KEYS[2]  the log       <ns>:{<cat>:<p>}:log
 -- KEYS[3]  dead letters  <ns>:{<cat>:<p>}:proj:<name>:dlq
+-- KEYS[4]  bookkeeping   <ns>:{<cat>:<p>}:proj:<name>:ckpt (see status.lua)
 --
 -- ARGV[1]  lease value held ("<token>:<owner>")
 -- ARGV[2]  group (the projection's name)
@@ -23,6 +24,11 @@
 -- holder has not applied) nor read (entries it takes would sit in its pending
 -- list while the new holder moves on, and be applied out of order later).
 -- Lease, log and dead letters share the partition's hash tag.
+--
+-- A ">" read counts what it delivers into the bookkeeping (status.lua),
+-- in the same atomic step, when the bookkeeping follows the group: the
+-- entry after its pos is the first one read. Otherwise (the group moved:
+-- SETID, re-created) it drops it, and status.lua counts again.
 --
 -- A pending entry whose log entry was trimmed comes back without fields:
 -- it is dead-lettered (kind "trimmed") and acked here, atomically, so it is
@@ -51,6 +57,17 @@ if r and r[1] then
       redis.call('XADD', KEYS[3], '*', 'k', 'trimmed', 'pos', e[1], 'err', 'log entry trimmed while pending')
       redis.call('XACK', log, group, e[1])
       dead = dead + 1
+    end
+  end
+end
+if ARGV[5] == '>' and last ~= '' then
+  local b = redis.call('HMGET', KEYS[4], 'pos', 'read')
+  if b[1] and b[2] then
+    local nxt = redis.call('XRANGE', log, '(' .. b[1], '+', 'COUNT', 1)[1]
+    if nxt and nxt[1] == r[1][2][1][1] then
+      redis.call('HSET', KEYS[4], 'pos', last, 'read', tonumber(b[2]) + #r[1][2])
+    else
+      redis.call('DEL', KEYS[4])
     end
   end
 end
