@@ -38,13 +38,21 @@ type scripts struct {
 	lease, read, claim, deadLetter, members script
 }
 
-func newScripts(patience time.Duration) scripts {
+//
+// The maintenance round's scripts (lease, claim, members) give up after a
+// quarter of the lease TTL, so that one refused partition does not hold up
+// the renewal of the others. A partition's own reads and dead-letter writes
+// wait up to the whole TTL: nothing else of that partition can progress
+// meanwhile, and a slot migration on a busy machine can refuse its keys for
+// longer than a quarter TTL (878 ms seen with a 2 s TTL).
+func newScripts(leaseTTL time.Duration) scripts {
+	short := leaseTTL / 4
 	return scripts{
-		lease:      newScript(leaseLua, patience),
-		read:       newScript(readLua, patience),
-		claim:      newScript(claimLua, patience),
-		deadLetter: newScript(deadLetterLua, patience),
-		members:    newScript(membersLua, patience),
+		lease:      newScript(leaseLua, short),
+		read:       newScript(readLua, leaseTTL),
+		claim:      newScript(claimLua, short),
+		deadLetter: newScript(deadLetterLua, leaseTTL),
+		members:    newScript(membersLua, short),
 	}
 }
 
@@ -117,7 +125,7 @@ func NewRunner(store *eventstore.Store, p Projection, opts ...Option) (*Runner, 
 		batch:   bh,
 		opts:    o,
 		keys:    keys{ks: store.Keys(), name: p.Name},
-		sc:      newScripts(o.leaseTTL / 4),
+		sc:      newScripts(o.leaseTTL),
 		log:     o.logger.With("projection", p.Name, "instance", o.instance),
 		parts:   map[unit]*partition{},
 		acked:   make(chan struct{}),
