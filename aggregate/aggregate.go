@@ -15,6 +15,8 @@ type Aggregate[S any] struct {
 	state   S
 	version uint64
 	pending []eventstore.Event
+	// The result of the last append that saved this value (zero if none).
+	appended eventstore.AppendResult
 
 	// The latest snapshot this writer knows of, for the snapshot policy.
 	snapVersion uint64
@@ -39,6 +41,20 @@ func (a *Aggregate[S]) State() S { return a.state }
 // Version returns the version of the last stored event folded into the
 // state (0 for an aggregate never saved). Pending events come after it.
 func (a *Aggregate[S]) Version() uint64 { return a.version }
+
+// LastAppend returns the result of the append by which this value was last
+// saved (by Repository.Save or Update): what projection.WaitFor needs for
+// read-your-writes, with the stream, partition, version and log positions
+// of the events written. It is the zero AppendResult (no Positions, which
+// WaitFor refuses with ErrNotWaitable) when this value wrote nothing: loaded
+// and not saved, or run through a command that raised no events. A save
+// recognised as a retry of an earlier one (after a timeout) returns the
+// original append's result, positions included.
+func (a *Aggregate[S]) LastAppend() eventstore.AppendResult { return a.appended }
+
+// Appended reports whether this value has been saved with events since it
+// was loaded (or created): whether LastAppend holds an append's result.
+func (a *Aggregate[S]) Appended() bool { return len(a.appended.Positions) > 0 }
 
 // IsNew reports whether the aggregate has no stored events.
 func (a *Aggregate[S]) IsNew() bool { return a.version == 0 }

@@ -233,7 +233,8 @@ func (r *Repository[S]) checkStart(ctx context.Context, a *Aggregate[S], v uint6
 // Saving the same aggregate again after an error that left the outcome
 // unknown (a timeout) is safe: the events keep their ids, and an append
 // already stored is recognised and not repeated. An aggregate without pending
-// events is not written.
+// events is not written. After a save, a.LastAppend() is the append's result
+// (for projection.WaitFor).
 func (r *Repository[S]) Save(ctx context.Context, a *Aggregate[S]) error {
 	if a.typ != r.typ {
 		return fmt.Errorf("aggregate: save %s: %w", a.Stream(), ErrWrongType)
@@ -246,7 +247,7 @@ func (r *Repository[S]) Save(ctx context.Context, a *Aggregate[S]) error {
 	if err != nil {
 		return fmt.Errorf("aggregate: save %s: %w", stream, err)
 	}
-	a.version, a.pending = res.Version, nil
+	a.version, a.pending, a.appended = res.Version, nil, res
 	r.offerSnapshot(a)
 	return nil
 }
@@ -280,7 +281,9 @@ func (r *Repository[S]) offerSnapshot(a *Aggregate[S]) {
 // An
 // error from fn is returned as is, and nothing is saved. fn may run several
 // times: it must not have side effects other than raising events. Update
-// returns the aggregate as saved.
+// returns the aggregate as saved; its LastAppend is the result of the
+// append, which projection.WaitFor takes for read-your-writes (zero when fn
+// raised no events: nothing was written).
 func (r *Repository[S]) Update(ctx context.Context, id string, fn func(*Aggregate[S]) error) (*Aggregate[S], error) {
 	if !r.opts.unlocked {
 		unlock, err := r.local.lock(ctx, id)

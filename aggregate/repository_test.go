@@ -457,3 +457,60 @@ func TestRepositoryErrors(t *testing.T) {
 		t.Fatalf("bad category: %v", err)
 	}
 }
+
+// Issue 13 item 2: the write methods give the caller what waiting for a
+// projection needs, without Store.Last and Store.Locate.
+func TestLastAppend(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+		t.Parallel()
+		ctx := ctxT(t)
+		e := newEnv(t, tg)
+		accounts := repo(t, e.store, accountType(t))
+		stream := eventstore.Stream("account", "alice")
+		check := func(what string, a *aggregate.Aggregate[Account], events int) {
+			t.Helper()
+			res := a.LastAppend()
+			last, err := e.store.Last(ctx, stream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, _, err := e.store.Locate(ctx, stream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !a.Appended() || res.Stream != stream || res.Partition != p || res.Version != last.Version ||
+				res.Version != a.Version() || len(res.Positions) != events || res.LastPosition() != last.Position {
+				t.Fatalf("%s: LastAppend() = %+v, Appended %t; want %s partition %d version %d with %d positions ending at %v",
+					what, res, a.Appended(), stream, p, last.Version, events, last.Position)
+			}
+		}
+
+		a, err := accounts.Update(ctx, "alice", aggregate.Decide(open, Open{Owner: "Alice"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		check("Update", a, 1)
+
+		a, err = accounts.Load(ctx, "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Appended() || len(a.LastAppend().Positions) != 0 {
+			t.Fatalf("a loaded aggregate has LastAppend %+v, want zero", a.LastAppend())
+		}
+		a.Raise(Deposited{Amount: 5}, Deposited{Amount: 7})
+		if err := accounts.Save(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		check("Save", a, 2)
+
+		// A command that raises nothing writes nothing: zero result.
+		a, err = accounts.Update(ctx, "alice", func(*aggregate.Aggregate[Account]) error { return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Appended() || a.LastAppend().Version != 0 {
+			t.Fatalf("a no-op Update has LastAppend %+v, want zero", a.LastAppend())
+		}
+	})
+}
