@@ -75,8 +75,12 @@ func TestMixedSourcesAreLoud(t *testing.T) {
 			}
 			st := m.Stats()
 			t.Logf("batch=%v: entry %v, stats %+v, %d dead letters", batch, e.Fields, st, len(letters))
-			if st.Skipped != 0 {
-				t.Errorf("batch=%v: %d writes skipped silently", batch, st.Skipped)
+			// Every order is accounted for: one applied, four dead-lettered.
+			// (Skipped may be 1 on the batch path: a batch that failed on a
+			// refused write is applied again event by event, and the first
+			// order's write is then a redelivery of its own stream.)
+			if st.Applied != 1 || st.Skipped > 1 {
+				t.Errorf("batch=%v: stats %+v, want one order applied and none skipped but its own redelivery", batch, st)
 			}
 			if e.Fields["open"] != "1" || len(letters) != 4 || parked != 4 {
 				t.Fatalf("batch=%v: open=%s with %d dead letters; want the first order applied and the other 4 dead-lettered", batch, e.Fields["open"], len(letters))
