@@ -30,6 +30,11 @@ const (
 	// KindTrimmed: the log entry was trimmed while pending; only its
 	// position is known. Rebuild the affected read models, then skip it.
 	KindTrimmed = "trimmed"
+	// KindUnknownType: the event's type is not registered in the process
+	// that read it (Projection.UnknownTypes is UnknownDeadLetter, the
+	// default); its entity is parked behind it. Register the type, then
+	// retry the entity.
+	KindUnknownType = "unknown-type"
 )
 
 // DeadLetter is an event the projection did not apply.
@@ -47,6 +52,7 @@ type DeadLetter struct {
 	Event     eventstore.RecordedEvent // decoded event (not for KindTrimmed)
 
 	decodeErr error
+	unknown   bool // Event's type is not registered here (Data nil)
 }
 
 // DeadLetters lists, retries and skips a projection's dead letters. Retries
@@ -187,6 +193,7 @@ func decodeLetter(store *eventstore.Store, key, cat string, p int, e rueidis.XRa
 	if err != nil && !asUnknown(err, &unknown) {
 		l.decodeErr = err
 	}
+	l.unknown = unknown != nil
 	l.Event = ev
 	return l
 }

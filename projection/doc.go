@@ -85,6 +85,19 @@
 // event when it comes: that is dead-lettered as [KindFailed] with its
 // entity parked and a message to rebuild the read model.
 //
+// # Events of unregistered types
+//
+// A projection is strict by default: an event whose type is not registered
+// in the projecting process's registry (a newer writer added it, or a
+// registration is missing here) is dead-lettered as [KindUnknownType] and
+// its entity parked, so WaitFor reports [ErrDeadLettered] rather than
+// success and no read model silently misses it; register the type and
+// retry the entity (a retry while the type is still unknown leaves it
+// parked). [Rebuild] stops with an error matching
+// *eventstore.UnknownEventTypeError. Projection.UnknownTypes chooses
+// otherwise: [UnknownSkip] acks such events unhandled (DEBUG log), and
+// [UnknownDeliver] hands them to the handler with Data nil and Raw set.
+//
 // # Failures: the sequenced dead-letter queue
 //
 // A handler error (after the retries of a [Retry] middleware) dead-letters

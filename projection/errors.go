@@ -63,6 +63,12 @@ func (e *DeadLetteredError) Error() string {
 // Unwrap makes errors.Is(err, ErrDeadLettered) true.
 func (e *DeadLetteredError) Unwrap() error { return ErrDeadLettered }
 
+// unknownTypeError explains an event of an unregistered type (err is the
+// store's *eventstore.UnknownEventTypeError, kept for errors.As).
+func (r *Runner) unknownTypeError(err error) error {
+	return fmt.Errorf("projection %s: %w; register the type in this process's eventstore.Registry and retry the entity's dead letters, or set Projection.UnknownTypes (UnknownSkip, UnknownDeliver)", r.proj.Name, err)
+}
+
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
 }

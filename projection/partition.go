@@ -49,6 +49,7 @@ type partition struct {
 }
 
 type logger interface {
+	Debug(msg string, args ...any)
 	Info(msg string, args ...any)
 	Warn(msg string, args ...any)
 	Error(msg string, args ...any)
@@ -519,8 +520,15 @@ func (p *partition) dispatch(entries []rueidis.XRangeSlice) bool {
 		ev, err := p.r.store.DecodeLogEntry(p.k.log, p.u.cat, e)
 		var unknown *eventstore.UnknownEventTypeError
 		if err == nil || errors.As(err, &unknown) {
-			// An unknown type reaches the handler with Data nil and Raw set.
 			t.ev, t.entity = ev, ev.Stream.ID
+			if unknown != nil {
+				switch p.r.proj.UnknownTypes {
+				case UnknownDeadLetter:
+					t.decodeErr, t.letterKind = p.r.unknownTypeError(err), KindUnknownType
+				case UnknownSkip:
+					t.skipUnknown = true
+				} // UnknownDeliver: to the handler, Data nil and Raw set
+			}
 		} else {
 			// Corrupt: dead-lettered, parking its entity if the entry
 			// names one, unless it is foreign (verify).

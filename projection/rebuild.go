@@ -110,7 +110,7 @@ func Rebuild(ctx context.Context, store *eventstore.Store, p Projection, concurr
 			if err != nil {
 				return st, err
 			}
-			if err := rebuildEntities(ctx, store, p.Name, h, cat, ids, cut, concurrency, &st); err != nil {
+			if err := rebuildEntities(ctx, store, p.Name, h, p.UnknownTypes, cat, ids, cut, concurrency, &st); err != nil {
 				return st, fmt.Errorf("rebuild %s: %w", p.Name, err)
 			}
 		}
@@ -149,7 +149,7 @@ func entityIDs(ctx context.Context, store *eventstore.Store, cat string, part in
 	return out, nil
 }
 
-func rebuildEntities(ctx context.Context, store *eventstore.Store, name string, h Handler, cat string, ids []string, cut eventstore.Position, concurrency int, st *RebuildStats) error {
+func rebuildEntities(ctx context.Context, store *eventstore.Store, name string, h Handler, unknownTypes UnknownTypes, cat string, ids []string, cut eventstore.Position, concurrency int, st *RebuildStats) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
@@ -162,7 +162,7 @@ func rebuildEntities(ctx context.Context, store *eventstore.Store, name string, 
 					return
 				}
 				sid := eventstore.StreamID{Category: cat, ID: ids[i]}
-				if err := rebuildEntity(ctx, store, name, h, sid, cut, st); err != nil {
+				if err := rebuildEntity(ctx, store, name, h, unknownTypes, sid, cut, st); err != nil {
 					cancel(err)
 					return
 				}
@@ -177,7 +177,7 @@ func rebuildEntities(ctx context.Context, store *eventstore.Store, name string, 
 // rebuildEntity folds one entity's events up to the cut, after checking
 // that its stream starts where its life does: a fold of what a truncated
 // stream still holds would be a wrong read model, silently.
-func rebuildEntity(ctx context.Context, store *eventstore.Store, name string, h Handler, sid eventstore.StreamID, cut eventstore.Position, st *RebuildStats) error {
+func rebuildEntity(ctx context.Context, store *eventstore.Store, name string, h Handler, unknownTypes UnknownTypes, sid eventstore.StreamID, cut eventstore.Position, st *RebuildStats) error {
 	checked := false
 	var prev uint64
 	for ev, err := range store.Read(ctx, sid, 0) {
@@ -187,6 +187,9 @@ func rebuildEntity(ctx context.Context, store *eventstore.Store, name string, h 
 				return nil // deleted since the scan: the runner applies its deletion marker
 			}
 			return fmt.Errorf("read %s: %w", sid, err)
+		}
+		if unknown != nil && unknownTypes == UnknownDeadLetter {
+			return fmt.Errorf("projection %s: %s v%d: %w; register the type in this process's eventstore.Registry, or set Projection.UnknownTypes (UnknownSkip, UnknownDeliver)", name, sid, ev.Version, err)
 		}
 		after := !ev.Position.IsZero() && ev.Position.Compare(cut) > 0
 		if !checked {
@@ -212,6 +215,9 @@ func rebuildEntity(ctx context.Context, store *eventstore.Store, name string, h 
 		prev = ev.Version
 		if after {
 			break // the runner's (with the deletion marker before it, if any)
+		}
+		if unknown != nil && unknownTypes == UnknownSkip {
+			continue
 		}
 		if err := h.Handle(readmodel.WithSource(ctx, sid), ev); err != nil {
 			return fmt.Errorf("%s v%d: %w", sid, ev.Version, err)

@@ -38,7 +38,6 @@ type scripts struct {
 	lease, read, claim, deadLetter, members script
 }
 
-//
 // The maintenance round's scripts (lease, claim, members) give up after a
 // quarter of the lease TTL, so that one refused partition does not hold up
 // the renewal of the others. A partition's own reads and dead-letter writes

@@ -33,9 +33,13 @@ type task struct {
 	entity    string
 	foreign   bool   // not the entity's event (decodeErr says why): dead-lettered without parking it
 	conflict  string // the store's event, after a foreign entry was taken for it (see verify): dead-lettered, parking its entity
-	letterID  string // skip
-	ctlID     string // control request to delete when done
-	batch     []task // taskBatch: its events, each entity's in log order
+	// letterKind is the dead letter's kind when decodeErr is set and the
+	// entry is not foreign ("" = KindCorrupt).
+	letterKind  string
+	skipUnknown bool   // an unregistered type, acked unhandled (UnknownSkip)
+	letterID    string // skip
+	ctlID       string // control request to delete when done
+	batch       []task // taskBatch: its events, each entity's in log order
 }
 
 func (t task) run() {
@@ -68,10 +72,17 @@ func (t task) handleEvent() string {
 		t.park("parked", "waiting behind an earlier dead-lettered event of the entity", 0)
 		return ""
 	}
+	if t.skipUnknown && t.decodeErr == nil && t.conflict == "" {
+		p.log.Debug("projection: event of an unregistered type skipped", "stream", t.ev.Stream, "version", t.ev.Version, "type", t.ev.Type)
+		return t.pos
+	}
 	err := t.decodeErr
 	kind := KindCorrupt
-	if t.foreign {
+	switch {
+	case t.foreign:
 		kind = KindForeign
+	case t.letterKind != "":
+		kind = t.letterKind
 	}
 	if err == nil && t.conflict != "" {
 		kind, err = KindFailed, errors.New(t.conflict)
@@ -121,7 +132,7 @@ func (t task) handleBatch() []string {
 	}
 	simple := true
 	for i := range t.batch {
-		if e := &t.batch[i]; e.decodeErr != nil || e.conflict != "" || (e.entity != "" && (p.isParked(e.entity) || p.isHeld(e.entity))) {
+		if e := &t.batch[i]; e.decodeErr != nil || e.conflict != "" || e.skipUnknown || (e.entity != "" && (p.isParked(e.entity) || p.isHeld(e.entity))) {
 			simple = false
 			break
 		}
@@ -234,6 +245,10 @@ func (t task) retry() {
 	for _, l := range mine {
 		if l.decodeErr != nil {
 			p.log.Warn("projection: retry: dead letter cannot be decoded; skip it", "letter", l.ID, "err", l.decodeErr)
+			return
+		}
+		if l.unknown && p.r.proj.UnknownTypes == UnknownDeadLetter {
+			p.log.Warn("projection: retry: the letter's event type is still not registered here; entity stays parked", "letter", l.ID, "type", l.Event.Type)
 			return
 		}
 		if err := p.r.handle(p.hctx, p, l.Event); err != nil {
