@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/eventstore"
@@ -163,94 +162,4 @@ func groupInfo(res rueidis.RedisResult, name string) (group, error) {
 		g.pending, _ = pe.AsInt64()
 	}
 	return g, nil
-}
-
-// WaitFor returns when the runner's projection has applied res (every event
-// of that append): at once if it already has. It returns a
-// *DeadLetteredError when the append's entity is parked with a dead letter
-// at or before res.Version, and ctx's error when ctx ends first. It asks
-// Redis, so it works whichever instance holds the partition; acks made by
-// this process wake it early.
-//
-// res must carry the log positions of the append (as Store.Append, Delete
-// and Forget return it): a result without Positions, built by hand, is
-// refused with ErrNotWaitable rather than taken as applied.
-func (r *Runner) WaitFor(ctx context.Context, res eventstore.AppendResult) error {
-	if len(res.Positions) == 0 {
-		return fmt.Errorf("%w: the result for %s v%d has no Positions; pass the AppendResult that Store.Append (or Delete, Forget) returned, or set Positions to the event's log Position (RecordedEvent.Position)",
-			ErrNotWaitable, res.Stream, res.Version)
-	}
-	if !r.follows(res.Stream.Category) {
-		return invalid("projection %s does not follow category %s", r.proj.Name, res.Stream.Category)
-	}
-	k := r.keys.part(res.Stream.Category, res.Partition)
-	pos := res.LastPosition()
-	poll := 2 * time.Millisecond
-	for {
-		sig := r.ackSignal()
-		done, err := r.applied(ctx, k, pos, res)
-		if err != nil || done {
-			return err
-		}
-		t := time.NewTimer(poll)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-sig:
-		case <-t.C:
-			poll = min(2*poll, 100*time.Millisecond)
-		}
-		t.Stop()
-	}
-}
-
-func (r *Runner) follows(cat string) bool {
-	for _, c := range r.proj.Categories {
-		if c == cat {
-			return true
-		}
-	}
-	return false
-}
-
-// applied: the group has delivered pos, nothing at or before pos is pending,
-// and the entity has no dead letter at or before res.Version.
-func (r *Runner) applied(ctx context.Context, k partKeys, pos eventstore.Position, res eventstore.AppendResult) (bool, error) {
-	c := r.client
-	out := c.DoMulti(ctx,
-		c.B().XinfoGroups().Key(k.log).Build(),
-		c.B().Xpending().Key(k.log).Group(r.proj.Name).Start("-").End(pos.String()).Count(1).Build(),
-		c.B().Hexists().Key(k.parked).Field(res.Stream.ID).Build())
-	g, err := groupInfo(out[0], r.proj.Name)
-	if err != nil {
-		return false, fmt.Errorf("projection %s: wait: %w", r.proj.Name, err)
-	}
-	if !g.found || g.delivered.Compare(pos) < 0 {
-		return false, nil
-	}
-	pend, err := out[1].ToArray()
-	if err != nil {
-		return false, fmt.Errorf("projection %s: wait: %w", r.proj.Name, err)
-	}
-	if len(pend) > 0 {
-		return false, nil
-	}
-	parked, err := out[2].AsBool()
-	if err != nil {
-		return false, fmt.Errorf("projection %s: wait: %w", r.proj.Name, err)
-	}
-	if !parked {
-		return true, nil
-	}
-	letters, err := readLetters(ctx, c, r.store, r.proj.Name, res.Stream.Category, res.Partition, k.dlq)
-	if err != nil {
-		return false, err
-	}
-	for _, l := range letters {
-		if l.Stream == res.Stream && l.Version <= res.Version {
-			return true, &DeadLetteredError{Projection: r.proj.Name, Stream: res.Stream}
-		}
-	}
-	return true, nil
 }
