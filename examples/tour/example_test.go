@@ -108,23 +108,14 @@ func Example() {
 	done := make(chan error)
 	go func() { done <- runner.Run(runCtx) }()
 
-	// Wait until the projection has applied alice's last event. WaitFor takes
-	// an append's result; Update returns the aggregate, so rebuild the result
-	// from the stream's last event.
-	last, err := store.Last(ctx, a.Stream())
-	if err != nil {
+	// Read your writes: the aggregate carries the result of its last append;
+	// wait until the projection (by name: any process can) has applied it,
+	// then read around the client-side cache, which Redis invalidates a
+	// moment after the write.
+	if err := projection.WaitFor(ctx, store, "balances", a.LastAppend()); err != nil {
 		log.Fatal(err)
 	}
-	p, _, err := store.Locate(ctx, a.Stream())
-	if err != nil {
-		log.Fatal(err)
-	}
-	err = runner.WaitFor(ctx, eventstore.AppendResult{Stream: a.Stream(), Partition: p, Version: last.Version,
-		Positions: []eventstore.Position{last.Position}})
-	if err != nil {
-		log.Fatal(err)
-	}
-	e, err := balances.Get(ctx, "alice") // client-side cached; Redis invalidates it on writes
+	e, err := balances.GetFresh(ctx, "alice")
 	if err != nil {
 		log.Fatal(err)
 	}
