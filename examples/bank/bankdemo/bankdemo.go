@@ -47,6 +47,7 @@ type demo struct {
 	statements *readmodel.Typed[Statement]
 
 	runners map[string]*runner
+	writes  *writes
 }
 
 // runner is a projection runner running in the background.
@@ -72,7 +73,7 @@ func Run(ctx context.Context, w io.Writer, client rueidis.Client, namespace stri
 	if err != nil {
 		return err
 	}
-	d := &demo{w: w, log: log, store: store, runners: map[string]*runner{}}
+	d := &demo{w: w, log: log, store: store, runners: map[string]*runner{}, writes: newWrites()}
 	d.snaps, err = snapshot.New(store, snapshot.WithPolicy(snapshot.Every(5)), snapshot.WithLogger(log))
 	if err != nil {
 		return err
@@ -199,7 +200,7 @@ func (d *demo) statementsProjection() projection.Projection {
 }
 
 func (d *demo) start(ctx context.Context) error {
-	pm := &transferManager{accounts: d.accounts, transfers: d.transfers}
+	pm := &transferManager{accounts: d.accounts, transfers: d.transfers, writes: d.writes}
 	retry := projection.WithMiddleware(projection.Retry(projection.RetryPolicy{Attempts: 3, Initial: 10 * time.Millisecond, Max: 100 * time.Millisecond}))
 	for _, p := range []struct {
 		proj projection.Projection
@@ -229,12 +230,14 @@ func (d *demo) open(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		d.writes.note(acc)
 		d.say("   account-%-6s opened for %s, deposited %d -> balance %d at version %d", a.id, a.owner, a.amount, acc.State().Balance, acc.Version())
 	}
 	acc, err := d.accounts.Update(ctx, "alice", aggregate.Decide(withdraw, Withdraw{Amount: 30}))
 	if err != nil {
 		return err
 	}
+	d.writes.note(acc)
 	d.say("   account-alice  withdrew 30 -> balance %d at version %d", acc.State().Balance, acc.Version())
 	_, err = d.accounts.Update(ctx, "carol", aggregate.Decide(withdraw, Withdraw{Amount: 500}))
 	if !errors.Is(err, ErrInsufficientFunds) {
@@ -293,6 +296,9 @@ func (d *demo) conflict(ctx context.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	for _, a := range results {
+		d.writes.note(a)
+	}
 	for _, l := range lines {
 		d.say("   %s", l)
 	}
@@ -306,39 +312,54 @@ func (d *demo) conflict(ctx context.Context) error {
 	return nil
 }
 
-// lastAppend returns an AppendResult for the last event of stream, for
-// projection.WaitFor: Repository.Update returns the aggregate, not the result
-// of its append.
-func (d *demo) lastAppend(ctx context.Context, stream eventstore.StreamID) (eventstore.AppendResult, error) {
-	ev, err := d.store.Last(ctx, stream)
-	if err != nil {
-		return eventstore.AppendResult{}, err
-	}
-	p, _, err := d.store.Locate(ctx, stream)
-	if err != nil {
-		return eventstore.AppendResult{}, err
-	}
-	return eventstore.AppendResult{Stream: stream, Partition: p, Version: ev.Version, Positions: []eventstore.Position{ev.Position}}, nil
+// writes keeps the result of the last append to each stream the story
+// wrote (aggregate.Aggregate.LastAppend), for projection.WaitFor: the demo
+// and the process manager note what their Updates return.
+type writes struct {
+	mu   sync.Mutex
+	last map[eventstore.StreamID]eventstore.AppendResult
 }
 
-// waitFor waits until projection name has applied the last event of stream.
-func (d *demo) waitFor(ctx context.Context, name string, stream eventstore.StreamID) error {
-	res, err := d.lastAppend(ctx, stream)
-	if err != nil {
-		return err
+func newWrites() *writes { return &writes{last: map[eventstore.StreamID]eventstore.AppendResult{}} }
+
+// note records a's last append, if it wrote one and it is the stream's newest.
+func (w *writes) note(a interface {
+	LastAppend() eventstore.AppendResult
+}) {
+	res := a.LastAppend()
+	if len(res.Positions) == 0 {
+		return
 	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if res.Version > w.last[res.Stream].Version {
+		w.last[res.Stream] = res
+	}
+}
+
+func (w *writes) of(stream eventstore.StreamID) eventstore.AppendResult {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.last[stream]
+}
+
+// waitFor waits until projection name has applied the last write to stream,
+// by name (projection.WaitFor works without the runner).
+func (d *demo) waitFor(ctx context.Context, name string, stream eventstore.StreamID) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return d.runners[name].WaitFor(ctx, res)
+	return projection.WaitFor(ctx, d.store, name, d.writes.of(stream))
 }
 
 func (d *demo) requestTransfer(ctx context.Context, id, from, to string, amount int64) error {
-	_, err := d.transfers.Update(ctx, id, aggregate.Decide(requestTransfer, RequestTransfer{From: from, To: to, Amount: amount}))
+	t, err := d.transfers.Update(ctx, id, aggregate.Decide(requestTransfer, RequestTransfer{From: from, To: to, Amount: amount}))
 	if err != nil {
 		return err
 	}
 	d.say("   transfer-%s requested: %d from %s to %s", id, amount, from, to)
-	return d.waitFor(ctx, TransfersProjection, eventstore.Stream("transfer", id))
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return projection.WaitFor(ctx, d.store, TransfersProjection, t.LastAppend())
 }
 
 // showTransfer prints the transfer's stream and the account events it caused.
@@ -395,6 +416,7 @@ func (d *demo) transfer(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	d.writes.note(acc)
 	d.say("   account-carol  withdrew 20 and closed at version %d", acc.Version())
 	if err := d.requestTransfer(ctx, "t2", "alice", "carol", 25); err != nil {
 		return err
@@ -494,9 +516,11 @@ func (d *demo) catchUp(ctx context.Context) error {
 	d.say("   statements runner stopped; 8 deposits of interest arrive meanwhile")
 	for i := range 4 {
 		for _, id := range []string{"alice", "bob"} {
-			if _, err := d.accounts.Update(ctx, id, aggregate.Decide(deposit, Deposit{Amount: 5, Ref: fmt.Sprintf("interest-%d", i+1)})); err != nil {
+			a, err := d.accounts.Update(ctx, id, aggregate.Decide(deposit, Deposit{Amount: 5, Ref: fmt.Sprintf("interest-%d", i+1)}))
+			if err != nil {
 				return err
 			}
+			d.writes.note(a)
 		}
 	}
 	lag, pending, err := d.lag(ctx, StatementsProjection)

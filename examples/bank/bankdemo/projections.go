@@ -90,6 +90,7 @@ func statementsHandler(t *readmodel.Typed[Statement]) projection.HandlerFunc {
 type transferManager struct {
 	accounts  *aggregate.Repository[Account]
 	transfers *aggregate.Repository[Transfer]
+	writes    *writes // the results of its account writes, for the demo's waits
 }
 
 func (m *transferManager) Handle(ctx context.Context, ev eventstore.RecordedEvent) error {
@@ -98,7 +99,10 @@ func (m *transferManager) Handle(ctx context.Context, ev eventstore.RecordedEven
 		return nil // outcomes are our own events
 	}
 	id := ev.Stream.ID
-	_, err := m.accounts.Update(ctx, req.From, aggregate.Decide(withdraw, Withdraw{Amount: req.Amount, Ref: id + "/debit"}))
+	a, err := m.accounts.Update(ctx, req.From, aggregate.Decide(withdraw, Withdraw{Amount: req.Amount, Ref: id + "/debit"}))
+	if err == nil {
+		m.writes.note(a)
+	}
 	switch {
 	case errors.Is(err, ErrNoAccount):
 		// A request naming an account that was never opened is a bug upstream,
@@ -110,13 +114,18 @@ func (m *transferManager) Handle(ctx context.Context, ev eventstore.RecordedEven
 		return err // retried by the Retry middleware, then dead-lettered
 	}
 
-	_, err = m.accounts.Update(ctx, req.To, aggregate.Decide(deposit, Deposit{Amount: req.Amount, Ref: id + "/credit"}))
+	a, err = m.accounts.Update(ctx, req.To, aggregate.Decide(deposit, Deposit{Amount: req.Amount, Ref: id + "/credit"}))
+	if err == nil {
+		m.writes.note(a)
+	}
 	switch {
 	case errors.Is(err, ErrAccountClosed), errors.Is(err, ErrNoAccount):
 		// The second leg failed: compensate the first.
-		if _, err := m.accounts.Update(ctx, req.From, aggregate.Decide(deposit, Deposit{Amount: req.Amount, Ref: id + "/refund"})); err != nil {
-			return fmt.Errorf("transfer %s: refund %s: %w", id, req.From, err)
+		refund, rerr := m.accounts.Update(ctx, req.From, aggregate.Decide(deposit, Deposit{Amount: req.Amount, Ref: id + "/refund"}))
+		if rerr != nil {
+			return fmt.Errorf("transfer %s: refund %s: %w", id, req.From, rerr)
 		}
+		m.writes.note(refund)
 		return m.finish(ctx, id, TransferCompensated{Reason: "credit " + req.To + ": " + err.Error()})
 	case err != nil:
 		return err
