@@ -94,7 +94,7 @@ func (s *Store) prepare(ctx context.Context, appends []StreamAppend) (*appendReq
 		if len(a.Events) == 0 {
 			return nil, fmt.Errorf("append to %s: %w", a.Stream, ErrEmptyAppend)
 		}
-		if a.Expected < StreamExists {
+		if !a.Expected.valid() {
 			return nil, fmt.Errorf("append to %s: %w: invalid expected version %d", a.Stream, ErrInvalidEvent, int64(a.Expected))
 		}
 		for j := range i {
@@ -115,11 +115,7 @@ func (s *Store) prepare(ctx context.Context, appends []StreamAppend) (*appendReq
 		seen = make(map[uuid.UUID]struct{}, nev)
 	}
 	for i, a := range appends {
-		expID := ""
-		if a.Expected > 0 {
-			expID = versionID(uint64(a.Expected))
-		}
-		req.args = append(req.args, strconv.Itoa(i+2), a.Stream.ID, strconv.FormatInt(int64(a.Expected), 10), expID, strconv.Itoa(len(a.Events)))
+		req.args = append(req.args, appendStreamPart(i+2, a)...)
 		for j := range a.Events {
 			ev := &a.Events[j]
 			ti := s.opts.registry.lookupType(ev.Data)
@@ -196,7 +192,7 @@ func (s *Store) execute(ctx context.Context, batch []*appendReq) {
 		for i := range r.streams {
 			keys = append(keys, r.keys[i], r.tombs[i])
 			args = append(args, strconv.Itoa(len(keys)-1))
-			n := 5 + 2*len(r.streams[i].Events)
+			n := appendStreamArgs + 2*len(r.streams[i].Events)
 			args = append(args, r.args[a+1:a+n]...)
 			a += n
 		}
@@ -237,11 +233,14 @@ func (r *appendReq) decodeResult(m rueidis.RedisMessage) ([]AppendResult, error)
 	if err != nil || len(arr) == 0 {
 		return nil, fmt.Errorf("append to %s: bad script reply: %v", r.streams[0].Stream, err)
 	}
-	status, err := arr[0].AsInt64()
+	st, err := arr[0].AsInt64()
 	if err != nil {
 		return nil, fmt.Errorf("append to %s: bad script reply: %w", r.streams[0].Stream, err)
 	}
-	if status == 4 {
+	status := appendStatus(st)
+	switch status {
+	case appendAppended, appendReplayed:
+	case appendDamaged:
 		if len(arr) != 4 {
 			return nil, fmt.Errorf("append to %s: bad damage reply", r.streams[0].Stream)
 		}
@@ -252,8 +251,7 @@ func (r *appendReq) decodeResult(m rueidis.RedisMessage) ([]AppendResult, error)
 			return nil, fmt.Errorf("append to %s: bad damage reply", r.streams[0].Stream)
 		}
 		return nil, &DamagedStreamError{Stream: r.streams[idx-1].Stream, Version: uint64(ver), Last: uint64(last)}
-	}
-	if status == 3 {
+	case appendFailed:
 		// One write of this transaction failed; the others of the batch
 		// have their own outcomes.
 		if len(arr) != 3 {
@@ -262,8 +260,7 @@ func (r *appendReq) decodeResult(m rueidis.RedisMessage) ([]AppendResult, error)
 		partial, _ := arr[1].AsInt64()
 		msg, _ := arr[2].ToString()
 		return nil, &AppendFailedError{Stream: r.streams[0].Stream, Partial: partial != 0, Reason: msg}
-	}
-	if status == 2 {
+	case appendConflict:
 		if len(arr) != 3 {
 			return nil, fmt.Errorf("append to %s: bad conflict reply", r.streams[0].Stream)
 		}
@@ -274,6 +271,8 @@ func (r *appendReq) decodeResult(m rueidis.RedisMessage) ([]AppendResult, error)
 		}
 		sa := r.streams[idx-1]
 		return nil, &WrongVersionError{Stream: sa.Stream, Expected: sa.Expected, Actual: uint64(actual)}
+	default:
+		return nil, fmt.Errorf("append to %s: bad script reply: unknown status %d", r.streams[0].Stream, st)
 	}
 	if len(arr) != len(r.streams)+1 {
 		return nil, fmt.Errorf("append to %s: bad script reply length", r.streams[0].Stream)
@@ -288,7 +287,7 @@ func (r *appendReq) decodeResult(m rueidis.RedisMessage) ([]AppendResult, error)
 		if err != nil {
 			return nil, fmt.Errorf("append to %s: bad version in reply: %w", sa.Stream, err)
 		}
-		res := AppendResult{Stream: sa.Stream, Partition: r.parts[i], Version: uint64(ver), Replayed: status == 1, Positions: make([]Position, len(sa.Events))}
+		res := AppendResult{Stream: sa.Stream, Partition: r.parts[i], Version: uint64(ver), Replayed: status == appendReplayed, Positions: make([]Position, len(sa.Events))}
 		for j := range sa.Events {
 			ps, err := vals[j+1].ToString()
 			if err == nil && ps != "" {

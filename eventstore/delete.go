@@ -50,7 +50,7 @@ func forgottenInfo() *typeInfo {
 // expected is checked as for Append (NoStream makes no sense here and is
 // refused). A stream that does not exist returns a *StreamNotFoundError.
 func (s *Store) Delete(ctx context.Context, stream StreamID, expected ExpectedVersion) (AppendResult, error) {
-	if expected == NoStream || expected < StreamExists {
+	if expected != Any && expected != StreamExists && expected <= 0 {
 		return AppendResult{}, fmt.Errorf("delete %s: %w: expected version %s", stream, ErrInvalidEvent, expected)
 	}
 	p, key, known, err := s.locateKnown(ctx, stream)
@@ -68,34 +68,34 @@ func (s *Store) Delete(ctx context.Context, stream StreamID, expected ExpectedVe
 	if err != nil {
 		return AppendResult{}, err
 	}
-	keys := []string{s.keys.Log(stream.Category, p), key, s.keys.Snapshot(stream, p), s.keys.Tombstone(stream, p)}
-	args := []string{stream.ID, fmt.Sprint(int64(expected)), rueidis.BinaryString(env)}
+	req := deleteRequest{
+		log: s.keys.Log(stream.Category, p), stream: key, snapshot: s.keys.Snapshot(stream, p), tombstone: s.keys.Tombstone(stream, p),
+		id: stream.ID, expected: expected, marker: env,
+	}
 	var res []rueidis.RedisMessage
 	err = s.retryRefused(ctx, func() (err error) {
-		res, err = s.deleteScript.Exec(ctx, s.client, keys, args).ToArray()
+		res, err = s.deleteScript.Exec(ctx, s.client, req.keys(), req.args()).ToArray()
 		return err
 	})
 	if err != nil {
 		return AppendResult{}, fmt.Errorf("delete %s: %w", stream, classify(err))
 	}
-	if len(res) != 3 {
-		return AppendResult{}, fmt.Errorf("delete %s: bad script reply", stream)
+	rep, err := parseDeleteReply(res)
+	if err != nil {
+		return AppendResult{}, fmt.Errorf("delete %s: %w", stream, err)
 	}
-	status, _ := res[0].AsInt64()
-	ver, _ := res[1].AsInt64()
-	switch status {
-	case 2:
-		return AppendResult{}, &WrongVersionError{Stream: stream, Expected: expected, Actual: uint64(ver)}
-	case 3:
+	switch rep.status {
+	case deleteDeleted:
+	case deleteConflict:
+		return AppendResult{}, &WrongVersionError{Stream: stream, Expected: expected, Actual: rep.version}
+	case deleteNoStream:
 		return AppendResult{}, &StreamNotFoundError{Stream: stream}
+	default:
+		return AppendResult{}, fmt.Errorf("delete %s: bad script reply: unknown status %d", stream, rep.status)
 	}
-	ps, err := res[2].ToString()
+	pos, err := ParsePosition(rep.position)
 	if err != nil {
 		return AppendResult{}, fmt.Errorf("delete %s: %w", stream, err)
 	}
-	pos, err := ParsePosition(ps)
-	if err != nil {
-		return AppendResult{}, fmt.Errorf("delete %s: %w", stream, err)
-	}
-	return AppendResult{Stream: stream, Partition: p, Version: uint64(ver), Positions: []Position{pos}}, nil
+	return AppendResult{Stream: stream, Partition: p, Version: rep.version, Positions: []Position{pos}}, nil
 }

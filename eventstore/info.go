@@ -58,16 +58,17 @@ func (s *Store) Info(ctx context.Context, stream StreamID) (StreamInfo, error) {
 	}
 	var arr []int64
 	err = s.retryRefused(ctx, func() (err error) {
-		arr, err = s.infoScript.Exec(ctx, s.client, []string{key, s.keys.Tombstone(stream, p)}, nil).AsIntSlice()
+		arr, err = s.infoScript.Exec(ctx, s.client, infoKeys(key, s.keys.Tombstone(stream, p)), nil).AsIntSlice()
 		return err
 	})
-	if err == nil && len(arr) != 5 {
-		err = fmt.Errorf("info script returned %d values", len(arr))
+	var r infoReply
+	if err == nil {
+		r, err = parseInfoReply(arr)
 	}
 	if err != nil {
 		return StreamInfo{}, fmt.Errorf("info of %s: %w", stream, classify(err))
 	}
-	in := StreamInfo{Stream: stream, Version: uint64(arr[0]), First: uint64(arr[1]), DeletedAt: uint64(arr[2]), Last: uint64(arr[3]), Damaged: arr[4] == 1}
+	in := StreamInfo{Stream: stream, Version: r.version, First: r.first, DeletedAt: r.deletedAt, Last: r.last, Damaged: r.damaged}
 	in.Start = in.DeletedAt + 1
 	in.Deleted = in.Version == 0 && in.DeletedAt > 0
 	return in, nil

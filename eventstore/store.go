@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+	"github.com/streamfold/streamfold/internal/luascript"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -27,8 +28,10 @@ var (
 	//go:embed lua/info.lua
 	infoBodyLua string
 
-	appendLua = versionLua + appendBodyLua
-	deleteLua = versionLua + deleteBodyLua
+	// The sources sent: the codes of the Go counterpart (scripts.go), the
+	// shared version functions, the script.
+	appendLua = luascript.Prelude(appendCodes()...) + versionLua + appendBodyLua
+	deleteLua = luascript.Prelude(deleteCodes()...) + versionLua + deleteBodyLua
 	infoLua   = versionLua + infoBodyLua
 )
 

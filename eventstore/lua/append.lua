@@ -12,7 +12,8 @@
 --   per stream:  key index (into KEYS: the stream; the tombstone follows it),
 --                entity id, expected, expected id, N,
 --                then N times: entry id, envelope (its first 16 bytes are the event id)
--- expected: -1 any, -2 stream exists, >= 0 exact version (0 = no stream).
+-- expected: EXPECT_ANY, EXPECT_EXISTS (stream exists), >= 0 exact version
+-- (0 = no stream); another negative code is refused (FAILED).
 -- expected id: "<expected>-0" for an exact version > 0, else "".
 -- entry id: "<version>-0" of the event when expected is exact, else "" (the
 -- script then formats it). Formatting numbers in Lua costs ~0.8 µs an event,
@@ -29,19 +30,25 @@
 --   log:     XADD log *        s <entity id> v <version>-0 e <envelope>
 --   entity:  XADD key <ver>-0  e <envelope> p <log entry id>
 --
+-- Codes: APPENDED 0, REPLAYED 1, CONFLICT 2, FAILED 3, DAMAGED 4,
+--   EXPECT_ANY -1, EXPECT_EXISTS -2
+-- (defined in Go, eventstore/scripts.go, and prepended as Lua locals)
+--
 -- Returns one element per transaction, in order:
---   {0, {version, pos1..posN}, ...}   appended (one table per stream)
---   {1, {version, pos1..posN}, ...}   replay: the same event ids are already
---                                     stored after the expected version; the
---                                     original versions and positions
---   {2, stream index (1-based), actual version}   wrong expected version
---                                     (actual 0: the stream is not live)
---   {4, stream index, version, last}  the stream is damaged: its version
+--   {APPENDED, {version, pos1..posN}, ...}   appended (one table per stream)
+--   {REPLAYED, {version, pos1..posN}, ...}   replay: the same event ids are
+--                                     already stored after the expected
+--                                     version; the original versions and
+--                                     positions
+--   {CONFLICT, stream index (1-based), actual version}   wrong expected
+--                                     version (actual 0: the stream is not
+--                                     live)
+--   {DAMAGED, stream index, version, last}  the stream is damaged: its version
 --                                     is beyond its last stored event (the
 --                                     tail was removed by hand, XDEL), so
 --                                     an append would leave a hole no load
 --                                     can fold; refused
---   {3, written (0|1), message}       Redis refused a command of this
+--   {FAILED, written (0|1), message}  Redis refused a command of this
 --                                     transaction (out of memory, read-only,
 --                                     a key of another type): nothing of it
 --                                     was written (0), or part of it was (1:
@@ -118,6 +125,9 @@ local function transaction(ns, a)
     local expid = ARGV[a + 3]
     local n = tonumber(ARGV[a + 4])
     local first = a + 5
+    if exp < 0 and exp ~= EXPECT_ANY and exp ~= EXPECT_EXISTS then
+      error({err = 'ERR unknown expected version ' .. exp, partial = false})
+    end
     local cur, lastid, live, gone
     if exp > 0 then
       local r = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
@@ -134,24 +144,24 @@ local function transaction(ns, a)
     -- lastv: the version of the last stored event (0: none stored).
     local lastv = cur
     if live and lastid == nil and not (exp > 0 and cur == exp) then lastv = 0 end
-    if gone then return {4, s, cur, lastv} end
+    if gone then return {DAMAGED, s, cur, lastv} end
     if ns > 1 and live then
       local x, g = exact(key)
-      if g or x > cur then return {4, s, x, lastv} end
+      if g or x > cur then return {DAMAGED, s, x, lastv} end
     end
     local replay = nil
     if exp > 0 then
       if not live then
-        conflict = conflict or {2, s, 0}
+        conflict = conflict or {CONFLICT, s, 0}
       elseif cur ~= exp then
         -- Rare: the exact version, which is higher than the last entry's
         -- when the tail was removed by hand.
         local x, g = exact(key)
-        if g or x > cur and lastid ~= nil then return {4, s, x, lastv} end
+        if g or x > cur and lastid ~= nil then return {DAMAGED, s, x, lastv} end
         cur = x
         if cur ~= exp then
           if cur >= exp + n then replay = stored(key, exp + 1, n, first) end
-          if not replay then conflict = conflict or {2, s, cur} end
+          if not replay then conflict = conflict or {CONFLICT, s, cur} end
         end
       end
     elseif exp == 0 then
@@ -160,10 +170,10 @@ local function transaction(ns, a)
         -- a retry of the append that began this life?
         local from = (tonumber(redis.call('GET', tomb) or '0') or 0) + 1
         if cur >= from + n - 1 then replay = stored(key, from, n, first) end
-        if not replay then conflict = conflict or {2, s, cur} end
+        if not replay then conflict = conflict or {CONFLICT, s, cur} end
       end
     elseif not live then
-      if exp == -2 then conflict = conflict or {2, s, 0} end
+      if exp == EXPECT_EXISTS then conflict = conflict or {CONFLICT, s, 0} end
     elseif cur >= n and lastid == string.sub(ARGV[first + 2 * n - 1], 1, 16) then
       -- the stream ends with this batch's last event: a retry
       replay = stored(key, cur - n + 1, n, first)
@@ -175,16 +185,16 @@ local function transaction(ns, a)
   if conflict == nil and nreplay > 0 and nreplay < ns then
     -- part of the transaction is already stored: not a retry of this transaction
     for s = 1, ns do
-      if replays[s] then return {2, s, bases[s]} end
+      if replays[s] then return {CONFLICT, s, bases[s]} end
     end
   end
   if conflict then return conflict end
   if nreplay == ns then
-    local res = {1}
+    local res = {REPLAYED}
     for s = 1, ns do res[s + 1] = replays[s] end
     return res
   end
-  local res = {0}
+  local res = {APPENDED}
   a = start
   for s = 1, ns do
     local key = KEYS[tonumber(ARGV[a])]
@@ -195,7 +205,7 @@ local function transaction(ns, a)
     if r == nil and clean and ns == 1 and string.find(err, 'equal or smaller', 1, true) then
       -- The tail was removed by hand: the true version is higher.
       local x = exact(key)
-      if x > bases[s] then return {4, 1, x, bases[s]} end
+      if x > bases[s] then return {DAMAGED, 1, x, bases[s]} end
     end
     if r == nil then
       error({err = err, partial = not (clean and s == 1)})
@@ -219,7 +229,7 @@ for t = 1, tonumber(ARGV[1]) do
     local msg = type(res) == 'table' and res.err or tostring(res)
     local partial = 0
     if type(res) == 'table' and res.partial then partial = 1 end
-    out[t] = {3, partial, msg}
+    out[t] = {FAILED, partial, msg}
   end
   a = next
 end
