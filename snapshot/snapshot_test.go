@@ -275,3 +275,24 @@ func TestStaleSnapshots(t *testing.T) {
 		}
 	})
 }
+
+// TestInvalidStreamIsAnError: Get, Delete and Load of an invalid stream id
+// return the store's typed error; they used to index the nil key list
+// keysOf returned with it and panic.
+func TestInvalidStreamIsAnError(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+		_, s := newStores(t, tg)
+		bad := eventstore.StreamID{Category: "account", ID: "a{b}"}
+		if _, err := s.Get(ctxT(t), bad); err == nil || errors.Is(err, snapshot.ErrNotFound) {
+			t.Errorf("Get: %v, want an invalid-stream error", err)
+		}
+		if err := s.Delete(ctxT(t), bad); err == nil {
+			t.Error("Delete: no error")
+		}
+		for _, err := range s.Load(ctxT(t), bad, 1, func(snapshot.Snapshot) error { return nil }) {
+			if err == nil {
+				t.Error("Load: no error")
+			}
+		}
+	})
+}

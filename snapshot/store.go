@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -184,7 +183,7 @@ func New(es *eventstore.Store, opts ...Option) (*Store, error) {
 		client:     es.Client(),
 		opts:       o,
 		loadScript: newLoadScript(es.Server()),
-		saveScript: rueidis.NewLuaScript(saveLua),
+		saveScript: rueidis.NewLuaScript(saveSource()),
 		queue:      make(chan job, o.queueSize),
 		ctx:        ctx,
 		cancel:     cancel,
@@ -329,22 +328,15 @@ func (s *Store) Stats() Stats {
 	}
 }
 
-// key returns the snapshot key of stream, its entity stream key and its
-// stream tombstone key.
-func (s *Store) key(ctx context.Context, stream eventstore.StreamID) (snap, entity, tomb string, err error) {
-	k, err := keysOf(ctx, s.es, stream)
-	return k[0], k[1], k[2], err
-}
-
 // keysOf returns the keys a snapshot script touches: the snapshot, the
 // entity stream, its stream tombstone and its snapshot floor.
-func keysOf(ctx context.Context, es *eventstore.Store, stream eventstore.StreamID) ([]string, error) {
+func keysOf(ctx context.Context, es *eventstore.Store, stream eventstore.StreamID) (scriptKeys, error) {
 	p, entity, err := es.Locate(ctx, stream)
 	if err != nil {
-		return nil, err
+		return scriptKeys{}, err
 	}
 	ks := es.Keys()
-	return []string{ks.Snapshot(stream, p), entity, ks.Tombstone(stream, p), ks.SnapshotFloor(stream, p)}, nil
+	return scriptKeys{snapshot: ks.Snapshot(stream, p), stream: entity, tombstone: ks.Tombstone(stream, p), floor: ks.SnapshotFloor(stream, p)}, nil
 }
 
 // Invalidate deletes stream's snapshot and refuses, for good, every
@@ -358,7 +350,7 @@ func Invalidate(ctx context.Context, es *eventstore.Store, stream eventstore.Str
 	if err != nil {
 		return err
 	}
-	if err := rueidis.NewLuaScript(invalidateLua).Exec(ctx, es.Client(), keys, nil).Error(); err != nil {
+	if err := rueidis.NewLuaScript(invalidateSource()).Exec(ctx, es.Client(), keys.all(), nil).Error(); err != nil {
 		return fmt.Errorf("snapshot: invalidate %s: %w", stream, err)
 	}
 	return nil
@@ -387,20 +379,26 @@ func (s *Store) Save(ctx context.Context, stream eventstore.StreamID, sn Snapsho
 	if err != nil {
 		return false, err
 	}
-	n, err := s.saveScript.Exec(ctx, s.client, keys, []string{rueidis.BinaryString(b)}).AsInt64()
+	n, err := s.saveScript.Exec(ctx, s.client, keys.all(), saveArgs(b)).AsInt64()
 	if err != nil {
 		return false, fmt.Errorf("snapshot: save %s: %w", stream, err)
 	}
-	if n == 2 {
+	switch saveStatus(n) {
+	case saveWritten:
+		return true, nil
+	case saveSkipped:
+		return false, nil
+	case saveStale:
 		return false, fmt.Errorf("snapshot: save %s at version %d: %w", stream, sn.Version, ErrStale)
 	}
-	return n == 1, nil
+	return false, fmt.Errorf("snapshot: save %s: bad script reply %d", stream, n)
 }
 
 // Get returns the stored snapshot of stream: ErrNotFound when there is none,
 // a *CorruptError when it cannot be read.
 func (s *Store) Get(ctx context.Context, stream eventstore.StreamID) (Snapshot, error) {
-	key, _, _, err := s.key(ctx, stream)
+	keys, err := keysOf(ctx, s.es, stream)
+	key := keys.snapshot
 	if err != nil {
 		return Snapshot{}, err
 	}
@@ -420,7 +418,8 @@ func (s *Store) Get(ctx context.Context, stream eventstore.StreamID) (Snapshot, 
 
 // Delete removes the snapshot of stream, if any.
 func (s *Store) Delete(ctx context.Context, stream eventstore.StreamID) error {
-	key, _, _, err := s.key(ctx, stream)
+	keys, err := keysOf(ctx, s.es, stream)
+	key := keys.snapshot
 	if err != nil {
 		return err
 	}
@@ -454,24 +453,25 @@ func (e *CorruptError) Unwrap() error { return e.Err }
 // errors are those of Read.
 func (s *Store) Load(ctx context.Context, stream eventstore.StreamID, schemaVersion int, restore func(Snapshot) error) iter.Seq2[eventstore.RecordedEvent, error] {
 	return func(yield func(eventstore.RecordedEvent, error) bool) {
-		skey, key, tomb, err := s.key(ctx, stream)
+		keys, err := keysOf(ctx, s.es, stream)
 		if err != nil {
 			yield(eventstore.RecordedEvent{}, err)
 			return
 		}
+		skey, key := keys.snapshot, keys.stream
 		page := s.opts.pageSize
-		resp, err := s.loadScript.Exec(ctx, s.client, []string{skey, key, tomb}, []string{strconv.Itoa(schemaVersion), strconv.Itoa(page)}).ToArray()
-		if err == nil && len(resp) != 4 {
-			err = fmt.Errorf("load script returned %d elements", len(resp))
+		resp, err := s.loadScript.Exec(ctx, s.client, keys.load(), loadArgs(schemaVersion, page)).ToArray()
+		var rep loadReply
+		if err == nil {
+			rep, err = parseLoadReply(resp)
 		}
 		if err != nil {
 			yield(eventstore.RecordedEvent{}, fmt.Errorf("snapshot: load %s: %w", stream, err))
 			return
 		}
-		status, _ := resp[0].AsInt64()
-		switch status {
-		case 1:
-			b, err := resp[1].AsBytes()
+		switch rep.status {
+		case loadUsable:
+			b, err := rep.snapshot.AsBytes()
 			if err == nil {
 				var sn Snapshot
 				if sn, err = decode(b); err == nil {
@@ -483,22 +483,18 @@ func (s *Store) Load(ctx context.Context, stream eventstore.StreamID, schemaVers
 				s.readFrom(ctx, stream, 0, yield)
 				return
 			}
-		case 2:
+		case loadOtherSchema:
 			s.opts.logger.Debug("snapshot: ignored: another schema version", "stream", stream.String(), "want", schemaVersion)
-		case 3:
+		case loadUnreadable:
 			s.ignore(stream, skey, fmt.Errorf("%w: bad header", errCorrupt))
-		case 4:
+		case loadEarlierLife:
 			s.opts.logger.Debug("snapshot: ignored: of an earlier life of the stream", "stream", stream.String())
 		}
-		if exists, _ := resp[3].AsInt64(); exists == 0 {
+		if !rep.exists {
 			yield(eventstore.RecordedEvent{}, &eventstore.StreamNotFoundError{Stream: stream})
 			return
 		}
-		entries, err := resp[2].ToArray()
-		if err != nil {
-			yield(eventstore.RecordedEvent{}, fmt.Errorf("snapshot: load %s: %w", stream, err))
-			return
-		}
+		entries := rep.entries
 		var last uint64
 		for i := range entries {
 			e, err := entries[i].AsXRangeSlice()
@@ -540,7 +536,7 @@ func (s *Store) readFrom(ctx context.Context, stream eventstore.StreamID, from u
 // server has it (Redis 7.0), else as EVALSHA.
 func newLoadScript(srv eventstore.ServerInfo) *rueidis.Lua {
 	if srv.ReadOnlyScripts {
-		return rueidis.NewLuaScriptReadOnly(loadLua)
+		return rueidis.NewLuaScriptReadOnly(loadSource())
 	}
-	return rueidis.NewLuaScript(loadLua)
+	return rueidis.NewLuaScript(loadSource())
 }

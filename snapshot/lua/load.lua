@@ -7,16 +7,20 @@
 -- ARGV[1]  the schema version the reader wants
 -- ARGV[2]  page size: at most this many entries are returned
 --
+-- Codes: NONE 0, USABLE 1, OTHER_SCHEMA 2, UNREADABLE 3, EARLIER_LIFE 4
+-- (defined in Go, snapshot/scripts.go, and prepended as Lua locals)
+--
 -- Returns {status, snapshot, entries, exists}:
---   status 0  no snapshot;                      entries from the first event
---   status 1  snapshot usable (header parsed,   entries from <version+1>-0
---             schema version as wanted)
---   status 2  snapshot of another schema;       entries from the first event
---   status 3  snapshot header unreadable;       entries from the first event
---   status 4  snapshot of an earlier life of    entries from the first event
---             the stream (before its last
---             Delete), or of a deleted stream
---   snapshot  the snapshot's bytes when status is 1, else ''
+--   NONE          no snapshot;                   entries from the first event
+--   USABLE        snapshot usable (header        entries from <version+1>-0
+--                 parsed, schema as wanted)
+--   OTHER_SCHEMA  snapshot of another schema;    entries from the first event
+--   UNREADABLE    snapshot header unreadable;    entries from the first event
+--   EARLIER_LIFE  snapshot of an earlier life    entries from the first event
+--                 of the stream (before its
+--                 last Delete), or of a deleted
+--                 stream
+--   snapshot  the snapshot's bytes when status is USABLE, else ''
 --   entries   as XRANGE returns them
 --   exists    1 when the entity stream exists, else 0
 --
@@ -25,9 +29,9 @@
 -- the state: its cost does not grow with the state's size. Read-only.
 
 local snap = redis.call('GET', KEYS[1])
-local status, from = 0, '-'
+local status, from = NONE, '-'
 if snap then
-  status = 3
+  status = UNREADABLE
   -- 148 = fixarray(4), 207 = uint64, 206 = uint32
   if #snap >= 26 and string.byte(snap, 1) == 148 and string.byte(snap, 2) == 207 and string.byte(snap, 11) == 206 then
     local v = 0
@@ -35,15 +39,15 @@ if snap then
     local sv = 0
     for i = 12, 15 do sv = sv * 256 + string.byte(snap, i) end
     if sv ~= tonumber(ARGV[1]) then
-      status = 2
+      status = OTHER_SCHEMA
     elseif v < (tonumber(redis.call('GET', KEYS[3]) or '0') or 0) + 1 or redis.call('EXISTS', KEYS[2]) == 0 then
-      status = 4
+      status = EARLIER_LIFE
     elseif v >= 1 then
-      status = 1
+      status = USABLE
       from = string.format('%.0f', v + 1) .. '-0'
     end
   end
-  if status ~= 1 then snap = '' end
+  if status ~= USABLE then snap = '' end
 else
   snap = ''
 end

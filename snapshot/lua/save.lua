@@ -7,8 +7,11 @@
 -- KEYS[4]  its snapshot floor    <ns>:{<cat>:<p>}:snapmin:<id> (see invalidate.lua)
 -- ARGV[1]  the new snapshot (wire.go: fixed-width header, then the state)
 --
--- Returns 1 written, 0 skipped (the stored snapshot has the same schema
--- version and a version at least as high), 2 stale: the stream does not
+-- Codes: SKIPPED 0, WRITTEN 1, STALE 2
+-- (defined in Go, snapshot/scripts.go, and prepended as Lua locals)
+--
+-- Returns WRITTEN, SKIPPED (the stored snapshot has the same schema
+-- version and a version at least as high), or STALE: the stream does not
 -- exist (deleted since the snapshot was taken), or the snapshot's version
 -- is before the start of its current life (taken before a Delete and a
 -- re-creation), at or below the snapshot floor (taken before the entity was
@@ -45,10 +48,10 @@ local new = ARGV[1]
 if not header_ok(new) then return redis.error_reply('ERR snapshot: bad header') end
 local v = 0
 for i = 3, 10 do v = v * 256 + string.byte(new, i) end
-if redis.call('EXISTS', KEYS[2]) == 0 then return 2 end
+if redis.call('EXISTS', KEYS[2]) == 0 then return STALE end
 local start = (tonumber(redis.call('GET', KEYS[3]) or '0') or 0) + 1
-if v < start then return 2 end
-if v <= (tonumber(redis.call('GET', KEYS[4]) or '0') or 0) then return 2 end
+if v < start then return STALE end
+if v <= (tonumber(redis.call('GET', KEYS[4]) or '0') or 0) then return STALE end
 local r = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
 if #r == 0 or vof(r[1][1]) < v then
   -- trimmed to empty, or the tail removed by hand: the exact version
@@ -57,11 +60,11 @@ if #r == 0 or vof(r[1][1]) < v then
   for i = 1, #info, 2 do
     if info[i] == 'last-generated-id' then cur = vof(info[i + 1]) end
   end
-  if v > cur then return 2 end
+  if v > cur then return STALE end
 end
 local cur = redis.call('GET', KEYS[1])
 if cur and header_ok(cur) and string.sub(cur, 12, 15) == string.sub(new, 12, 15) and not_older(cur, new) then
-  return 0
+  return SKIPPED
 end
 redis.call('SET', KEYS[1], new)
-return 1
+return WRITTEN
