@@ -32,6 +32,7 @@ check:
 demo:
 	go run ./examples/bank -metrics 127.0.0.1:0
 	go run ./examples/usercache
+	go run ./examples/orders
 
 redis-image:
 	.ci/redis-image.sh $(REDIS_IMAGE_TAG)
