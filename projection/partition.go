@@ -99,7 +99,7 @@ func (p *partition) lose(why string) {
 			p.log.Info("projection: partition lost with the lease state Redis lost", "reason", why)
 			p.r.healWanted.Store(true)
 		} else {
-			p.log.Warn("projection: partition lost", "reason", why)
+			p.r.warns.warn(p.log, "lost", "projection: partition lost", "reason", why)
 		}
 	}
 	p.hcancel()
@@ -378,7 +378,7 @@ func (p *partition) loop() {
 					continue
 				}
 			}
-			p.log.Warn("projection: read failed", "err", err)
+			p.r.warns.warn(p.log, "read", "projection: read failed", "err", err)
 			p.sleep(backoff)
 			backoff = min(2*backoff, 2*time.Second)
 			// The read's outcome is unknown: Redis may have moved entries
@@ -475,7 +475,7 @@ func (p *partition) block(delivered, lastCtl string) {
 		Key(p.k.log, p.k.ctl).Id(delivered, lastCtl).Build().UnblockOnCancel()
 	err := c.Do(p.rctx, cmd).Error()
 	if err != nil && !rueidis.IsRedisNil(err) && !p.stopping() {
-		p.log.Warn("projection: blocking read failed", "err", err)
+		p.r.warns.warn(p.log, "block", "projection: blocking read failed", "err", err)
 		p.sleep(100 * time.Millisecond)
 	}
 }
@@ -633,7 +633,7 @@ func (p *partition) release() {
 		p.log.Warn("projection: lease release failed; it will expire", "err", err)
 		return
 	}
-	p.log.Info("projection: partition released")
+	p.log.Debug("projection: partition released")
 }
 
 // pollControl queues the retry/skip requests after lastCtl and returns the
@@ -643,7 +643,7 @@ func (p *partition) pollControl(lastCtl string) string {
 	es, err := c.Do(p.rctx, c.B().Xrange().Key(p.k.ctl).Start("("+lastCtl).End("+").Count(100).Build()).AsXRangeSlices()
 	if err != nil {
 		if !p.stopping() {
-			p.log.Warn("projection: reading control requests failed", "err", err)
+			p.r.warns.warn(p.log, "control", "projection: reading control requests failed", "err", err)
 		}
 		return lastCtl
 	}

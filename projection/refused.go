@@ -42,8 +42,11 @@ func (s script) Exec(ctx context.Context, c rueidis.Client, keys, args []string)
 }
 
 // ExecMulti is rueidis.Lua.ExecMulti with the refused calls retried, each
-// on its own.
+// on its own, all within the patience (as Exec): a lease renewal round must
+// end while the leases it renews are still valid, even when Redis hangs.
 func (s script) ExecMulti(ctx context.Context, c rueidis.Client, multi ...rueidis.LuaExec) []rueidis.RedisResult {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	out := s.lua.ExecMulti(ctx, c, multi...)
 	for i, res := range out {
 		if refusal.Is(res.Error()) {

@@ -96,6 +96,9 @@ type Runner struct {
 	failOnce   sync.Once
 	failed     chan struct{} // closed by fail: Run stops and returns failErr
 	failErr    error
+
+	warns    warnLimiter
+	lastHeld []unit // maintain's goroutine only: see logHeld
 }
 
 // NewRunner returns a runner of p over store.
@@ -166,6 +169,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.mu.Lock()
 	r.units = units
 	r.mu.Unlock()
+	r.lastHeld = nil
+	r.log.Info("projection: runner started", "categories", strings.Join(r.proj.Categories, ","), "partitions", len(units),
+		"workers", r.opts.workers, "lease_ttl", r.opts.leaseTTL)
 
 	r.workers = make([]chan task, r.opts.workers)
 	var wg sync.WaitGroup
@@ -394,11 +400,12 @@ func (r *Runner) maintain(ctx context.Context) {
 	live, err := r.sc.members.Exec(ctx, r.client, []string{r.keys.members()},
 		[]string{r.opts.instance, fmt.Sprint(ttl.Milliseconds())}).AsInt64()
 	if err != nil && ctx.Err() == nil {
-		r.log.Warn("projection: heartbeat failed", "err", err)
+		r.warns.warn(r.log, "heartbeat", "projection: heartbeat failed", "err", err)
 	}
 	if live < 1 {
 		live = 1
 	}
+	defer r.logHeld(live)
 
 	r.mu.Lock()
 	var held []*partition
@@ -446,7 +453,7 @@ func (r *Runner) maintain(ctx context.Context) {
 			p := r.parts[u]
 			r.mu.Unlock()
 			if p != nil && !p.stopping() {
-				r.log.Info("projection: handing back partition", "category", u.cat, "partition", u.p, "live", live)
+				r.log.Debug("projection: handing back partition", "category", u.cat, "partition", u.p, "live", live)
 				p.requestStop()
 				n--
 			}
@@ -464,7 +471,7 @@ func (r *Runner) maintain(ctx context.Context) {
 		p, err := r.acquire(ctx, u)
 		if err != nil {
 			if ctx.Err() == nil {
-				r.log.Warn("projection: acquire failed", "category", u.cat, "partition", u.p, "err", err)
+				r.warns.warn(r.log, "acquire", "projection: acquire failed", "category", u.cat, "partition", u.p, "err", err)
 			}
 			continue
 		}
@@ -504,7 +511,7 @@ func (r *Runner) acquire(ctx context.Context, u unit) (*partition, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.log.Info("projection: partition acquired", "category", u.cat, "partition", u.p, "lease", val)
+	r.log.Debug("projection: partition acquired", "category", u.cat, "partition", u.p, "lease", val)
 	return newPartition(r, u, k, val), nil
 }
 
@@ -533,7 +540,7 @@ func (r *Runner) renew(ctx context.Context, held []*partition) {
 			if time.Since(time.Unix(0, p.renewedAt.Load())) > r.opts.leaseTTL-r.opts.leaseTTL/4 {
 				p.lose("lease not renewed in time: " + err.Error())
 			} else if ctx.Err() == nil {
-				r.log.Warn("projection: lease renewal failed", "category", p.u.cat, "partition", p.u.p, "err", err)
+				r.warns.warn(r.log, "renew", "projection: lease renewal failed", "category", p.u.cat, "partition", p.u.p, "err", err)
 			}
 		}
 	}

@@ -203,7 +203,7 @@ func (p *partition) retryRead(what string, f func(ctx context.Context) error) bo
 		if p.stopping() {
 			return false
 		}
-		p.log.Warn("projection: "+what+" failed; retrying", "err", err)
+		p.r.warns.warn(p.log, "verify", "projection: "+what+" failed; retrying", "err", err)
 		p.sleep(backoff)
 		backoff = min(2*backoff, 2*time.Second)
 	}
