@@ -164,7 +164,7 @@ func ensureImage(ctx context.Context, image string) (err error) {
 		resp.Close()
 	}
 	if err != nil {
-		return fmt.Errorf("image %s not present and pull failed (build one with .ci/redis-image.sh and set %s): %w", image, envImage, err)
+		return fmt.Errorf("image %s not present and pull failed: pull it or build one (any image whose entrypoint runs redis-server, e.g. FROM redis:7), set %s to it, or unset %s to use a local redis-server: %w", image, envImage, envImage, err)
 	}
 	if _, err := cli.ImageInspect(ctx, image); err != nil {
 		return fmt.Errorf("image %s: %w", image, err)
