@@ -132,6 +132,8 @@ type harness struct {
 
 	rmDirty      map[int]bool // entities whose read model must be checked
 	privacyDirty bool
+
+	forged map[eventstore.Position]bool // log entries written by hand (actForge)
 }
 
 // pastAppend is an acknowledged single-stream append, for retries.
@@ -149,7 +151,7 @@ type runner struct {
 }
 
 func newHarness(t *testing.T, rt *rapid.T, tg *redistest.Target, nodes []rueidis.Client, seq int64) *harness {
-	h := &harness{tg: tg, nodes: nodes, ns: fmt.Sprintf("%sq%d", tg.Namespace, seq), rmVersion: 1, rmNext: 2, rmDirty: map[int]bool{}}
+	h := &harness{tg: tg, nodes: nodes, ns: fmt.Sprintf("%sq%d", tg.Namespace, seq), rmVersion: 1, rmNext: 2, rmDirty: map[int]bool{}, forged: map[eventstore.Position]bool{}}
 	dir, err := os.MkdirTemp(t.TempDir(), "archive")
 	if err != nil {
 		rt.Fatal(err)
@@ -404,6 +406,7 @@ func (h *harness) actions() map[string]func(*rapid.T) {
 		"expireReadModel":  h.actExpire,
 		"xdelTail":         h.actXdelTail,
 		"unusableSnapshot": h.actUnusableSnapshot,
+		"forge":            h.actForge,
 	}
 	return a
 }
