@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/redis/rueidis"
+	"github.com/streamfold/streamfold/internal/versionid"
 )
 
 // StreamAppend is one stream's part of a multi-stream append.
@@ -151,7 +152,7 @@ func (s *Store) prepare(ctx context.Context, appends []StreamAppend) (*appendReq
 			req.bytes += len(env)
 			vid := ""
 			if a.Expected >= 0 {
-				vid = versionID(uint64(a.Expected) + uint64(j) + 1)
+				vid = versionid.Format(uint64(a.Expected) + uint64(j) + 1)
 			}
 			req.args = append(req.args, vid, rueidis.BinaryString(env))
 		}

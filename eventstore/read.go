@@ -6,6 +6,7 @@ import (
 	"iter"
 
 	"github.com/redis/rueidis"
+	"github.com/streamfold/streamfold/internal/versionid"
 )
 
 // ReadOption configures a read.
@@ -66,7 +67,7 @@ func (s *Store) readStream(ctx context.Context, stream StreamID, from uint64, ba
 			start = "+"
 		}
 		if from > 1 || backward && from > 0 {
-			start = versionID(from)
+			start = versionid.Format(from)
 		}
 		n, first := 0, true
 		for {

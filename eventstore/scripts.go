@@ -6,6 +6,7 @@ import (
 
 	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/internal/luascript"
+	"github.com/streamfold/streamfold/internal/versionid"
 )
 
 // The Go side of the store's scripts (lua/append.lua, lua/delete.lua,
@@ -73,7 +74,7 @@ func appendCodes() []luascript.Code {
 func appendStreamPart(keyIndex int, sa StreamAppend) []string {
 	expID := ""
 	if sa.Expected > 0 {
-		expID = versionID(uint64(sa.Expected))
+		expID = versionid.Format(uint64(sa.Expected))
 	}
 	return []string{strconv.Itoa(keyIndex), sa.Stream.ID, strconv.FormatInt(int64(sa.Expected), 10), expID, strconv.Itoa(len(sa.Events))}
 }

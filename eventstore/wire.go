@@ -6,13 +6,12 @@ import (
 	"fmt"
 	"io"
 	"reflect"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/redis/rueidis"
+	"github.com/streamfold/streamfold/internal/versionid"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -217,18 +216,6 @@ func decodeEnvelope(b []byte) (e envelope, err error) {
 	return e, nil
 }
 
-// parseVersionID returns v from an entity stream entry id "<v>-0".
-func parseVersionID(id string) (uint64, bool) {
-	ms, seq, ok := strings.Cut(id, "-")
-	if !ok || seq != "0" {
-		return 0, false
-	}
-	v, err := strconv.ParseUint(ms, 10, 64)
-	return v, err == nil && v > 0
-}
-
-func versionID(v uint64) string { return strconv.FormatUint(v, 10) + "-0" }
-
 // entryDecoder turns stream entries into RecordedEvents.
 type entryDecoder struct {
 	reg   *Registry
@@ -267,7 +254,7 @@ func (d entryDecoder) decodeEntry(ctx context.Context, key string, e rueidis.XRa
 		if err := ValidateEntityID(stream.ID); err != nil {
 			return corrupt("bad stream field", err)
 		}
-		v, ok := parseVersionID(ver)
+		v, ok := versionid.Parse(ver)
 		if !ok {
 			return corrupt("bad version field", nil)
 		}
@@ -276,7 +263,7 @@ func (d entryDecoder) decodeEntry(ctx context.Context, key string, e rueidis.XRa
 			return corrupt("bad entry id", err)
 		}
 	} else {
-		v, ok := parseVersionID(e.ID)
+		v, ok := versionid.Parse(e.ID)
 		if !ok {
 			return corrupt("entry id is not <version>-0", nil)
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/internal/clusterscan"
 )
 
 // CompactReport is one entity stream compacted (or, on a dry run, that
@@ -25,17 +26,12 @@ var ErrIdleTimeUnavailable = errors.New("retention: OBJECT IDLETIME unavailable 
 
 // compactCategory compacts the category's entity streams idle long enough.
 func (r *Retainer) compactCategory(ctx context.Context, p Policy, dryRun bool, rep *Report) error {
-	idle := fmt.Sprint(int64(p.CompactIdle.Seconds()))
-	maxEntries := fmt.Sprint(p.CompactMaxEntries)
-	dry := "0"
-	if dryRun {
-		dry = "1"
-	}
+	args := compactArgs(p, dryRun)
 	return r.scanEntityStreams(ctx, p.Category, rep, func(keys []string, _ []eventstore.StreamID) error {
 		// One round trip per scanned page: the scripts are pipelined.
 		execs := make([]rueidis.LuaExec, len(keys))
 		for i, key := range keys {
-			execs[i] = rueidis.LuaExec{Keys: []string{key}, Args: []string{idle, maxEntries, dry}}
+			execs[i] = rueidis.LuaExec{Keys: []string{key}, Args: args}
 		}
 		for i, res := range r.compact.ExecMulti(ctx, r.store.Client(), execs...) {
 			if err := r.record(keys[i], res, rep); err != nil {
@@ -49,44 +45,29 @@ func (r *Retainer) compactCategory(ctx context.Context, p Policy, dryRun bool, r
 // scanEntityStreams calls fn with each page of the category's entity
 // streams, scanning every node of a cluster.
 func (r *Retainer) scanEntityStreams(ctx context.Context, category string, rep *Report, fn func(keys []string, ids []eventstore.StreamID) error) error {
-	c := r.store.Client()
 	pattern := r.store.Keys().Namespace() + ":{" + category + ":*}:s:*"
-	seen := map[string]bool{}
-	for addr, node := range c.Nodes() {
-		var cursor uint64
-		for {
-			e, err := node.Do(ctx, node.B().Scan().Cursor(cursor).Match(pattern).Count(r.opts.scanCount).Type("stream").Build()).AsScanEntry()
+	var fnErr error
+	err := clusterscan.Keys(ctx, r.store.Client(), clusterscan.Options{Match: pattern, Type: "stream", Count: r.opts.scanCount}, func(_ rueidis.Client, page []string) error {
+		var keys []string
+		var ids []eventstore.StreamID
+		for _, key := range page {
+			id, _, err := r.store.Keys().ParseStreamKey(key)
 			if err != nil {
-				if strings.Contains(err.Error(), "READONLY") || strings.Contains(err.Error(), "MOVED") {
-					break // a replica or a node that owns nothing
-				}
-				return fmt.Errorf("retention: scan %s: %w", addr, err)
+				rep.Skipped["not an entity stream"]++
+				continue
 			}
-			var keys []string
-			var ids []eventstore.StreamID
-			for _, key := range e.Elements {
-				if seen[key] {
-					continue // a replica listed the same key
-				}
-				seen[key] = true
-				id, _, err := r.store.Keys().ParseStreamKey(key)
-				if err != nil {
-					rep.Skipped["not an entity stream"]++
-					continue
-				}
-				keys, ids = append(keys, key), append(ids, id)
-			}
-			if len(keys) > 0 {
-				if err := fn(keys, ids); err != nil {
-					return err
-				}
-			}
-			if cursor = e.Cursor; cursor == 0 {
-				break
-			}
+			keys, ids = append(keys, key), append(ids, id)
 		}
+		if len(keys) == 0 {
+			return nil
+		}
+		fnErr = fn(keys, ids)
+		return fnErr
+	})
+	if err != nil && err != fnErr {
+		return fmt.Errorf("retention: %w", err)
 	}
-	return nil
+	return err
 }
 
 // record adds one script result to the report.
@@ -98,20 +79,23 @@ func (r *Retainer) record(key string, resp rueidis.RedisResult, rep *Report) err
 		}
 		return fmt.Errorf("retention: compact %s: %w", key, err)
 	}
-	if len(res) != 4 {
-		return fmt.Errorf("retention: compact %s: bad reply %v", key, res)
+	c, err := parseCompactReply(res)
+	if err != nil {
+		return fmt.Errorf("retention: compact %s: %w", key, err)
 	}
-	switch res[0] {
-	case 1:
-		rep.Compacted = append(rep.Compacted, CompactReport{Key: key, Before: res[1], After: res[2], Entries: res[3]})
-	case 0:
+	switch c.status {
+	case compactDone:
+		rep.Compacted = append(rep.Compacted, CompactReport{Key: key, Before: c.before, After: c.after, Entries: c.entries})
+	case compactNoStream:
 		// deleted since the scan
-	case -1:
+	case compactNotIdle:
 		rep.Skipped["not idle long enough"]++
-	case -2:
+	case compactTooLarge:
 		rep.Skipped["too many entries"]++
-	case -3:
+	case compactAlreadyCompact:
 		rep.Skipped["already compact"]++
+	default:
+		return fmt.Errorf("retention: compact %s: unknown status %d", key, c.status)
 	}
 	return nil
 }

@@ -3,10 +3,10 @@ package retention
 import (
 	"context"
 	"fmt"
-	"strconv"
 
 	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/internal/groupinfo"
 )
 
 // LogReport is what a pass did to one partition log.
@@ -112,8 +112,7 @@ func (r *Retainer) trimLog(ctx context.Context, p Policy, part int, dryRun bool)
 	}
 	// Approximate trimming removes whole nodes only: cheap, and never more
 	// than asked; trimlog.lua also counts it (projection lag before 7.0).
-	rep.Trimmed, err = r.trimmer.Exec(ctx, c, []string{key, r.store.Keys().LogTrimmed(p.Category, part)},
-		[]string{threshold.String(), strconv.FormatInt(r.opts.trimLimit, 10)}).AsInt64()
+	rep.Trimmed, err = r.trimmer.Exec(ctx, c, trimLogKeys(r.store.Keys(), p.Category, part), trimLogArgs(threshold, r.opts.trimLimit)).AsInt64()
 	if err != nil {
 		return rep, err
 	}
@@ -139,25 +138,20 @@ func after(p eventstore.Position) eventstore.Position {
 // delivered to it. group names the group that needs it ("" when the log has
 // no groups: nothing is needed).
 func oldestNeeded(ctx context.Context, c rueidis.Client, key string) (eventstore.Position, string, error) {
-	groups, err := c.Do(ctx, c.B().XinfoGroups().Key(key).Build()).ToArray()
+	groups, err := groupinfo.Parse(c.Do(ctx, c.B().XinfoGroups().Key(key).Build()))
 	if err != nil {
 		return eventstore.Position{}, "", err
 	}
 	var oldest eventstore.Position
 	var holder string
 	for _, g := range groups {
-		m, err := g.AsMap()
-		if err != nil {
-			return oldest, "", err
-		}
-		name, _ := mstr(m, "name")
-		last, _ := mstr(m, "last-delivered-id")
+		name, last := g.Name, g.LastDelivered
 		lastPos, err := eventstore.ParsePosition(last)
 		if err != nil {
 			return oldest, "", fmt.Errorf("group %s: last-delivered-id %q: %w", name, last, err)
 		}
 		need := after(lastPos)
-		if pending, _ := mint(m, "pending"); pending > 0 {
+		if g.Pending > 0 {
 			sum, err := c.Do(ctx, c.B().Xpending().Key(key).Group(name).Build()).ToArray()
 			if err != nil {
 				return oldest, "", err
@@ -175,22 +169,4 @@ func oldestNeeded(ctx context.Context, c rueidis.Client, key string) (eventstore
 		}
 	}
 	return oldest, holder, nil
-}
-
-func mstr(m map[string]rueidis.RedisMessage, k string) (string, bool) {
-	v, ok := m[k]
-	if !ok {
-		return "", false
-	}
-	s, err := v.ToString()
-	return s, err == nil
-}
-
-func mint(m map[string]rueidis.RedisMessage, k string) (int64, bool) {
-	v, ok := m[k]
-	if !ok {
-		return 0, false
-	}
-	n, err := v.AsInt64()
-	return n, err == nil
 }

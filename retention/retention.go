@@ -117,7 +117,8 @@ func New(store *eventstore.Store, policies []Policy, opts ...Option) (*Retainer,
 			policies[i].CompactMaxEntries = 100
 		}
 	}
-	return &Retainer{store: store, policies: policies, opts: o, compact: rueidis.NewLuaScript(compactLua), trimmer: rueidis.NewLuaScript(trimLogLua)}, nil
+	compact, trimmer := newScripts()
+	return &Retainer{store: store, policies: policies, opts: o, compact: compact, trimmer: trimmer}, nil
 }
 
 // Report says what one pass did (or, on a dry run, would do).

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/internal/versionid"
 	"github.com/streamfold/streamfold/snapshot"
 )
 
@@ -120,7 +121,7 @@ func (r *Retainer) truncate(ctx context.Context, p Policy, key string, id events
 		}
 	}
 	c := r.store.Client()
-	n, err := c.Do(ctx, c.B().Xtrim().Key(key).Minid().Threshold(fmt.Sprintf("%d-0", through+1)).Build()).AsInt64()
+	n, err := c.Do(ctx, c.B().Xtrim().Key(key).Minid().Threshold(versionid.Format(through+1)).Build()).AsInt64()
 	if err != nil {
 		return fmt.Errorf("retention: trim %s: %w", id, err)
 	}

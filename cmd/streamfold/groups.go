@@ -9,6 +9,8 @@ import (
 
 	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/internal/groupinfo"
+	"github.com/streamfold/streamfold/internal/rediserr"
 	"github.com/streamfold/streamfold/projection"
 )
 
@@ -76,23 +78,16 @@ func (a *app) discover(cats []string) (projections, []groupRow, error) {
 		cmds[i] = c.B().XinfoGroups().Key(l.key).Build()
 	}
 	for i, r := range c.DoMulti(a.ctx, cmds...) {
-		arr, err := r.ToArray()
+		groups, err := groupinfo.Parse(r)
 		if err != nil {
-			if strings.Contains(err.Error(), "no such key") {
+			if rediserr.IsNoSuchKey(err) {
 				continue // nothing appended to this partition yet
 			}
 			return nil, nil, fmt.Errorf("xinfo groups %s: %w", logs[i].key, err)
 		}
-		for _, g := range arr {
-			m, err := g.AsMap()
-			if err != nil {
-				return nil, nil, fmt.Errorf("xinfo groups %s: %w", logs[i].key, err)
-			}
+		for _, g := range groups {
 			row := groupRow{Category: logs[i].cat, Partition: logs[i].p, Lag: -1, log: logs[i].key}
-			row.Projection = mapStr(m, "name")
-			row.LastDelivered = mapStr(m, "last-delivered-id")
-			row.Pending = mapInt(m, "pending", 0)
-			row.Consumers = mapInt(m, "consumers", 0)
+			row.Projection, row.LastDelivered, row.Pending, row.Consumers = g.Name, g.LastDelivered, g.Pending, g.Consumers
 			rows = append(rows, row)
 			cs := found[row.Projection]
 			if len(cs) == 0 || cs[len(cs)-1] != row.Category {
@@ -102,27 +97,6 @@ func (a *app) discover(cats []string) (projections, []groupRow, error) {
 	}
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Projection < rows[j].Projection })
 	return found, rows, nil
-}
-
-func mapStr(m map[string]rueidis.RedisMessage, k string) string {
-	v, ok := m[k]
-	if !ok {
-		return ""
-	}
-	s, _ := v.ToString()
-	return s
-}
-
-func mapInt(m map[string]rueidis.RedisMessage, k string, def int64) int64 {
-	v, ok := m[k]
-	if !ok {
-		return def
-	}
-	n, err := v.AsInt64()
-	if err != nil {
-		return def
-	}
-	return n
 }
 
 // projection resolves a projection name, or explains which ones exist.

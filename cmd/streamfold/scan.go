@@ -8,6 +8,7 @@ import (
 
 	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/internal/clusterscan"
 )
 
 // Key kinds, as laid out by eventstore/keys.go, projection/keys.go and
@@ -103,57 +104,33 @@ func scanNamespace(ctx context.Context, c rueidis.Client, ks eventstore.Keyspace
 	if o.match == "" {
 		o.match = ks.Namespace() + ":*"
 	}
-	seen := map[string]bool{}
 	var out []keyInfo
-	for addr, node := range c.Nodes() {
-		var cursor uint64
-		for {
-			cmd := node.B().Scan().Cursor(cursor).Match(o.match).Count(1000)
-			var e rueidis.ScanEntry
-			var err error
-			if o.typ != "" {
-				e, err = node.Do(ctx, cmd.Type(o.typ).Build()).AsScanEntry()
-			} else {
-				e, err = node.Do(ctx, cmd.Build()).AsScanEntry()
+	err := clusterscan.Keys(ctx, c, clusterscan.Options{Match: o.match, Type: o.typ}, func(node rueidis.Client, keys []string) error {
+		var page []keyInfo
+		for _, key := range keys {
+			ki := classify(ks, key)
+			if o.keep != nil && !o.keep(ki) {
+				continue
 			}
-			if err != nil {
-				if strings.Contains(err.Error(), "READONLY") || strings.Contains(err.Error(), "MOVED") {
-					break // a replica, or a node that owns nothing
-				}
-				return nil, fmt.Errorf("scan %s: %w", addr, err)
+			page = append(page, ki)
+		}
+		if o.memory && len(page) > 0 {
+			cmds := make(rueidis.Commands, len(page))
+			for i := range page {
+				cmds[i] = node.B().MemoryUsage().Key(page[i].Key).Build()
 			}
-			var page []keyInfo
-			for _, key := range e.Elements {
-				if seen[key] {
-					continue // a replica listed it too
+			for i, r := range node.DoMulti(ctx, cmds...) {
+				n, err := r.AsInt64()
+				if rueidis.IsRedisNil(err) {
+					n = -1 // deleted since the scan
+				} else if err != nil {
+					return fmt.Errorf("memory usage %s: %w", page[i].Key, err)
 				}
-				seen[key] = true
-				ki := classify(ks, key)
-				if o.keep != nil && !o.keep(ki) {
-					continue
-				}
-				page = append(page, ki)
-			}
-			if o.memory && len(page) > 0 {
-				cmds := make(rueidis.Commands, len(page))
-				for i := range page {
-					cmds[i] = node.B().MemoryUsage().Key(page[i].Key).Build()
-				}
-				for i, r := range node.DoMulti(ctx, cmds...) {
-					n, err := r.AsInt64()
-					if rueidis.IsRedisNil(err) {
-						n = -1 // deleted since the scan
-					} else if err != nil {
-						return nil, fmt.Errorf("memory usage %s: %w", page[i].Key, err)
-					}
-					page[i].Bytes = n
-				}
-			}
-			out = append(out, page...)
-			if cursor = e.Cursor; cursor == 0 {
-				break
+				page[i].Bytes = n
 			}
 		}
-	}
-	return out, nil
+		out = append(out, page...)
+		return nil
+	})
+	return out, err
 }

@@ -8,9 +8,12 @@
 --          would block Redis for long)
 -- ARGV[3]  "1" for a dry run (measure, change nothing)
 --
+-- Codes: COMPACTED 1, NO_STREAM 0, NOT_IDLE -1, TOO_LARGE -2, ALREADY_COMPACT -3
+-- (defined in Go, retention/scripts.go, and prepended as Lua locals)
+--
 -- Returns {status, bytes before, bytes after (estimated on a dry run), entries}
---   status 1 compacted (or would be), 0 no such stream, -1 not idle long
---   enough, -2 too many entries, -3 already compact.
+--   status COMPACTED (or would be), NO_STREAM, NOT_IDLE (not idle long
+--   enough), TOO_LARGE (too many entries) or ALREADY_COMPACT.
 --
 -- Why: a stream's first node preallocates 4 KB, so a 3-event stream takes
 -- ~4.4 KB. Re-adding the entries without their log positions (the "p"
@@ -30,10 +33,10 @@ local minIdle = tonumber(ARGV[1])
 local maxEntries = tonumber(ARGV[2])
 local dry = ARGV[3] == '1'
 
-if redis.call('EXISTS', key) == 0 then return {0, 0, 0, 0} end
+if redis.call('EXISTS', key) == 0 then return {NO_STREAM, 0, 0, 0} end
 local idle = redis.call('OBJECT', 'IDLETIME', key)
 local before = redis.call('MEMORY', 'USAGE', key, 'SAMPLES', '0')
-if idle < minIdle then return {-1, before, before, 0} end
+if idle < minIdle then return {NOT_IDLE, before, before, 0} end
 local info = redis.call('XINFO', 'STREAM', key)
 local len, last, added, maxdel = 0, nil, nil, nil
 for i = 1, #info, 2 do
@@ -44,7 +47,7 @@ for i = 1, #info, 2 do
   elseif k == 'max-deleted-entry-id' then maxdel = info[i + 1]
   end
 end
-if len > maxEntries then return {-2, before, before, len} end
+if len > maxEntries then return {TOO_LARGE, before, before, len} end
 
 local entries = redis.call('XRANGE', key, '-', '+')
 -- Content size: what a compact stream cannot go below. Anything well above
@@ -59,8 +62,8 @@ for i = 1, #entries do
   end
 end
 local estimate = content + 320
-if not positions and before <= estimate + 512 then return {-3, before, before, len} end
-if dry then return {1, before, estimate, len} end
+if not positions and before <= estimate + 512 then return {ALREADY_COMPACT, before, before, len} end
+if dry then return {COMPACTED, before, estimate, len} end
 
 redis.call('DEL', key)
 for i = 1, #entries do
@@ -90,4 +93,4 @@ else
 end
 local dump = redis.call('DUMP', key)
 redis.call('RESTORE', key, 0, dump, 'REPLACE', 'IDLETIME', idle)
-return {1, before, redis.call('MEMORY', 'USAGE', key, 'SAMPLES', '0'), len}
+return {COMPACTED, before, redis.call('MEMORY', 'USAGE', key, 'SAMPLES', '0'), len}
