@@ -125,7 +125,8 @@ func unknownProjection(ns, name string, found projections) error {
 func groupsCmd(fs *flag.FlagSet) func(*app, []string) error {
 	var only listFlag
 	fs.Var(&only, "projection", "only these projections (repeatable, comma-separated)")
-	active := fs.Bool("active", false, "only partitions with lag, pending entries or dead letters")
+	behind := fs.Bool("behind", false, "only partitions with lag, pending entries or dead letters (work not done)")
+	active := fs.Bool("active", false, "old name of --behind")
 	return func(a *app, args []string) error {
 		if len(args) > 0 {
 			return usagef("groups takes no arguments (filter with --projection)")
@@ -171,7 +172,7 @@ func groupsCmd(fs *flag.FlagSet) func(*app, []string) error {
 			}
 			r.LeaseHolder, r.LeaseToken, r.DeadLetters, r.Parked = st.Owner, st.Token, st.DeadLetters, st.Parked
 			r.Lag, r.Pending, r.LastDelivered, r.Checkpoint = st.Lag, st.Pending, st.Delivered.String(), st.Checkpoint.String()
-			if *active && r.Lag == 0 && r.Pending == 0 && r.DeadLetters == 0 {
+			if (*behind || *active) && r.Lag == 0 && r.Pending == 0 && r.DeadLetters == 0 {
 				continue
 			}
 			out = append(out, r)

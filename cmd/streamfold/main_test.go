@@ -227,8 +227,8 @@ func testCommands(t *testing.T, tg *redistest.Target) {
 			t.Errorf("read --from 2: %+v", evs)
 		}
 		r := cli(t, tg, "read", "account-nope")
-		if r.code != 1 || !strings.Contains(r.stderr, "not found") {
-			t.Errorf("read missing: %+v", r)
+		if r.code != 1 || !strings.Contains(r.stderr, "not found (never written)") || !strings.Contains(r.stderr, "account-1") {
+			t.Errorf("read missing: %+v, want the closest entity ids (account-1)", r)
 		}
 		r = cli(t, tg, "read", "ledger-1")
 		if r.code != 1 || !strings.Contains(r.stderr, "known: account, order") {
@@ -256,10 +256,10 @@ func testCommands(t *testing.T, tg *redistest.Target) {
 		if auditPending != 3 || balancesDLQ != 1 {
 			t.Errorf("groups: audit pending %d (want 3), balances dlq %d (want 1)", auditPending, balancesDLQ)
 		}
-		okJSON(t, tg, &rows, "groups", "--projection", "audit", "--active")
+		okJSON(t, tg, &rows, "groups", "--projection", "audit", "--behind")
 		for _, r := range rows {
 			if r.Projection != "audit" || r.Pending == 0 || r.Consumers != 1 {
-				t.Errorf("groups --projection audit --active: %+v", r)
+				t.Errorf("groups --projection audit --behind: %+v", r)
 			}
 		}
 		r := cli(t, tg, "groups", "--projection", "nope")

@@ -67,7 +67,7 @@ func readCmd(fs *flag.FlagSet) func(*app, []string) error {
 			case err == nil, errors.As(err, &unknown), errors.As(err, &upcast):
 				// The CLI registers no types: every event comes back raw.
 			case errors.Is(err, eventstore.ErrStreamNotFound):
-				return fmt.Errorf("stream %s not found (no events); list entities with `streamfold streams`", sid)
+				return a.notFound(sid)
 			default:
 				return fmt.Errorf("read %s: %w", sid, err)
 			}
@@ -159,3 +159,45 @@ func metaString(e eventJSON) string {
 }
 
 func asError[T error](err error, target *T) bool { return errors.As(err, target) }
+
+// notFound explains a stream with no events: deleted (and when), or never
+// written, with the entity ids of its category closest to the one asked for.
+func (a *app) notFound(sid eventstore.StreamID) error {
+	info, err := a.store.Info(a.ctx, sid)
+	if err == nil && info.Deleted {
+		return fmt.Errorf("stream %s was deleted (its deletion marker is v%d); its events are gone from the stream, the partition log may still hold them", sid, info.DeletedAt)
+	}
+	keys, err := scanNamespace(a.ctx, a.client, a.store.Keys(), scanOptions{
+		match: a.store.Keys().Namespace() + ":{" + sid.Category + ":*}:s:*", typ: "stream",
+		keep: func(k keyInfo) bool { return k.Stream.Category == sid.Category },
+	})
+	if err != nil || len(keys) == 0 {
+		return fmt.Errorf("stream %s not found: category %s has no entity streams", sid, sid.Category)
+	}
+	ids := make([]string, len(keys))
+	for i, k := range keys {
+		ids[i] = k.Stream.ID
+	}
+	// Closest first: the longest common prefix, then the shortest id.
+	common := func(x string) int {
+		n := 0
+		for n < len(x) && n < len(sid.ID) && x[n] == sid.ID[n] {
+			n++
+		}
+		return n
+	}
+	sort.Slice(ids, func(i, j int) bool {
+		if ci, cj := common(ids[i]), common(ids[j]); ci != cj {
+			return ci > cj
+		}
+		if len(ids[i]) != len(ids[j]) {
+			return len(ids[i]) < len(ids[j])
+		}
+		return ids[i] < ids[j]
+	})
+	show := ids[:min(len(ids), 5)]
+	for i, id := range show {
+		show[i] = sid.Category + "-" + id
+	}
+	return fmt.Errorf("stream %s not found (never written); %d entities in category %s, the closest: %s", sid, len(ids), sid.Category, strings.Join(show, ", "))
+}
