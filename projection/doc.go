@@ -20,12 +20,14 @@
 // # Leases and fencing
 //
 // Each partition has a lease key "<token>:<owner>" (SET PX, renewed every
-// TTL/3 by a script that checks the value), in the partition's hash tag.
+// TTL/3 or every second, whichever is shorter, by a script that checks the
+// value), in the partition's hash tag.
 // The token comes from INCR on a counter that never expires, so it only
 // grows. Instances heartbeat in a members set and each takes
 // ceil(partitions/instances) leases; surplus leases are handed back
-// gracefully, and a dead holder's leases are taken when they expire (at
-// once when it restarts with the same WithInstanceID).
+// gracefully (the others take them within about a second), and a dead
+// holder's leases are taken when they expire (at once when it restarts
+// with the same WithInstanceID).
 //
 // Fencing is enforced in Redis, not by the holder's belief: every read, ack
 // and dead-letter write of a partition is one Lua script that first checks

@@ -70,8 +70,9 @@ func WithWorkers(n int) Option { return func(o *options) { o.workers = n } }
 func WithMaxInFlight(n int) Option { return func(o *options) { o.maxInFlight = n } }
 
 // WithLeaseTTL sets the partition lease TTL (default 10s). Leases are
-// renewed every TTL/3; a standby takes a partition over at most about one
-// TTL after its holder died.
+// renewed every TTL/3 or every second, whichever is shorter; a standby
+// takes a partition over at most about one TTL (plus a second) after its
+// holder died, and about a second after it stopped gracefully.
 func WithLeaseTTL(d time.Duration) Option { return func(o *options) { o.leaseTTL = d } }
 
 // WithShutdownTimeout bounds the graceful stop (default 30s): in-flight

@@ -186,7 +186,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 
 	defer r.tel.observe(r)()
-	tick := time.NewTicker(r.opts.leaseTTL / 3)
+	tick := time.NewTicker(maintainEvery(r.opts.leaseTTL))
 	defer tick.Stop()
 	r.maintain(ctx)
 	for ctx.Err() == nil {
@@ -389,7 +389,13 @@ func (r *Runner) heal(ctx context.Context, why string) error {
 	return nil
 }
 
-// maintain runs every TTL/3: heartbeat, lease renewal, reaping of stopped
+// maintainEvery is the maintenance period: TTL/3, at most a second, so that
+// partitions handed back by an instance that stops gracefully are taken by
+// the others within about a second (at TTL/3 = 3.3 s by default, writes to
+// them waited that long to be applied).
+func maintainEvery(ttl time.Duration) time.Duration { return min(ttl/3, time.Second) }
+
+// maintain runs every maintainEvery: heartbeat, lease renewal, reaping of stopped
 // partitions, and rebalancing (each live instance aims at its fair share
 // of the partitions, ceil(partitions/instances)).
 func (r *Runner) maintain(ctx context.Context) {
