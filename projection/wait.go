@@ -2,6 +2,7 @@ package projection
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -109,7 +110,8 @@ func waitFor(ctx context.Context, store *eventstore.Store, name string, res even
 			sig = wake()
 		}
 		done, err := w.applied(ctx, pos, res)
-		if err != nil && ctx.Err() != nil {
+		if err != nil && (ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+			// rueidis may report ctx's end before ctx.Err() does.
 			return w.ended(ctx, res)
 		}
 		if err != nil || done {
@@ -135,8 +137,12 @@ func (w *waiter) ended(ctx context.Context, res eventstore.AppendResult) error {
 	if missing == "" {
 		missing = "Redis did not answer"
 	}
+	cause := ctx.Err()
+	if cause == nil {
+		cause = context.DeadlineExceeded
+	}
 	return fmt.Errorf("projection %s: wait for %s v%d (log entry %s of %s/%d): %s: %w",
-		w.name, res.Stream, res.Version, res.LastPosition(), res.Stream.Category, res.Partition, missing, ctx.Err())
+		w.name, res.Stream, res.Version, res.LastPosition(), res.Stream.Category, res.Partition, missing, cause)
 }
 
 type waiter struct {

@@ -106,7 +106,9 @@ func TestWaitForByNameRefusals(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		short, cancelShort := context.WithTimeout(ctx, 200*time.Millisecond)
+		// Long enough for a first look on a loaded machine (the
+		// message says what that look found missing).
+		short, cancelShort := context.WithTimeout(ctx, 2*time.Second)
 		err = projection.WaitFor(short, s, "nobody", res)
 		cancelShort()
 		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "no consumer group") {
