@@ -126,7 +126,10 @@ func TestForgedLogEntriesNeverApplied(t *testing.T) {
 		// shows it, and is dead-lettered with its entity parked: loud.
 		forge("a0", "100-0", e) // a gap: checked, foreign
 		forge("a1", "8-0", e)
-		real, err := s.Append(ctx, eventstore.Stream(category, "a1"), eventstore.Exact(7), eventstore.NewEvent(Deposited{Amount: amount("a1", 8)}))
+		// Two real events: the second follows the first's version, and
+		// must not hide (by moving on) that the first met a forgery.
+		real, err := s.Append(ctx, eventstore.Stream(category, "a1"), eventstore.Exact(7),
+			eventstore.NewEvent(Deposited{Amount: amount("a1", 8)}), eventstore.NewEvent(Deposited{Amount: amount("a1", 9)}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -143,9 +146,12 @@ func TestForgedLogEntriesNeverApplied(t *testing.T) {
 			if l.Kind == projection.KindFailed && (l.Stream.ID != "a1" || l.Version != 8 || !strings.Contains(l.Err, "rebuild")) {
 				t.Errorf("letter %+v, want a1 v8 saying to rebuild", l)
 			}
+			if l.Kind == projection.KindParked && (l.Stream.ID != "a1" || l.Version != 9) {
+				t.Errorf("letter %+v, want a1 v9 parked behind v8", l)
+			}
 		}
-		if kinds[projection.KindForeign] != want+1 || kinds[projection.KindFailed] != 1 {
-			t.Errorf("dead letters by kind %v, want %d foreign and 1 failed", kinds, want+1)
+		if kinds[projection.KindForeign] != want+1 || kinds[projection.KindFailed] != 1 || kinds[projection.KindParked] != 1 {
+			t.Errorf("dead letters by kind %v, want %d foreign, 1 failed and 1 parked", kinds, want+1)
 		}
 	})
 }

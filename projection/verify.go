@@ -46,19 +46,21 @@ type seenEvent struct {
 // with a message saying that the read model must be rebuilt: loud, never
 // silent.
 func (p *partition) verify(ts []task) bool {
-	var checks []int // indexes into ts
+	var checks []int              // indexes into ts
+	checking := map[string]bool{} // entities with an entry checked in this read: their later ones are checked too
 	for i := range ts {
 		t := &ts[i]
 		if t.entity == "" {
 			continue // corrupt, naming no entity: dead-lettered, nobody parked
 		}
-		if t.decodeErr == nil {
+		if t.decodeErr == nil && !checking[t.entity] {
 			if last, ok := p.seen[t.entity]; ok && (t.ev.Version == last.version+1 ||
 				t.ev.Version == last.version && t.ev.ID == last.id) {
 				p.remember(t.entity, t.ev.Version, t.ev.ID)
 				continue
 			}
 		}
+		checking[t.entity] = true
 		checks = append(checks, i)
 	}
 	if len(checks) == 0 {
