@@ -405,8 +405,9 @@ func (r *Runner) maintain(ctx context.Context) {
 	ttl := r.opts.leaseTTL
 	live, err := r.sc.members.Exec(ctx, r.client, []string{r.keys.members()},
 		[]string{r.opts.instance, fmt.Sprint(ttl.Milliseconds())}).AsInt64()
+	heartbeat := err
 	if err != nil && ctx.Err() == nil {
-		r.warns.warn(r.log, "heartbeat", "projection: heartbeat failed", "err", err)
+		r.warns.warn(r.log, "heartbeat", "projection: heartbeat failed; taking no partition until it succeeds", "err", err)
 	}
 	if live < 1 {
 		live = 1
@@ -439,6 +440,14 @@ func (r *Runner) maintain(ctx context.Context) {
 			}
 			return
 		}
+	}
+	if heartbeat != nil {
+		// An instance the others cannot count must not take partitions:
+		// it would count itself alone, aim at all of them, and re-acquire
+		// its own leases as they lapse (a half-closed client whose reads
+		// fail while its lease scripts still run did exactly that), so
+		// the live instances could never take them over.
+		return
 	}
 
 	target := (len(units) + int(live) - 1) / int(live)
