@@ -60,23 +60,32 @@ DOCKERFILE
   docker build --quiet -t "$tag" "$ctx" >&2
 fi
 
-# Smoke test: the image must start and answer PING on the host network.
-port=${REDIS_IMAGE_TEST_PORT:-$((40000 + RANDOM % 10000))}
-name="redis-image-check-$$"
-docker run -d --rm --name "$name" --network host "$tag" \
-  --port "$port" --bind 127.0.0.1 --save "" --appendonly no >/dev/null
-stop() { docker stop -t 1 "$name" >/dev/null 2>&1 || true; }
+# Smoke test: the image must start and answer PING on the host network. A
+# random port may be taken by a server of a test running beside us (the
+# server then exits at once): try three ports, each for up to 10 s.
+smoke() {
+  local port=$1 name="redis-image-check-$$-$1"
+  docker run -d --rm --name "$name" --network host "$tag" \
+    --port "$port" --bind 127.0.0.1 --save "" --appendonly no >/dev/null || return 1
+  for _ in $(seq 1 100); do
+    if [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null || true)" = "PONG" ]; then
+      docker stop -t 1 "$name" >/dev/null 2>&1 || true
+      return 0
+    fi
+    docker inspect "$name" >/dev/null 2>&1 || { log "port $port: the server exited (port taken?)"; return 1; }
+    sleep 0.1
+  done
+  docker logs "$name" >&2 || true
+  docker stop -t 1 "$name" >/dev/null 2>&1 || true
+  return 1
+}
 ok=""
-for _ in $(seq 1 50); do
-  if [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null || true)" = "PONG" ]; then ok=1; break; fi
-  sleep 0.1
+for try in 1 2 3; do
+  if smoke "${REDIS_IMAGE_TEST_PORT:-$((40000 + RANDOM % 10000))}"; then ok=1; break; fi
 done
 if [ -z "$ok" ]; then
-  docker logs "$name" >&2 || true
-  stop
-  log "image $tag did not answer PING on port $port"
+  log "image $tag did not answer PING (three ports tried)"
   exit 1
 fi
-stop
 log "image $tag answers PING"
 printf '%s\n' "$tag"
