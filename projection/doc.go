@@ -27,7 +27,9 @@
 // ceil(partitions/instances) leases; surplus leases are handed back
 // gracefully (the others take them within about a second), and a dead
 // holder's leases are taken when they expire (at once when it restarts
-// with the same WithInstanceID).
+// with the same WithInstanceID). An instance whose heartbeat fails takes no
+// partition until it succeeds again: the others cannot count it, so its
+// share would be wrong and it would fight them for leases.
 //
 // Fencing is enforced in Redis, not by the holder's belief: every read, ack
 // and dead-letter write of a partition is one Lua script that first checks
