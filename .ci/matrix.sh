@@ -14,6 +14,7 @@
 #   MATRIX_OUT     go test -json output and the table (default: $TMPDIR/streamfold-matrix)
 #   MATRIX_PKGS    the packages run (default below)
 #   MATRIX_README  set to 1 to write the table into README.md (between its matrix markers)
+#   MATRIX_LOCAL   0: leave out the local redis-server (run when no release is found)
 #
 # Without REDIS_SRC it runs only the local server and says so. Exit status:
 # non-zero when a test failed on any version.
@@ -42,7 +43,9 @@ if [ ${#versions[@]} -eq 0 ]; then
   else
     log "no release sources at $src (REDIS_SRC): running the local redis-server only"
   fi
-  versions+=(local)
+  # MATRIX_LOCAL=0 leaves the local server out when releases are there (CI:
+  # make test has just run the whole suite on it, with -race).
+  if [ "${MATRIX_LOCAL:-1}" != 0 ] || [ ${#versions[@]} -eq 0 ]; then versions+=(local); fi
 fi
 
 docker_ok=""
