@@ -68,7 +68,7 @@ func (p *partition) verify(ts []task) bool {
 	}
 	n, err := p.r.store.Partitions(p.rctx, p.u.cat)
 	if err != nil {
-		n = 0 // cannot happen for a category being read; checked below
+		n = 0 // cached for a category being read; if Redis cannot say, the partition check below is skipped and the stream lookup still decides
 	}
 	ks := p.r.store.Keys()
 	cmds := make(rueidis.Commands, 0, len(checks))
