@@ -41,6 +41,8 @@ func (r *Retainer) trimLogs(ctx context.Context, p Policy, dryRun bool) ([]LogRe
 	return out, nil
 }
 
+// trimLog trims one partition log to p's bounds, no further than its
+// consumer groups allow unless p.ForceLogTrim.
 func (r *Retainer) trimLog(ctx context.Context, p Policy, part int, dryRun bool) (LogReport, error) {
 	c := r.store.Client()
 	key := r.store.Keys().Log(p.Category, part)
@@ -50,39 +52,9 @@ func (r *Retainer) trimLog(ctx context.Context, p Policy, part int, dryRun bool)
 		return rep, err
 	}
 	rep.Length = length
-
-	// The policy's threshold: the later of the length and the age bound.
-	var threshold eventstore.Position
-	if p.LogMaxLen > 0 && length > p.LogMaxLen {
-		// The id of the last entry to drop, read with at most trimLimit
-		// entries: one pass never removes more than that anyway.
-		k := min(length-p.LogMaxLen, r.opts.trimLimit)
-		entries, err := c.Do(ctx, c.B().Xrange().Key(key).Start("-").End("+").Count(k).Build()).ToArray()
-		if err != nil {
-			return rep, err
-		}
-		if len(entries) > 0 {
-			last, err := entries[len(entries)-1].AsXRangeSlice()
-			if err != nil {
-				return rep, err
-			}
-			pos, err := eventstore.ParsePosition(last.ID)
-			if err != nil {
-				return rep, err
-			}
-			threshold = after(pos)
-		}
-	}
-	if p.LogMaxAge > 0 {
-		cut := r.opts.clock().Add(-p.LogMaxAge).UnixMilli()
-		if cut > 0 {
-			if byAge := (eventstore.Position{Ms: uint64(cut)}); byAge.Compare(threshold) > 0 {
-				threshold = byAge
-			}
-		}
-	}
-	if threshold.IsZero() {
-		return rep, nil
+	threshold, err := r.policyThreshold(ctx, p, key, length)
+	if err != nil || threshold.IsZero() {
+		return rep, err
 	}
 	if !p.ForceLogTrim {
 		needed, group, err := oldestNeeded(ctx, c, key)
@@ -97,32 +69,93 @@ func (r *Retainer) trimLog(ctx context.Context, p Policy, part int, dryRun bool)
 	if threshold.IsZero() {
 		return rep, nil
 	}
-	before, err := c.Do(ctx, c.B().MemoryUsage().Key(key).Samples(0).Build()).AsInt64()
-	if err != nil {
-		return rep, err
-	}
 	if dryRun {
-		below, err := c.Do(ctx, c.B().Xrange().Key(key).Start("-").End("("+threshold.String()).Count(r.opts.trimLimit).Build()).ToArray()
+		return rep, r.countBelow(ctx, &rep)
+	}
+	return rep, r.trimBelow(ctx, &rep)
+}
+
+// policyThreshold returns the position below which p's bounds drop the
+// log's entries: the later of the length and the age bound; zero when
+// neither drops any.
+func (r *Retainer) policyThreshold(ctx context.Context, p Policy, key string, length int64) (eventstore.Position, error) {
+	var threshold eventstore.Position
+	if p.LogMaxLen > 0 && length > p.LogMaxLen {
+		// The id of the last entry to drop, read with at most trimLimit
+		// entries: one pass never removes more than that anyway.
+		last, ok, err := r.lastOfFirst(ctx, key, min(length-p.LogMaxLen, r.opts.trimLimit))
 		if err != nil {
-			return rep, err
+			return threshold, err
 		}
-		rep.Trimmed = int64(len(below))
-		rep.BytesFreed = before * rep.Trimmed / length
-		return rep, nil
+		if ok {
+			threshold = after(last)
+		}
+	}
+	if p.LogMaxAge > 0 {
+		cut := r.opts.clock().Add(-p.LogMaxAge).UnixMilli()
+		if cut > 0 {
+			if byAge := (eventstore.Position{Ms: uint64(cut)}); byAge.Compare(threshold) > 0 {
+				threshold = byAge
+			}
+		}
+	}
+	return threshold, nil
+}
+
+// lastOfFirst returns the position of the k-th entry of the log (the last
+// one when it has fewer); ok is false when it is empty.
+func (r *Retainer) lastOfFirst(ctx context.Context, key string, k int64) (pos eventstore.Position, ok bool, err error) {
+	c := r.store.Client()
+	entries, err := c.Do(ctx, c.B().Xrange().Key(key).Start("-").End("+").Count(k).Build()).ToArray()
+	if err != nil || len(entries) == 0 {
+		return pos, false, err
+	}
+	last, err := entries[len(entries)-1].AsXRangeSlice()
+	if err != nil {
+		return pos, false, err
+	}
+	pos, err = eventstore.ParsePosition(last.ID)
+	return pos, err == nil, err
+}
+
+// countBelow is a dry run's trim: it counts the entries below rep.Threshold
+// (at most the trim limit) and estimates the bytes they hold.
+func (r *Retainer) countBelow(ctx context.Context, rep *LogReport) error {
+	c := r.store.Client()
+	before, err := c.Do(ctx, c.B().MemoryUsage().Key(rep.Key).Samples(0).Build()).AsInt64()
+	if err != nil {
+		return err
+	}
+	below, err := c.Do(ctx, c.B().Xrange().Key(rep.Key).Start("-").End("("+rep.Threshold.String()).Count(r.opts.trimLimit).Build()).ToArray()
+	if err != nil {
+		return err
+	}
+	rep.Trimmed = int64(len(below))
+	rep.BytesFreed = before * rep.Trimmed / rep.Length
+	return nil
+}
+
+// trimBelow trims the entries below rep.Threshold (at most the trim limit)
+// and measures the bytes freed.
+func (r *Retainer) trimBelow(ctx context.Context, rep *LogReport) error {
+	c := r.store.Client()
+	before, err := c.Do(ctx, c.B().MemoryUsage().Key(rep.Key).Samples(0).Build()).AsInt64()
+	if err != nil {
+		return err
 	}
 	// Approximate trimming removes whole nodes only: cheap, and never more
 	// than asked; trimlog.lua also counts it (projection lag before 7.0).
-	rep.Trimmed, err = r.trimmer.Exec(ctx, c, trimLogKeys(r.store.Keys(), p.Category, part), trimLogArgs(threshold, r.opts.trimLimit)).AsInt64()
+	rep.Trimmed, err = r.trimmer.Exec(ctx, c, trimLogKeys(r.store.Keys(), rep.Category, rep.Partition), trimLogArgs(rep.Threshold, r.opts.trimLimit)).AsInt64()
 	if err != nil {
-		return rep, err
+		return err
 	}
 	if rep.Trimmed > 0 {
-		after, err := c.Do(ctx, c.B().MemoryUsage().Key(key).Samples(0).Build()).AsInt64()
+		after, err := c.Do(ctx, c.B().MemoryUsage().Key(rep.Key).Samples(0).Build()).AsInt64()
 		if err == nil {
 			rep.BytesFreed = before - after
 		}
 	}
-	return rep, nil
+	return nil
 }
 
 // after returns the smallest position greater than p.

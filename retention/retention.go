@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -94,31 +95,73 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 // WithClock sets the clock used for age bounds (default time.Now).
 func WithClock(now func() time.Time) Option { return func(o *options) { o.clock = now } }
 
-// WithTrimLimit bounds the entries one XTRIM may evict (default 10000), so
-// a large trim never blocks Redis for long; later runs continue it.
+// WithTrimLimit bounds the entries one XTRIM may evict (default 10000; 0
+// means the default), so a large trim never blocks Redis for long; later
+// runs continue it.
 func WithTrimLimit(n int64) Option { return func(o *options) { o.trimLimit = n } }
 
-// New returns a Retainer for the given policies.
+// setDefaults fills what no option set.
+func (o *options) setDefaults() {
+	if o.logger == nil {
+		o.logger = slog.Default()
+	}
+	if o.clock == nil {
+		o.clock = time.Now
+	}
+	if o.trimLimit == 0 {
+		o.trimLimit = 10000
+	}
+	if o.scanCount == 0 {
+		o.scanCount = 1000
+	}
+}
+
+// validate reports every option that cannot be applied, joined.
+func (o *options) validate() error {
+	if o.trimLimit < 0 {
+		return fmt.Errorf("retention: WithTrimLimit(%d): the limit must be positive", o.trimLimit)
+	}
+	return nil
+}
+
+// New returns a Retainer for the given policies. It keeps a copy of
+// policies: the caller's slice is neither changed nor read afterwards. Every
+// problem of the options and policies is reported, joined.
 func New(store *eventstore.Store, policies []Policy, opts ...Option) (*Retainer, error) {
-	o := options{logger: slog.Default(), clock: time.Now, trimLimit: 10000, scanCount: 1000}
+	var o options
 	for _, f := range opts {
 		f(&o)
 	}
-	seen := map[string]bool{}
+	o.setDefaults()
+	policies = slices.Clone(policies)
+	if err := errors.Join(o.validate(), validatePolicies(policies)); err != nil {
+		return nil, err
+	}
 	for i := range policies {
-		if err := policies[i].Validate(); err != nil {
-			return nil, err
-		}
-		if seen[policies[i].Category] {
-			return nil, fmt.Errorf("%w: two policies for %s", ErrInvalidPolicy, policies[i].Category)
-		}
-		seen[policies[i].Category] = true
 		if policies[i].CompactMaxEntries == 0 {
 			policies[i].CompactMaxEntries = 100
 		}
 	}
 	compact, trimmer := newScripts()
 	return &Retainer{store: store, policies: policies, opts: o, compact: compact, trimmer: trimmer}, nil
+}
+
+// validatePolicies reports every policy that cannot be applied, and every
+// category with two policies, joined.
+func validatePolicies(policies []Policy) error {
+	var errs []error
+	seen := map[string]bool{}
+	for _, p := range policies {
+		if err := p.Validate(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if seen[p.Category] {
+			errs = append(errs, fmt.Errorf("%w: two policies for %s", ErrInvalidPolicy, p.Category))
+		}
+		seen[p.Category] = true
+	}
+	return errors.Join(errs...)
 }
 
 // Report says what one pass did (or, on a dry run, would do).

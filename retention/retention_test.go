@@ -278,6 +278,27 @@ func TestInvalidPolicy(t *testing.T) {
 			t.Errorf("%+v accepted", p)
 		}
 	}
+	// Every problem is reported at once, the option's by its name.
+	_, err := retention.New(s, []retention.Policy{{Category: "a:b"}, {Category: "c", TruncateKeep: -1}}, retention.WithTrimLimit(-1))
+	for _, want := range []string{"a:b", "policy for c", "WithTrimLimit(-1)"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("joined error %v does not name %q", err, want)
+		}
+	}
+}
+
+// TestNewCopiesPolicies: New keeps its own copy of the policies, with its
+// defaults filled in; the caller's slice is left as it was.
+func TestNewCopiesPolicies(t *testing.T) {
+	tg := redistest.Standalone(t)
+	s := newStore(t, tg)
+	policies := []retention.Policy{{Category: "account", CompactIdle: time.Hour}}
+	if _, err := retention.New(s, policies); err != nil {
+		t.Fatal(err)
+	}
+	if want := (retention.Policy{Category: "account", CompactIdle: time.Hour}); policies[0] != want {
+		t.Fatalf("New changed the caller's policy: %+v, was %+v", policies[0], want)
+	}
 }
 
 func logIDs(t *testing.T, s *eventstore.Store, key string) []string {
