@@ -6,6 +6,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/streamfold/streamfold/internal/fnv1a"
 )
 
 // This file owns the key layout. Nothing else builds key strings.
@@ -146,13 +148,7 @@ func ValidateNamespace(ns string) error {
 // belongs to: FNV-1a (32 bit) of the id, modulo partitions. It is part of the
 // storage format and never changes.
 func PartitionOf(id string, partitions int) int {
-	const offset32, prime32 = 2166136261, 16777619
-	h := uint32(offset32)
-	for i := 0; i < len(id); i++ {
-		h ^= uint32(id[i])
-		h *= prime32
-	}
-	return int(h % uint32(partitions))
+	return int(fnv1a.String(id) % uint32(partitions))
 }
 
 // Keyspace builds the Redis keys of one namespace. Other Streamfold packages
@@ -206,6 +202,15 @@ func (k Keyspace) SnapshotFloor(s StreamID, partition int) string {
 // stream: written by Delete, it holds the version of the deletion marker.
 func (k Keyspace) Tombstone(s StreamID, partition int) string {
 	return k.ns + ":" + k.Tag(s.Category, partition) + ":gone:" + s.ID
+}
+
+// StreamPattern returns the SCAN pattern that matches the entity streams of
+// category in every partition, "<ns>:{<category>:*}:s:*" (the braces of the
+// hash tag are not special in a glob pattern). category is one checked by
+// ValidateCategory, so it holds no glob characters; on a cluster the
+// pattern spans every slot, so scan each primary.
+func (k Keyspace) StreamPattern(category string) string {
+	return k.ns + ":{" + category + ":*}:s:*"
 }
 
 // PartitionKey returns the key of a per-partition object named name (for

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"github.com/google/uuid"
 	"hash/fnv"
+	"path"
 	"strings"
 	"testing"
 )
@@ -57,6 +58,28 @@ func TestKeyLayout(t *testing.T) {
 	for _, key := range []string{"other:{account:3}:s:x", "ns:{account:3}:log", "ns:{account:03}:s:x", "ns:{account}:s:x", "ns:{account:-1}:s:x"} {
 		if _, _, err := k.ParseStreamKey(key); !errors.Is(err, ErrInvalidStreamID) {
 			t.Errorf("%q: %v", key, err)
+		}
+	}
+}
+
+func TestStreamPattern(t *testing.T) {
+	k := NewKeyspace("ns")
+	pat := k.StreamPattern("account")
+	if pat != "ns:{account:*}:s:*" {
+		t.Fatal(pat)
+	}
+	// path.Match's '*' is Redis' '*' on keys without '/'.
+	match := []string{k.Stream(Stream("account", "1"), 0), k.Stream(Stream("account", "a:b}c"), 1023)}
+	miss := []string{k.Log("account", 0), k.Tombstone(Stream("account", "1"), 0), k.Snapshot(Stream("account", "1"), 0),
+		k.Stream(Stream("account2", "1"), 0), k.Stream(Stream("acc", "1"), 0), NewKeyspace("ns2").Stream(Stream("account", "1"), 0)}
+	for _, key := range match {
+		if ok, _ := path.Match(pat, key); !ok {
+			t.Errorf("%s does not match %s", pat, key)
+		}
+	}
+	for _, key := range miss {
+		if ok, _ := path.Match(pat, key); ok {
+			t.Errorf("%s matches %s", pat, key)
 		}
 	}
 }
