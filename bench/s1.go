@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -34,27 +32,10 @@ var s1Memo = strings.Repeat("m", 70)
 // rate runs total operations on s1Workers goroutines and returns ops/s and
 // the share of one core the Redis server used meanwhile.
 func rate(ctx context.Context, c rueidis.Client, total int, op func(worker, i int) error) (float64, float64, error) {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var firstErr atomic.Value
 	cpu0, start := serverCPU(ctx, c), time.Now()
-	for w := range s1Workers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= total {
-					return
-				}
-				if err := op(w, i); err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
+	err := fanOut(s1Workers, total, op)
 	el := time.Since(start).Seconds()
-	if err, _ := firstErr.Load().(error); err != nil {
+	if err != nil {
 		return 0, 0, err
 	}
 	return float64(total) / el, (serverCPU(ctx, c) - cpu0) / el, nil
@@ -70,11 +51,7 @@ type appender struct {
 }
 
 func newAppender(c rueidis.Client, ns string, opts ...eventstore.Option) (*appender, error) {
-	reg := eventstore.NewRegistry()
-	if err := eventstore.Register[Deposited](reg, "deposited"); err != nil {
-		return nil, err
-	}
-	s, err := eventstore.New(c, append([]eventstore.Option{eventstore.WithNamespace(ns), eventstore.WithRegistry(reg)}, opts...)...)
+	s, err := depositStore(c, ns, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -97,26 +74,53 @@ func (a *appender) op(ctx context.Context) func(w, i int) error {
 	}
 }
 
+// s1Side is one way of appending that S1 measures.
+type s1Side struct {
+	name string
+	op   func(w, i int) error
+}
+
 func runS1(ctx context.Context, srv *server, sc scale, logger *slog.Logger) ([]Result, error) {
-	c, err := srv.client()
+	c, err := flushedClient(ctx, srv)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	if err := flush(ctx, c); err != nil {
-		return nil, err
-	}
-	plain, err := newAppender(c, "s1plain", eventstore.WithGroupCommit(1, 1))
+	sides, closeSides, err := s1Sides(ctx, c, srv)
 	if err != nil {
 		return nil, err
+	}
+	defer closeSides()
+	rounds, perRound := 3, sc.n(150_000, 20_000)
+	rates, cpus, err := s1Measure(ctx, c, sides, rounds, perRound)
+	if err != nil {
+		return nil, err
+	}
+	note := func(a, b string) string {
+		return fmt.Sprintf("64 goroutines, 10k entities, ~100-byte payload, %d rounds × %d events interleaved; Redis used %.0f%% of a core for %s, %.0f%% for %s", rounds, perRound, 100*cpus[a], a, 100*cpus[b], b)
+	}
+	return []Result{
+		{Scenario: "S1-append", Metric: "appends (plain)", Unit: "events/s", Ours: f64(rates["plain"]), Baseline: "raw-xadd", BaselineValue: f64(rates["raw-xadd"]), Goal: "≥ 0.6", Notes: note("plain", "raw-xadd")},
+		{Scenario: "S1-append", Metric: "appends (group commit)", Unit: "events/s", Ours: f64(rates["grouped"]), Baseline: "raw-xadd", BaselineValue: f64(rates["raw-xadd"]), Goal: "≥ 1.0", Notes: note("grouped", "raw-xadd")},
+		{Scenario: "S1-append", Metric: "appends (group commit)", Unit: "events/s", Ours: f64(rates["grouped"]), Baseline: "watermill-publish", BaselineValue: f64(rates["watermill-publish"]), Goal: "≥ 2", Notes: note("grouped", "watermill-publish")},
+	}, nil
+}
+
+// s1Sides builds S1's four ways of appending, in the order they run in a
+// round: raw XADD, ours without and with group commit, watermill's
+// publisher. The caller calls closeSides when done with them.
+func s1Sides(ctx context.Context, c rueidis.Client, srv *server) (sides []s1Side, closeSides func(), err error) {
+	plain, err := newAppender(c, "s1plain", eventstore.WithGroupCommit(1, 1))
+	if err != nil {
+		return nil, nil, err
 	}
 	grouped, err := newAppender(c, "s1grouped")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	payload, err := eventstore.Msgpack{}.Marshal(Deposited{Account: "acc-0000", Amount: 42, Memo: s1Memo})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	raw := rueidis.BinaryString(payload)
 	rawKeys := make([]string, s1Entities)
@@ -128,40 +132,32 @@ func runS1(ctx context.Context, srv *server, sc scale, logger *slog.Logger) ([]R
 	}
 
 	gr := redis.NewClient(&redis.Options{Addr: srv.addr})
-	defer gr.Close()
 	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: gr}, watermill.NopLogger{})
 	if err != nil {
-		return nil, err
+		gr.Close()
+		return nil, nil, err
 	}
-	defer pub.Close()
 	wmOp := func(_, i int) error {
 		return pub.Publish(fmt.Sprintf("s1wm:acc-%d", i%s1Entities), message.NewMessage(watermill.NewUUID(), payload))
 	}
+	sides = []s1Side{{"raw-xadd", rawOp}, {"plain", plain.op(ctx)}, {"grouped", grouped.op(ctx)}, {"watermill-publish", wmOp}}
+	return sides, func() { pub.Close(); gr.Close() }, nil
+}
 
-	sides := []struct {
-		name string
-		op   func(w, i int) error
-	}{{"raw-xadd", rawOp}, {"plain", plain.op(ctx)}, {"grouped", grouped.op(ctx)}, {"watermill-publish", wmOp}}
-	rounds, perRound := 3, sc.n(150_000, 20_000)
-	rates := map[string]float64{}
-	cpus := map[string]float64{}
+// s1Measure runs the sides in turn, rounds times perRound appends each, and
+// returns each side's mean rate and the mean share of a core Redis used.
+func s1Measure(ctx context.Context, c rueidis.Client, sides []s1Side, rounds, perRound int) (rates, cpus map[string]float64, err error) {
+	rates, cpus = map[string]float64{}, map[string]float64{}
 	for r := range rounds {
 		for _, s := range sides {
 			v, cpu, err := rate(ctx, c, perRound, s.op)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", s.name, err)
+				return nil, nil, fmt.Errorf("%s: %w", s.name, err)
 			}
 			rates[s.name] += v / float64(rounds)
 			cpus[s.name] += cpu / float64(rounds)
 			fmt.Printf("   round %d %-18s %8.0f events/s  redis %.0f%% of a core\n", r+1, s.name, v, 100*cpu)
 		}
 	}
-	note := func(a, b string) string {
-		return fmt.Sprintf("64 goroutines, 10k entities, ~100-byte payload, %d rounds × %d events interleaved; Redis used %.0f%% of a core for %s, %.0f%% for %s", rounds, perRound, 100*cpus[a], a, 100*cpus[b], b)
-	}
-	return []Result{
-		{Scenario: "S1-append", Metric: "appends (plain)", Unit: "events/s", Ours: f64(rates["plain"]), Baseline: "raw-xadd", BaselineValue: f64(rates["raw-xadd"]), Goal: "≥ 0.6", Notes: note("plain", "raw-xadd")},
-		{Scenario: "S1-append", Metric: "appends (group commit)", Unit: "events/s", Ours: f64(rates["grouped"]), Baseline: "raw-xadd", BaselineValue: f64(rates["raw-xadd"]), Goal: "≥ 1.0", Notes: note("grouped", "raw-xadd")},
-		{Scenario: "S1-append", Metric: "appends (group commit)", Unit: "events/s", Ours: f64(rates["grouped"]), Baseline: "watermill-publish", BaselineValue: f64(rates["watermill-publish"]), Goal: "≥ 2", Notes: note("grouped", "watermill-publish")},
-	}, nil
+	return rates, cpus, nil
 }

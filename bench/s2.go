@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/aggregate"
 	"github.com/streamfold/streamfold/eventstore"
 	"github.com/streamfold/streamfold/snapshot"
@@ -30,18 +31,41 @@ func applyAccount(s *account, e any) {
 // events: 99 after the snapshot) and a 10-event aggregate (load-10), and
 // reports the p50 ratios; then events decoded per second.
 func runS2(ctx context.Context, srv *server, sc scale, logger *slog.Logger) ([]Result, error) {
-	c, err := srv.client()
+	c, err := flushedClient(ctx, srv)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	if err := flush(ctx, c); err != nil {
-		return nil, err
-	}
 	es, err := eventstore.New(c, eventstore.WithNamespace("s2"))
 	if err != nil {
 		return nil, err
 	}
+	repo, err := s2Fill(ctx, es, logger)
+	if err != nil {
+		return nil, err
+	}
+	big, worst, small, err := s2LoadP50(ctx, repo, sc.n(3000, 500))
+	if err != nil {
+		return nil, err
+	}
+	fmt.Printf("   load p50: 1000 events (snapshot at 1000) %.0f µs, 1099 events (99 after the snapshot) %.0f µs, 10 events %.0f µs\n", big, worst, small)
+	decodeRate, readRate, err := s2Decode(ctx, c, es, sc.n(300, 50))
+	if err != nil {
+		return nil, err
+	}
+	fmt.Printf("   decoded %.0f events/s; read from Redis and decoded %.0f events/s\n", decodeRate, readRate)
+	return []Result{
+		{Scenario: "S2-load", Metric: "load p50, 1000 events with a snapshot every 100", Unit: "µs", Ours: f64(big), Baseline: "load-10", BaselineValue: f64(small), Goal: "≤ 1.5"},
+		{Scenario: "S2-load", Metric: "load p50, 1099 events (worst case of a snapshot every 100)", Unit: "µs", Ours: f64(worst), Baseline: "load-10", BaselineValue: f64(small), Notes: "99 events after the latest snapshot: the load script converts each entry in Lua (~2 µs each)"},
+		{Scenario: "S2-load", Metric: "events decoded", Unit: "events/s", Ours: f64(decodeRate), Goal: "≥ 1000000", Notes: "DecodeStreamEntry over 1000 entries read once"},
+		{Scenario: "S2-load", Metric: "events read and decoded (Store.Read of a 1000-event stream)", Unit: "events/s", Ours: f64(readRate)},
+	}, nil
+}
+
+// s2Fill builds S2's three accounts (big: 1000 events, worst: 1099, small:
+// 10) through a repository that snapshots every 100 events, waits until
+// every due snapshot is written, and returns the repository.
+func s2Fill(ctx context.Context, es *eventstore.Store, logger *slog.Logger) (*aggregate.Repository[account], error) {
 	typ := aggregate.NewType("account", applyAccount)
 	if err := aggregate.RegisterEvent[Deposited](typ, "deposited"); err != nil {
 		return nil, err
@@ -74,18 +98,24 @@ func runS2(ctx context.Context, srv *server, sc scale, logger *slog.Logger) ([]R
 	if err := snaps.Close(ctx); err != nil { // every due snapshot is written
 		return nil, err
 	}
+	return repo, nil
+}
+
+// s2LoadP50 loads big, worst and small in turn, rounds times, and returns
+// each one's p50 load time in µs.
+func s2LoadP50(ctx context.Context, repo *aggregate.Repository[account], rounds int) (big, worst, small float64, err error) {
 	ids := []string{"big", "worst", "small"}
 	lat := make([][]time.Duration, len(ids))
-	for range sc.n(3000, 500) {
+	for range rounds {
 		for i, id := range ids {
 			t := time.Now()
 			a, err := repo.Load(ctx, id)
 			lat[i] = append(lat[i], time.Since(t))
 			if err != nil {
-				return nil, err
+				return 0, 0, 0, err
 			}
 			if a.Version() == 0 {
-				return nil, fmt.Errorf("%s not found", id)
+				return 0, 0, 0, fmt.Errorf("%s not found", id)
 			}
 		}
 	}
@@ -93,46 +123,41 @@ func runS2(ctx context.Context, srv *server, sc scale, logger *slog.Logger) ([]R
 		slices.Sort(d)
 		return float64(d[len(d)/2].Microseconds())
 	}
-	big, worst, small := p50(lat[0]), p50(lat[1]), p50(lat[2])
-	fmt.Printf("   load p50: 1000 events (snapshot at 1000) %.0f µs, 1099 events (99 after the snapshot) %.0f µs, 10 events %.0f µs\n", big, worst, small)
+	return p50(lat[0]), p50(lat[1]), p50(lat[2]), nil
+}
 
-	// Decoding: the entries of a 1000-event stream, read once, decoded again
-	// and again (what the loader does per event), and a full read of them.
+// s2Decode measures decoding: the entries of the 1000-event stream, read
+// once, decoded again and again (what the loader does per event), rounds
+// times; and a full read of them, rounds/5 times. It returns events/s of
+// each.
+func s2Decode(ctx context.Context, c rueidis.Client, es *eventstore.Store, rounds int) (decodeRate, readRate float64, err error) {
 	stream := eventstore.Stream("account", "big")
 	_, key, err := es.Locate(ctx, stream)
 	if err != nil {
-		return nil, err
+		return 0, 0, err
 	}
 	entries, err := c.Do(ctx, c.B().Xrange().Key(key).Start("-").End("+").Build()).AsXRangeSlices()
 	if err != nil {
-		return nil, err
+		return 0, 0, err
 	}
-	rounds := sc.n(300, 50)
 	start := time.Now()
 	for range rounds {
 		for _, e := range entries {
 			if _, err := es.DecodeStreamEntry(stream, key, e); err != nil {
-				return nil, err
+				return 0, 0, err
 			}
 		}
 	}
-	decodeRate := float64(rounds*len(entries)) / time.Since(start).Seconds()
+	decodeRate = float64(rounds*len(entries)) / time.Since(start).Seconds()
 	start = time.Now()
 	n := 0
 	for range rounds / 5 {
 		for _, err := range es.Read(ctx, stream, 0) {
 			if err != nil {
-				return nil, err
+				return 0, 0, err
 			}
 			n++
 		}
 	}
-	readRate := float64(n) / time.Since(start).Seconds()
-	fmt.Printf("   decoded %.0f events/s; read from Redis and decoded %.0f events/s\n", decodeRate, readRate)
-	return []Result{
-		{Scenario: "S2-load", Metric: "load p50, 1000 events with a snapshot every 100", Unit: "µs", Ours: f64(big), Baseline: "load-10", BaselineValue: f64(small), Goal: "≤ 1.5"},
-		{Scenario: "S2-load", Metric: "load p50, 1099 events (worst case of a snapshot every 100)", Unit: "µs", Ours: f64(worst), Baseline: "load-10", BaselineValue: f64(small), Notes: "99 events after the latest snapshot: the load script converts each entry in Lua (~2 µs each)"},
-		{Scenario: "S2-load", Metric: "events decoded", Unit: "events/s", Ours: f64(decodeRate), Goal: "≥ 1000000", Notes: "DecodeStreamEntry over 1000 entries read once"},
-		{Scenario: "S2-load", Metric: "events read and decoded (Store.Read of a 1000-event stream)", Unit: "events/s", Ours: f64(readRate)},
-	}, nil
+	return decodeRate, float64(n) / time.Since(start).Seconds(), nil
 }

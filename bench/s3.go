@@ -31,11 +31,29 @@ const (
 // s3Store is the event store of S3 and S5: one category of 16 partitions,
 // the Deposited event registered.
 func s3Store(c rueidis.Client, ns string) (*eventstore.Store, error) {
-	reg := eventstore.NewRegistry()
-	if err := eventstore.Register[Deposited](reg, "deposited"); err != nil {
-		return nil, err
+	return depositStore(c, ns, eventstore.WithPartitions(s3Partitions))
+}
+
+// s3Filled is S3's and S3b's start: a flushed client that sends without
+// delay beyond 20 µs, and a store in namespace ns with n events appended by
+// s3Fill. The caller closes the client.
+func s3Filled(ctx context.Context, srv *server, ns string, n int) (rueidis.Client, *eventstore.Store, error) {
+	c, err := flushedClient(ctx, srv, func(o *rueidis.ClientOption) { o.MaxFlushDelay = 20 * time.Microsecond })
+	if err != nil {
+		return nil, nil, err
 	}
-	return eventstore.New(c, eventstore.WithNamespace(ns), eventstore.WithRegistry(reg), eventstore.WithPartitions(s3Partitions))
+	s, err := s3Store(c, ns)
+	if err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	t0 := time.Now()
+	if err := s3Fill(ctx, s, n); err != nil {
+		c.Close()
+		return nil, nil, fmt.Errorf("append: %w", err)
+	}
+	fmt.Printf("   appended %d events over %d entities, %d partitions in %s\n", n, s3Entities, s3Partitions, time.Since(t0).Round(time.Millisecond))
+	return c, s, nil
 }
 
 // s3Fill appends n events over s3Entities entities from s1Workers goroutines
@@ -79,54 +97,23 @@ func s3Fill(ctx context.Context, s *eventstore.Store, n int) error {
 // XACK per message). Each must consume all N.
 func runS3(ctx context.Context, srv *server, sc scale, logger *slog.Logger) ([]Result, error) {
 	n := sc.n(1_000_000, 100_000)
-	c, err := srv.client(func(o *rueidis.ClientOption) { o.MaxFlushDelay = 20 * time.Microsecond })
+	c, s, err := s3Filled(ctx, srv, "s3", n)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	if err := flush(ctx, c); err != nil {
-		return nil, err
-	}
-	s, err := s3Store(c, "s3")
-	if err != nil {
-		return nil, err
-	}
-	t0 := time.Now()
-	if err := s3Fill(ctx, s, n); err != nil {
-		return nil, fmt.Errorf("append: %w", err)
-	}
-	fmt.Printf("   appended %d events over %d entities, %d partitions in %s\n", n, s3Entities, s3Partitions, time.Since(t0).Round(time.Millisecond))
 	logs := make([]string, s3Partitions)
 	for p := range logs {
 		logs[p] = s.Keys().Log(s3Category, p)
 	}
-
-	type side struct {
-		name string
-		run  func() (int64, error)
-	}
-	sides := []side{
+	sides := []s3Side{
 		{"ours", func() (int64, error) { return s3Ours(ctx, s, logger) }},
 		{"watermill-subscribe", func() (int64, error) { return s3Watermill(ctx, srv, s, logs, n) }},
 		{"guide-loop", func() (int64, error) { return s3Guide(ctx, c, s, logs, n) }},
 	}
-	rates := map[string]float64{}
-	cpus := map[string]float64{}
-	for _, sd := range sides {
-		commandStats(ctx, c, "")
-		cpu0, start := serverCPU(ctx, c), time.Now()
-		got, err := sd.run()
-		el := time.Since(start).Seconds()
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", sd.name, err)
-		}
-		if got != int64(n) {
-			return nil, fmt.Errorf("%s consumed %d of %d events", sd.name, got, n)
-		}
-		commandStats(ctx, c, sd.name)
-		rates[sd.name] = float64(n) / el
-		cpus[sd.name] = (serverCPU(ctx, c) - cpu0) / el
-		fmt.Printf("   %-20s %8.0f events/s  redis %.0f%% of a core\n", sd.name, rates[sd.name], 100*cpus[sd.name])
+	rates, cpus, err := s3Measure(ctx, c, sides, n)
+	if err != nil {
+		return nil, err
 	}
 	note := func(b string) string {
 		return fmt.Sprintf("%d events, %d entities, %d partitions, each consumer all N through its own group; Redis used %.0f%% of a core for ours, %.0f%% for %s", n, s3Entities, s3Partitions, 100*cpus["ours"], 100*cpus[b], b)
@@ -135,6 +122,36 @@ func runS3(ctx context.Context, srv *server, sc scale, logger *slog.Logger) ([]R
 		{Scenario: "S3-project", Metric: "projected", Unit: "events/s", Ours: f64(rates["ours"]), Baseline: "watermill-subscribe", BaselineValue: f64(rates["watermill-subscribe"]), Goal: "≥ 10", Notes: note("watermill-subscribe")},
 		{Scenario: "S3-project", Metric: "projected", Unit: "events/s", Ours: f64(rates["ours"]), Baseline: "guide-loop", BaselineValue: f64(rates["guide-loop"]), Goal: "≥ 5", Notes: note("guide-loop")},
 	}, nil
+}
+
+// s3Side is one consumer S3 measures: run consumes the logs and returns how
+// many events it consumed.
+type s3Side struct {
+	name string
+	run  func() (int64, error)
+}
+
+// s3Measure runs each side in turn, checks that it consumed all n events,
+// and returns its rate and the share of a core Redis used meanwhile.
+func s3Measure(ctx context.Context, c rueidis.Client, sides []s3Side, n int) (rates, cpus map[string]float64, err error) {
+	rates, cpus = map[string]float64{}, map[string]float64{}
+	for _, sd := range sides {
+		commandStats(ctx, c, "")
+		cpu0, start := serverCPU(ctx, c), time.Now()
+		got, err := sd.run()
+		el := time.Since(start).Seconds()
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", sd.name, err)
+		}
+		if got != int64(n) {
+			return nil, nil, fmt.Errorf("%s consumed %d of %d events", sd.name, got, n)
+		}
+		commandStats(ctx, c, sd.name)
+		rates[sd.name] = float64(n) / el
+		cpus[sd.name] = (serverCPU(ctx, c) - cpu0) / el
+		fmt.Printf("   %-20s %8.0f events/s  redis %.0f%% of a core\n", sd.name, rates[sd.name], 100*cpus[sd.name])
+	}
+	return rates, cpus, nil
 }
 
 // s3Ours runs the projection runner (batch path) until every partition's
@@ -151,22 +168,8 @@ func s3Ours(ctx context.Context, s *eventstore.Store, logger *slog.Logger) (int6
 		}
 		return b.Set(m, ev.Stream.ID, ev.Version, map[string]string{"amount": strconv.FormatInt(d.Amount, 10)})
 	})
-	r, err := projection.NewRunner(s, projection.Projection{Name: "ours", Categories: []string{s3Category}, Handler: h}, projection.WithLogger(logger))
-	if err != nil {
+	if err := s3Project(ctx, s, "ours", h, logger); err != nil {
 		return 0, err
-	}
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- r.Run(rctx) }()
-	defer func() { cancel(); <-done }()
-	for p := range s3Partitions {
-		last, err := lastEntry(ctx, s.Client(), s.Keys().Log(s3Category, p))
-		if err != nil {
-			return 0, err
-		}
-		if err := r.WaitFor(ctx, eventstore.AppendResult{Stream: eventstore.Stream(s3Category, "x"), Partition: p, Positions: []eventstore.Position{last}}); err != nil {
-			return 0, err
-		}
 	}
 	st := m.Stats()
 	return st.Applied + st.Skipped, nil

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -26,92 +24,18 @@ func runS4(ctx context.Context, srv *server, sc scale, logger *slog.Logger) ([]R
 	}
 	defer c.Close()
 	n := sc.n(100_000, 10_000)
-	payload := strings.Repeat("p", 100)
-
-	naive, err := perAggregate(ctx, c, n, func() error {
-		return parallel(n, func(i int) error {
-			key := fmt.Sprintf("s4naive:acc-%07d", i)
-			cmds := make(rueidis.Commands, 3)
-			for j := range cmds {
-				cmds[j] = c.B().Xadd().Key(key).Id("*").FieldValue().FieldValue("data", payload).Build()
-			}
-			for _, r := range c.DoMulti(ctx, cmds...) {
-				if err := r.Error(); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-	})
+	naive, err := perAggregate(ctx, c, n, func() error { return s4Naive(ctx, c, n) })
 	if err != nil {
 		return nil, fmt.Errorf("naive-streams: %w", err)
 	}
-
-	reg := eventstore.NewRegistry()
-	if err := eventstore.Register[Deposited](reg, "deposited"); err != nil {
-		return nil, err
-	}
-	store, err := eventstore.New(c, eventstore.WithNamespace("s4"), eventstore.WithRegistry(reg))
+	ours, err := s4Ours(ctx, c, n, logger)
 	if err != nil {
 		return nil, err
 	}
-	memo := strings.Repeat("m", 70) // ~100-byte payload with Account and Amount
-	var afterAppend, afterRetention float64
-	// appendAll gives n aggregates three events each.
-	appendAll := func(s *eventstore.Store) func() error {
-		return func() error {
-			return parallel(n, func(i int) error {
-				id := eventstore.Stream("account", fmt.Sprintf("acc-%07d", i))
-				_, err := s.Append(ctx, id, eventstore.NoStream,
-					eventstore.NewEvent(Deposited{Account: id.ID, Amount: 1, Memo: memo}),
-					eventstore.NewEvent(Deposited{Account: id.ID, Amount: 2, Memo: memo}),
-					eventstore.NewEvent(Deposited{Account: id.ID, Amount: 3, Memo: memo}))
-				return err
-			})
-		}
-	}
-	afterAppend, err = perAggregate(ctx, c, n, appendAll(store))
-	if err != nil {
-		return nil, err
-	}
-	// Retention: no consumer group needs the logs any more (a projection
-	// that had applied everything would have acknowledged it all).
-	r, err := retention.New(store, []retention.Policy{{Category: "account", LogMaxAge: time.Nanosecond, CompactIdle: time.Nanosecond, CompactMaxEntries: 100}},
-		retention.WithTrimLimit(int64(4*n)), retention.WithLogger(logger))
-	if err != nil {
-		return nil, err
-	}
-	base, err := usedMemory(ctx, c)
-	if err != nil {
-		return nil, err
-	}
-	start := time.Now()
-	rep, err := r.Apply(ctx, false)
-	if err != nil {
-		return nil, err
-	}
-	took := time.Since(start)
-	after, err := usedMemory(ctx, c)
-	if err != nil {
-		return nil, err
-	}
-	afterRetention = afterAppend - float64(base-after)/float64(n)
+	afterAppend, afterRetention := ours.afterAppend, ours.afterRetention
 	fmt.Printf("   naive %.0f B, ours after appends %.0f B, after retention %.0f B per aggregate (compacted %d streams in %s)\n",
-		naive, afterAppend, afterRetention, len(rep.Compacted), took.Round(time.Millisecond))
-
-	// stream-node-max-bytes: the same appends with smaller nodes, no compaction.
-	var small float64
-	if err := c.Do(ctx, c.B().ConfigSet().ParameterValue().ParameterValue("stream-node-max-bytes", "512").Build()).Error(); err != nil {
-		return nil, err
-	}
-	store2, err := eventstore.New(c, eventstore.WithNamespace("s4b"), eventstore.WithRegistry(reg))
-	if err != nil {
-		return nil, err
-	}
-	small, err = perAggregate(ctx, c, n, appendAll(store2))
-	if err := c.Do(ctx, c.B().ConfigSet().ParameterValue().ParameterValue("stream-node-max-bytes", "4096").Build()).Error(); err != nil {
-		return nil, err
-	}
+		naive, afterAppend, afterRetention, ours.compacted, ours.took.Round(time.Millisecond))
+	small, err := s4SmallNodes(ctx, c, n)
 	if err != nil {
 		return nil, err
 	}
@@ -125,6 +49,101 @@ func runS4(ctx context.Context, srv *server, sc scale, logger *slog.Logger) ([]R
 		{Scenario: "S4-memory", Metric: "bytes per aggregate right after appending (entity streams + partition logs)", Unit: "bytes", Ours: f64(afterAppend), Baseline: "naive-streams", BaselineValue: f64(naive), Notes: note},
 		{Scenario: "S4-memory", Metric: "bytes per aggregate with stream-node-max-bytes 512, no compaction", Unit: "bytes", Ours: f64(small), Baseline: "naive-streams", BaselineValue: f64(naive), Notes: note + "; entity streams + partition logs"},
 	}, nil
+}
+
+// s4Naive writes n plain per-entity streams of three ~100-byte entries, as
+// an application would without us.
+func s4Naive(ctx context.Context, c rueidis.Client, n int) error {
+	payload := strings.Repeat("p", 100)
+	return parallel(n, func(i int) error {
+		key := fmt.Sprintf("s4naive:acc-%07d", i)
+		cmds := make(rueidis.Commands, 3)
+		for j := range cmds {
+			cmds[j] = c.B().Xadd().Key(key).Id("*").FieldValue().FieldValue("data", payload).Build()
+		}
+		for _, r := range c.DoMulti(ctx, cmds...) {
+			if err := r.Error(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// s4AppendAll gives n aggregates of s three events each.
+func s4AppendAll(ctx context.Context, s *eventstore.Store, n int) func() error {
+	memo := strings.Repeat("m", 70) // ~100-byte payload with Account and Amount
+	return func() error {
+		return parallel(n, func(i int) error {
+			id := eventstore.Stream("account", fmt.Sprintf("acc-%07d", i))
+			_, err := s.Append(ctx, id, eventstore.NoStream,
+				eventstore.NewEvent(Deposited{Account: id.ID, Amount: 1, Memo: memo}),
+				eventstore.NewEvent(Deposited{Account: id.ID, Amount: 2, Memo: memo}),
+				eventstore.NewEvent(Deposited{Account: id.ID, Amount: 3, Memo: memo}))
+			return err
+		})
+	}
+}
+
+// s4Figures are our bytes per aggregate right after the appends and after
+// retention, with how many streams retention compacted and how long it took.
+type s4Figures struct {
+	afterAppend, afterRetention float64
+	compacted                   int
+	took                        time.Duration
+}
+
+// s4Ours measures our bytes per aggregate right after the appends and after
+// retention.
+func s4Ours(ctx context.Context, c rueidis.Client, n int, logger *slog.Logger) (s4Figures, error) {
+	store, err := depositStore(c, "s4")
+	if err != nil {
+		return s4Figures{}, err
+	}
+	afterAppend, err := perAggregate(ctx, c, n, s4AppendAll(ctx, store, n))
+	if err != nil {
+		return s4Figures{}, err
+	}
+	// Retention: no consumer group needs the logs any more (a projection
+	// that had applied everything would have acknowledged it all).
+	r, err := retention.New(store, []retention.Policy{{Category: "account", LogMaxAge: time.Nanosecond, CompactIdle: time.Nanosecond, CompactMaxEntries: 100}},
+		retention.WithTrimLimit(int64(4*n)), retention.WithLogger(logger))
+	if err != nil {
+		return s4Figures{}, err
+	}
+	base, err := usedMemory(ctx, c)
+	if err != nil {
+		return s4Figures{}, err
+	}
+	start := time.Now()
+	rep, err := r.Apply(ctx, false)
+	if err != nil {
+		return s4Figures{}, err
+	}
+	took := time.Since(start)
+	after, err := usedMemory(ctx, c)
+	if err != nil {
+		return s4Figures{}, err
+	}
+	afterRetention := afterAppend - float64(base-after)/float64(n)
+	return s4Figures{afterAppend, afterRetention, len(rep.Compacted), took}, nil
+}
+
+// s4SmallNodes returns bytes per aggregate of the same appends with
+// stream-node-max-bytes 512 and no compaction, then sets it back to 4096.
+func s4SmallNodes(ctx context.Context, c rueidis.Client, n int) (float64, error) {
+	if err := c.Do(ctx, c.B().ConfigSet().ParameterValue().ParameterValue("stream-node-max-bytes", "512").Build()).Error(); err != nil {
+		return 0, err
+	}
+	store2, err := depositStore(c, "s4b")
+	if err != nil {
+		return 0, err
+	}
+	small, err := perAggregate(ctx, c, n, s4AppendAll(ctx, store2, n))
+	if err := c.Do(ctx, c.B().ConfigSet().ParameterValue().ParameterValue("stream-node-max-bytes", "4096").Build()).Error(); err != nil {
+		return 0, err
+	}
+	return small, err
 }
 
 // perAggregate runs load and returns the growth of used_memory per aggregate.
@@ -151,30 +170,4 @@ func usedMemory(ctx context.Context, c rueidis.Client) (int64, error) {
 	var v int64
 	_, err = fmt.Sscan(infoField(info, "used_memory"), &v)
 	return v, err
-}
-
-// parallel runs f(0..n-1) on 64 goroutines.
-func parallel(n int, f func(i int) error) error {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var first atomic.Value
-	for range 64 {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					return
-				}
-				if err := f(i); err != nil {
-					first.CompareAndSwap(nil, err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if err, _ := first.Load().(error); err != nil {
-		return err
-	}
-	return nil
 }

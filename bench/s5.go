@@ -88,14 +88,11 @@ func (h *s5Handler) HandleBatch(ctx context.Context, evs []eventstore.RecordedEv
 // append-start → read-model-visible latency percentiles.
 func runS5(ctx context.Context, srv *server, sc scale, logger *slog.Logger) ([]Result, error) {
 	dur := time.Duration(sc.n(20, 5)) * time.Second
-	c, err := srv.client()
+	c, err := flushedClient(ctx, srv)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	if err := flush(ctx, c); err != nil {
-		return nil, err
-	}
 	s, err := s3Store(c, "s5")
 	if err != nil {
 		return nil, err
@@ -110,66 +107,62 @@ func runS5(ctx context.Context, srv *server, sc scale, logger *slog.Logger) ([]R
 	if err != nil {
 		return nil, err
 	}
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- r.Run(rctx) }()
-	defer func() { cancel(); <-done }()
-	// Wait until the runner holds every partition (its groups exist).
+	defer startRunner(ctx, r)()
+	if err := s5AwaitPartitions(ctx, r); err != nil {
+		return nil, err
+	}
+	total := int(dur.Seconds() * s5Rate)
+	ld, err := s5Drive(ctx, s, total)
+	if err != nil {
+		return nil, err
+	}
+	if err := s5AwaitApplied(ctx, r, ld.lastRes); err != nil {
+		return nil, err
+	}
+	return s5Report(h, ld, total, dur)
+}
+
+// s5AwaitPartitions waits until the runner holds every partition (its
+// groups exist).
+func s5AwaitPartitions(ctx context.Context, r *projection.Runner) error {
 	for len(r.Held()) < s3Partitions {
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	return nil
+}
 
-	total := int(dur.Seconds() * s5Rate)
+// s5Load is what S5's appends left: the last append of each partition, how
+// long each append took, when each (id, version) append returned, how late
+// 1 ms sleeps woke up meanwhile (sorted), and the rate achieved.
+type s5Load struct {
+	lastRes   []eventstore.AppendResult
+	appendLat []time.Duration
+	returned  map[s5Seen]int64
+	late      []time.Duration
+	achieved  float64
+}
+
+// s5Drive appends total single events, paced at s5Rate from 64 goroutines,
+// while a probe measures how late a 1 ms sleep wakes up.
+func s5Drive(ctx context.Context, s *eventstore.Store, total int) (*s5Load, error) {
+	ld := &s5Load{lastRes: make([]eventstore.AppendResult, s3Partitions), returned: make(map[s5Seen]int64, total)}
 	tokens := make(chan int, 1024)
 	var wg sync.WaitGroup
 	var firstErr atomic.Value
-	lastRes := make([]eventstore.AppendResult, s3Partitions)
-	var lastMu sync.Mutex
-	var appendLat []time.Duration
-	returned := make(map[s5Seen]int64, total) // (id, version) -> when Append returned
+	var mu sync.Mutex
 	for range 64 {
 		wg.Go(func() {
 			for i := range tokens {
-				id := "acc-" + strconv.Itoa(i%s3Entities)
-				start := time.Now().UnixNano()
-				res, err := s.Append(ctx, eventstore.Stream(s3Category, id), eventstore.Any,
-					eventstore.NewEvent(Deposited{Account: id, Amount: start, Memo: s1Memo}))
-				if err != nil {
+				if err := ld.append(ctx, s, i, &mu); err != nil {
 					firstErr.CompareAndSwap(nil, err)
-					continue
 				}
-				lastMu.Lock()
-				now := time.Now().UnixNano()
-				appendLat = append(appendLat, time.Duration(now-start))
-				returned[s5Seen{id: id, v: res.Version}] = now
-				if l := lastRes[res.Partition]; l.Positions == nil || l.LastPosition().Compare(res.LastPosition()) < 0 {
-					lastRes[res.Partition] = res
-				}
-				lastMu.Unlock()
 			}
 		})
 	}
-	// Machine evidence: how late a 1 ms sleep wakes up meanwhile (run-queue
-	// delay on a shared 2-core box shows up here, in every figure).
-	var late []time.Duration
-	probeDone := make(chan struct{})
-	probeStop := make(chan struct{})
-	go func() {
-		defer close(probeDone)
-		for {
-			select {
-			case <-probeStop:
-				return
-			default:
-			}
-			t := time.Now()
-			time.Sleep(time.Millisecond)
-			late = append(late, time.Since(t)-time.Millisecond)
-		}
-	}()
+	stopProbe := ld.probe()
 	// Pace: release the appends due by now, every millisecond.
 	t0 := time.Now()
 	sent := 0
@@ -184,23 +177,85 @@ func runS5(ctx context.Context, srv *server, sc scale, logger *slog.Logger) ([]R
 	tick.Stop()
 	close(tokens)
 	wg.Wait()
-	close(probeStop)
-	<-probeDone
-	slices.Sort(late)
-	lateP99 := float64(late[len(late)*99/100]) / 1e6
-	achieved := float64(total) / time.Since(t0).Seconds()
+	stopProbe()
+	ld.achieved = float64(total) / time.Since(t0).Seconds()
 	if err, _ := firstErr.Load().(error); err != nil {
 		return nil, fmt.Errorf("append: %w", err)
 	}
+	return ld, nil
+}
+
+// append appends the i-th event and records, under mu, when it returned
+// and whether it is its partition's last so far.
+func (ld *s5Load) append(ctx context.Context, s *eventstore.Store, i int, mu *sync.Mutex) error {
+	id := "acc-" + strconv.Itoa(i%s3Entities)
+	start := time.Now().UnixNano()
+	res, err := s.Append(ctx, eventstore.Stream(s3Category, id), eventstore.Any,
+		eventstore.NewEvent(Deposited{Account: id, Amount: start, Memo: s1Memo}))
+	if err != nil {
+		return err
+	}
+	mu.Lock()
+	now := time.Now().UnixNano()
+	ld.appendLat = append(ld.appendLat, time.Duration(now-start))
+	ld.returned[s5Seen{id: id, v: res.Version}] = now
+	if l := ld.lastRes[res.Partition]; l.Positions == nil || l.LastPosition().Compare(res.LastPosition()) < 0 {
+		ld.lastRes[res.Partition] = res
+	}
+	mu.Unlock()
+	return nil
+}
+
+// probe is machine evidence: how late a 1 ms sleep wakes up meanwhile
+// (run-queue delay on a shared 2-core box shows up here, in every figure).
+// stop ends it and leaves ld.late sorted.
+func (ld *s5Load) probe() (stop func()) {
+	probeDone := make(chan struct{})
+	probeStop := make(chan struct{})
+	go func() {
+		defer close(probeDone)
+		for {
+			select {
+			case <-probeStop:
+				return
+			default:
+			}
+			t := time.Now()
+			time.Sleep(time.Millisecond)
+			ld.late = append(ld.late, time.Since(t)-time.Millisecond)
+		}
+	}()
+	return func() {
+		close(probeStop)
+		<-probeDone
+		slices.Sort(ld.late)
+	}
+}
+
+// s5AwaitApplied waits, up to 30 s, until the runner has applied the last
+// append of every partition.
+func s5AwaitApplied(ctx context.Context, r *projection.Runner, lastRes []eventstore.AppendResult) error {
 	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
 	defer wcancel()
 	for _, res := range lastRes {
 		if res.Positions != nil {
 			if err := r.WaitFor(wctx, res); err != nil {
-				return nil, fmt.Errorf("wait: %w", err)
+				return fmt.Errorf("wait: %w", err)
 			}
 		}
 	}
+	return nil
+}
+
+// msAt is the p-quantile of sorted, in milliseconds.
+func msAt(sorted []time.Duration, p float64) float64 {
+	return float64(sorted[min(int(p*float64(len(sorted))), len(sorted)-1)]) / 1e6
+}
+
+// s5Report prints S5's percentiles and returns its results: append start →
+// visible (every append must have its sample), append returned → visible,
+// and the append alone.
+func s5Report(h *s5Handler, ld *s5Load, total int, dur time.Duration) ([]Result, error) {
 	h.mu.Lock()
 	lat := slices.Clone(h.lat)
 	h.mu.Unlock()
@@ -208,10 +263,34 @@ func runS5(ctx context.Context, srv *server, sc scale, logger *slog.Logger) ([]R
 		return nil, fmt.Errorf("%d latency samples for %d appends", len(lat), total)
 	}
 	slices.Sort(lat)
-	q := func(p float64) float64 {
-		return float64(lat[min(int(p*float64(len(lat))), len(lat)-1)]) / 1e6
+	q := func(p float64) float64 { return msAt(lat, p) }
+	proj := s5Projection(h, ld.returned)
+	pq := func(p float64) float64 {
+		if len(proj) == 0 {
+			return 0
+		}
+		return msAt(proj, p)
 	}
-	var proj []time.Duration // append returned → visible: the projection's share
+	fmt.Printf("   append returned → visible (negative: applied before Append returned): p50 %.2f ms, p99 %.2f ms, p999 %.2f ms\n", pq(0.5), pq(0.99), pq(0.999))
+	slices.Sort(ld.appendLat)
+	aq := func(p float64) float64 { return msAt(ld.appendLat, p) }
+	late := ld.late
+	lateP99 := float64(late[len(late)*99/100]) / 1e6
+	fmt.Printf("   1 ms sleep overshoot meanwhile: p50 %.2f ms, p99 %.2f ms\n", float64(late[len(late)/2])/1e6, lateP99)
+	fmt.Printf("   append alone: p50 %.2f ms, p99 %.2f ms, p999 %.2f ms\n", aq(0.5), aq(0.99), aq(0.999))
+	fmt.Printf("   %d appends at %.0f/s achieved; p50 %.2f ms, p99 %.2f ms, p999 %.2f ms, max %.2f ms\n", total, ld.achieved, q(0.5), q(0.99), q(0.999), float64(lat[len(lat)-1])/1e6)
+	note := fmt.Sprintf("single appends paced at %d/s for %s (achieved %.0f/s) from 64 goroutines, %d entities, %d partitions; append start → the read-model write acknowledged by Redis (recorded in the handler), %d samples; the append alone took p50 %.2f / p99 %.2f ms, append returned → visible p50 %.2f / p99 %.2f ms; a 1 ms sleep overshot by p99 %.2f ms meanwhile (run-queue delay on this machine)", s5Rate, dur, ld.achieved, s3Entities, s3Partitions, len(lat), aq(0.5), aq(0.99), pq(0.5), pq(0.99), lateP99)
+	return []Result{
+		{Scenario: "S5-latency", Metric: "append→visible p50", Unit: "ms", Ours: f64(q(0.5)), Notes: note},
+		{Scenario: "S5-latency", Metric: "append→visible p99", Unit: "ms", Ours: f64(q(0.99)), Goal: "≤ 3", GoalOnOurs: true, Notes: note},
+		{Scenario: "S5-latency", Metric: "append→visible p999", Unit: "ms", Ours: f64(q(0.999)), Notes: note},
+	}, nil
+}
+
+// s5Projection returns, sorted, the projection's share of each sample:
+// from when the append returned to when its write was visible.
+func s5Projection(h *s5Handler, returned map[s5Seen]int64) []time.Duration {
+	var proj []time.Duration
 	h.mu.Lock()
 	seen := slices.Clone(h.seen)
 	h.mu.Unlock()
@@ -221,24 +300,5 @@ func runS5(ctx context.Context, srv *server, sc scale, logger *slog.Logger) ([]R
 		}
 	}
 	slices.Sort(proj)
-	pq := func(p float64) float64 {
-		if len(proj) == 0 {
-			return 0
-		}
-		return float64(proj[min(int(p*float64(len(proj))), len(proj)-1)]) / 1e6
-	}
-	fmt.Printf("   append returned → visible (negative: applied before Append returned): p50 %.2f ms, p99 %.2f ms, p999 %.2f ms\n", pq(0.5), pq(0.99), pq(0.999))
-	slices.Sort(appendLat)
-	aq := func(p float64) float64 {
-		return float64(appendLat[min(int(p*float64(len(appendLat))), len(appendLat)-1)]) / 1e6
-	}
-	fmt.Printf("   1 ms sleep overshoot meanwhile: p50 %.2f ms, p99 %.2f ms\n", float64(late[len(late)/2])/1e6, lateP99)
-	fmt.Printf("   append alone: p50 %.2f ms, p99 %.2f ms, p999 %.2f ms\n", aq(0.5), aq(0.99), aq(0.999))
-	fmt.Printf("   %d appends at %.0f/s achieved; p50 %.2f ms, p99 %.2f ms, p999 %.2f ms, max %.2f ms\n", total, achieved, q(0.5), q(0.99), q(0.999), float64(lat[len(lat)-1])/1e6)
-	note := fmt.Sprintf("single appends paced at %d/s for %s (achieved %.0f/s) from 64 goroutines, %d entities, %d partitions; append start → the read-model write acknowledged by Redis (recorded in the handler), %d samples; the append alone took p50 %.2f / p99 %.2f ms, append returned → visible p50 %.2f / p99 %.2f ms; a 1 ms sleep overshot by p99 %.2f ms meanwhile (run-queue delay on this machine)", s5Rate, dur, achieved, s3Entities, s3Partitions, len(lat), aq(0.5), aq(0.99), pq(0.5), pq(0.99), lateP99)
-	return []Result{
-		{Scenario: "S5-latency", Metric: "append→visible p50", Unit: "ms", Ours: f64(q(0.5)), Notes: note},
-		{Scenario: "S5-latency", Metric: "append→visible p99", Unit: "ms", Ours: f64(q(0.99)), Goal: "≤ 3", GoalOnOurs: true, Notes: note},
-		{Scenario: "S5-latency", Metric: "append→visible p999", Unit: "ms", Ours: f64(q(0.999)), Notes: note},
-	}, nil
+	return proj
 }
