@@ -37,11 +37,16 @@ func (h *harness) checkAll(rt *rapid.T, final bool) {
 	for p := range partitions {
 		h.checkLog(ctx, rt, p)
 	}
+	rmChecked := false
 	for x, e := range h.ents {
 		if final || h.rmDirty[x] {
 			h.checkReadModel(ctx, rt, e)
 			delete(h.rmDirty, x)
+			rmChecked = true
 		}
+	}
+	if rmChecked {
+		h.checkRollup(ctx, rt)
 	}
 	if final || h.privacyDirty {
 		h.checkPrivacy(ctx, rt)

@@ -118,6 +118,7 @@ type harness struct {
 	rmVersion int // schema version of the read model being served
 	rmNext    int
 	model     *readmodel.Model
+	rollup    *readmodel.Rollup // fed by every entity (rollup_test.go)
 	runner    *runner
 	runners   int
 
@@ -195,6 +196,9 @@ func newHarness(t *testing.T, rt *rapid.T, tg *redistest.Target, nodes []rueidis
 	if h.model, err = h.newModel(h.rmVersion); err != nil {
 		rt.Fatal(err)
 	}
+	if h.rollup, err = h.newRollup(h.rmVersion); err != nil {
+		rt.Fatal(err)
+	}
 	h.startRunner(rt)
 	return h
 }
@@ -234,12 +238,15 @@ func (h *harness) loader(ctx context.Context, id string) (readmodel.Entry, error
 	return readmodel.Entry{ID: id, Version: a.Version(), Fields: map[string]string{"balance": strconv.FormatInt(s.Balance, 10), "count": strconv.Itoa(s.Count)}}, nil
 }
 
-func (h *harness) projection(v int, m *readmodel.Model) projection.Projection {
+func (h *harness) projection(v int, m *readmodel.Model, ru *readmodel.Rollup) projection.Projection {
 	return projection.Projection{Name: fmt.Sprintf("%s-v%d", rmName, v), Categories: []string{category},
 		Handler: projection.Writes(func(ctx context.Context, ev eventstore.RecordedEvent, b *readmodel.Batch) error {
 			switch ev.Type {
 			case eventstore.DeletedType:
-				return b.Delete(m, ev.Stream.ID, ev.Version)
+				if err := b.Delete(m, ev.Stream.ID, ev.Version); err != nil {
+					return err
+				}
+				return rollupWrites(b, ru, ev, 0)
 			case eventstore.ForgottenType: // nothing personal here; the version moves on
 				return b.Patch(m, ev.Stream.ID, ev.Version, readmodel.SetField("forgotten", "1"))
 			}
@@ -247,13 +254,16 @@ func (h *harness) projection(v int, m *readmodel.Model) projection.Projection {
 			if !ok {
 				return fmt.Errorf("event %s v%d: data %T", ev.Stream, ev.Version, ev.Data)
 			}
-			return b.Patch(m, ev.Stream.ID, ev.Version, readmodel.IncrBy("balance", d.Amount), readmodel.IncrBy("count", 1))
+			if err := b.Patch(m, ev.Stream.ID, ev.Version, readmodel.IncrBy("balance", d.Amount), readmodel.IncrBy("count", 1)); err != nil {
+				return err
+			}
+			return rollupWrites(b, ru, ev, d.Amount)
 		})}
 }
 
 func (h *harness) startRunner(rt *rapid.T) {
 	h.runners++
-	r, err := projection.NewRunner(h.es, h.projection(h.rmVersion, h.model),
+	r, err := projection.NewRunner(h.es, h.projection(h.rmVersion, h.model, h.rollup),
 		projection.WithInstanceID(fmt.Sprintf("%s-r%d", h.ns, h.runners)), projection.WithLogger(logger()),
 		projection.WithWorkers(4), projection.WithBlock(500*time.Millisecond), projection.WithShutdownTimeout(5*time.Second))
 	if err != nil {
@@ -848,9 +858,13 @@ func (h *harness) actRebuild(rt *rapid.T) {
 	if err != nil {
 		rt.Fatal(err)
 	}
+	ru, err := h.newRollup(v)
+	if err != nil {
+		rt.Fatal(err)
+	}
 	ctx, cancel := ctxT()
 	defer cancel()
-	p := h.projection(v, m)
+	p := h.projection(v, m, ru)
 	st, err := projection.Rebuild(ctx, h.es, p, 2)
 	rt.Logf("Rebuild(%s) -> %+v err=%v (truncated: %v)", p.Name, st, err, truncated)
 	if len(truncated) > 0 {
@@ -864,7 +878,7 @@ func (h *harness) actRebuild(rt *rapid.T) {
 		rt.Fatalf("Rebuild(%s): %v", p.Name, err)
 	}
 	h.stopRunner()
-	h.model, h.rmVersion = m, v
+	h.model, h.rollup, h.rmVersion = m, ru, v
 	h.startRunner(rt)
 }
 

@@ -17,6 +17,11 @@
 //     caller of a group-commit batch gets its own true outcome;
 //   - the read model (a projection.Runner keeping a balance with Patch/IncrBy)
 //     equals the fold of live entities and is not found for deleted ones;
+//   - the rollup the same runner feeds from every entity (one entry holding
+//     each live entity's balance and count, and the set of live entities;
+//     rollup_test.go) agrees with the same folds: each source event applied
+//     exactly once through restarts, forged entries, deletes, Forget and
+//     rebuilds;
 //   - after Forget no personal marker is readable in the clear in any key of
 //     the namespace on any node, nor in any archive file.
 //
