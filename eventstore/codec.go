@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"sync"
 
+	"github.com/streamfold/streamfold/internal/names"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -218,10 +219,8 @@ func validateTypeName(name string) error {
 	if name[0] == '$' {
 		return fmt.Errorf("%w: type name %q: names starting with '$' are reserved", ErrInvalidEvent, name)
 	}
-	for i := 0; i < len(name); i++ {
-		if name[i] <= ' ' || name[i] == 0x7f {
-			return fmt.Errorf("%w: type name %q contains a space or control character", ErrInvalidEvent, name)
-		}
+	if !names.Printable(name) {
+		return fmt.Errorf("%w: type name %q contains a space or control character", ErrInvalidEvent, name)
 	}
 	return nil
 }

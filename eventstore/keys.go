@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/streamfold/streamfold/internal/fnv1a"
+	"github.com/streamfold/streamfold/internal/names"
 )
 
 // This file owns the key layout. Nothing else builds key strings.
@@ -72,19 +73,18 @@ func (s StreamID) Validate() error {
 // Categories appear inside the hash tag, so anything else (':', '-', braces,
 // spaces) is refused.
 func ValidateCategory(c string) error {
-	if c == "" {
-		return &InvalidStreamIDError{Field: "category", Value: c, Reason: "empty"}
+	var reason string
+	switch f, b := names.Check(c, MaxCategoryLen, names.Tagged); f {
+	case names.OK:
+		return nil
+	case names.Empty:
+		reason = "empty"
+	case names.TooLong:
+		reason = fmt.Sprintf("longer than %d bytes", MaxCategoryLen)
+	default:
+		reason = fmt.Sprintf("character %q not in [A-Za-z0-9_.]", b)
 	}
-	if len(c) > MaxCategoryLen {
-		return &InvalidStreamIDError{Field: "category", Value: c, Reason: fmt.Sprintf("longer than %d bytes", MaxCategoryLen)}
-	}
-	for i := 0; i < len(c); i++ {
-		b := c[i]
-		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '_' || b == '.') {
-			return &InvalidStreamIDError{Field: "category", Value: c, Reason: fmt.Sprintf("character %q not in [A-Za-z0-9_.]", b)}
-		}
-	}
-	return nil
+	return &InvalidStreamIDError{Field: "category", Value: c, Reason: reason}
 }
 
 // ValidateEntityID checks an entity id: 1–256 bytes of valid UTF-8 with no
@@ -132,16 +132,16 @@ func ValidateEntityID(id string) error {
 
 // ValidateNamespace checks a key prefix: 1–64 characters of [A-Za-z0-9_.-].
 func ValidateNamespace(ns string) error {
-	if ns == "" || len(ns) > MaxNamespaceLen {
-		return &InvalidStreamIDError{Field: "namespace", Value: ns, Reason: fmt.Sprintf("want 1 to %d bytes", MaxNamespaceLen)}
+	var reason string
+	switch f, b := names.Check(ns, MaxNamespaceLen, names.Plain); f {
+	case names.OK:
+		return nil
+	case names.BadByte:
+		reason = fmt.Sprintf("character %q not in [A-Za-z0-9_.-]", b)
+	default:
+		reason = fmt.Sprintf("want 1 to %d bytes", MaxNamespaceLen)
 	}
-	for i := 0; i < len(ns); i++ {
-		b := ns[i]
-		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '_' || b == '.' || b == '-') {
-			return &InvalidStreamIDError{Field: "namespace", Value: ns, Reason: fmt.Sprintf("character %q not in [A-Za-z0-9_.-]", b)}
-		}
-	}
-	return nil
+	return &InvalidStreamIDError{Field: "namespace", Value: ns, Reason: reason}
 }
 
 // PartitionOf returns the partition (0 ≤ p < partitions) that entity id

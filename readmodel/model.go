@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/internal/names"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -149,17 +150,18 @@ type Model struct {
 // ValidateName checks a read-model (or projection) name: 1–64 characters of
 // [A-Za-z0-9_.-].
 func ValidateName(name string) error {
-	if name == "" || len(name) > 64 {
-		return invalid("name %q: want 1 to 64 bytes", name)
+	switch f, b := names.Check(name, maxNameLen, names.Plain); f {
+	case names.OK:
+		return nil
+	case names.BadByte:
+		return invalid("name %q: character %q not in [A-Za-z0-9_.-]", name, b)
+	default:
+		return invalid("name %q: want 1 to %d bytes", name, maxNameLen)
 	}
-	for i := 0; i < len(name); i++ {
-		b := name[i]
-		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '_' || b == '.' || b == '-') {
-			return invalid("name %q: character %q not in [A-Za-z0-9_.-]", name, b)
-		}
-	}
-	return nil
 }
+
+// maxNameLen bounds a read-model, projection or collection name.
+const maxNameLen = 64
 
 // New returns the read model name of namespace ns (the event store's
 // namespace, see eventstore.WithNamespace) over client.
