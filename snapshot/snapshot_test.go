@@ -3,6 +3,7 @@ package snapshot_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -295,4 +296,25 @@ func TestInvalidStreamIsAnError(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestInvalidOptions: New reports every option it cannot apply, each by
+// name, at once; zero values mean the defaults.
+func TestInvalidOptions(t *testing.T) {
+	tg := redistest.Standalone(t)
+	es, err := eventstore.New(tg.Client, eventstore.WithNamespace(tg.Namespace))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = snapshot.New(es, snapshot.WithQueueSize(-1), snapshot.WithWorkers(-2), snapshot.WithPageSize(-3), snapshot.WithWriteTimeout(-time.Second))
+	for _, want := range []string{"WithQueueSize(-1)", "WithWorkers(-2)", "WithPageSize(-3)", "WithWriteTimeout(-1s)"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not name %s", err, want)
+		}
+	}
+	s, err := snapshot.New(es, snapshot.WithQueueSize(0), snapshot.WithWorkers(0), snapshot.WithPageSize(0), snapshot.WithPolicy(nil))
+	if err != nil {
+		t.Fatalf("zero options: %v", err)
+	}
+	s.Close(context.Background())
 }

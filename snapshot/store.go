@@ -159,11 +159,21 @@ func (o *options) setDefaults() {
 	}
 }
 
+// validate reports every option that cannot be applied, by name, joined.
 func (o *options) validate() error {
-	if o.queueSize < 1 || o.workers < 1 || o.pageSize < 1 || o.writeTimeout < 0 {
-		return fmt.Errorf("snapshot: queue size %d, workers %d and page size %d must be positive", o.queueSize, o.workers, o.pageSize)
+	var errs []error
+	positive := func(option string, n int) {
+		if n < 1 {
+			errs = append(errs, fmt.Errorf("snapshot: %s(%d): must be positive", option, n))
+		}
 	}
-	return nil
+	positive("WithQueueSize", o.queueSize)
+	positive("WithWorkers", o.workers)
+	positive("WithPageSize", o.pageSize)
+	if o.writeTimeout < 0 {
+		errs = append(errs, fmt.Errorf("snapshot: WithWriteTimeout(%v): must not be negative", o.writeTimeout))
+	}
+	return errors.Join(errs...)
 }
 
 // New returns a snapshot Store beside es (same client, namespace and key
@@ -453,65 +463,88 @@ func (e *CorruptError) Unwrap() error { return e.Err }
 // errors are those of Read.
 func (s *Store) Load(ctx context.Context, stream eventstore.StreamID, schemaVersion int, restore func(Snapshot) error) iter.Seq2[eventstore.RecordedEvent, error] {
 	return func(yield func(eventstore.RecordedEvent, error) bool) {
-		keys, err := keysOf(ctx, s.es, stream)
+		keys, rep, err := s.loadFirstPage(ctx, stream, schemaVersion)
 		if err != nil {
 			yield(eventstore.RecordedEvent{}, err)
 			return
 		}
-		skey, key := keys.snapshot, keys.stream
-		page := s.opts.pageSize
-		resp, err := s.loadScript.Exec(ctx, s.client, keys.load(), loadArgs(schemaVersion, page)).ToArray()
-		var rep loadReply
-		if err == nil {
-			rep, err = parseLoadReply(resp)
-		}
-		if err != nil {
-			yield(eventstore.RecordedEvent{}, fmt.Errorf("snapshot: load %s: %w", stream, err))
+		if !s.restoreSnapshot(stream, keys.snapshot, schemaVersion, rep, restore) {
+			s.readFrom(ctx, stream, 0, yield)
 			return
-		}
-		switch rep.status {
-		case loadUsable:
-			b, err := rep.snapshot.AsBytes()
-			if err == nil {
-				var sn Snapshot
-				if sn, err = decode(b); err == nil {
-					err = restore(sn)
-				}
-			}
-			if err != nil {
-				s.ignore(stream, skey, err)
-				s.readFrom(ctx, stream, 0, yield)
-				return
-			}
-		case loadOtherSchema:
-			s.opts.logger.Debug("snapshot: ignored: another schema version", "stream", stream.String(), "want", schemaVersion)
-		case loadUnreadable:
-			s.ignore(stream, skey, fmt.Errorf("%w: bad header", errCorrupt))
-		case loadEarlierLife:
-			s.opts.logger.Debug("snapshot: ignored: of an earlier life of the stream", "stream", stream.String())
 		}
 		if !rep.exists {
 			yield(eventstore.RecordedEvent{}, &eventstore.StreamNotFoundError{Stream: stream})
 			return
 		}
-		entries := rep.entries
-		var last uint64
-		for i := range entries {
-			e, err := entries[i].AsXRangeSlice()
-			if err != nil {
-				yield(eventstore.RecordedEvent{}, fmt.Errorf("snapshot: load %s: %w", stream, err))
-				return
-			}
-			ev, err := s.es.DecodeStreamEntry(stream, key, e)
-			if !yield(ev, err) {
-				return
-			}
-			last = ev.Version
-		}
-		if len(entries) == page && last > 0 {
+		last, more := s.yieldEntries(stream, keys.stream, rep.entries, yield)
+		if more && len(rep.entries) == s.opts.pageSize && last > 0 {
 			s.readFrom(ctx, stream, last+1, yield)
 		}
 	}
+}
+
+// loadFirstPage runs the load script: the snapshot of schemaVersion, if
+// stored, and the first page of events after it.
+func (s *Store) loadFirstPage(ctx context.Context, stream eventstore.StreamID, schemaVersion int) (scriptKeys, loadReply, error) {
+	keys, err := keysOf(ctx, s.es, stream)
+	if err != nil {
+		return keys, loadReply{}, err
+	}
+	resp, err := s.loadScript.Exec(ctx, s.client, keys.load(), loadArgs(schemaVersion, s.opts.pageSize)).ToArray()
+	var rep loadReply
+	if err == nil {
+		rep, err = parseLoadReply(resp)
+	}
+	if err != nil {
+		return keys, loadReply{}, fmt.Errorf("snapshot: load %s: %w", stream, err)
+	}
+	return keys, rep, nil
+}
+
+// restoreSnapshot hands a usable snapshot to restore and logs why any
+// other was ignored. It returns false when the snapshot was usable but did
+// not restore: it is ignored, and the events after it do not suffice.
+func (s *Store) restoreSnapshot(stream eventstore.StreamID, key string, schemaVersion int, rep loadReply, restore func(Snapshot) error) bool {
+	switch rep.status {
+	case loadUsable:
+		b, err := rep.snapshot.AsBytes()
+		if err == nil {
+			var sn Snapshot
+			if sn, err = decode(b); err == nil {
+				err = restore(sn)
+			}
+		}
+		if err != nil {
+			s.ignore(stream, key, err)
+			return false
+		}
+	case loadOtherSchema:
+		s.opts.logger.Debug("snapshot: ignored: another schema version", "stream", stream.String(), "want", schemaVersion)
+	case loadUnreadable:
+		s.ignore(stream, key, fmt.Errorf("%w: bad header", errCorrupt))
+	case loadEarlierLife:
+		s.opts.logger.Debug("snapshot: ignored: of an earlier life of the stream", "stream", stream.String())
+	}
+	return true
+}
+
+// yieldEntries decodes and yields the entries the load script returned
+// from the stream at key. It returns the version of the last one, and
+// whether the consumer wants more.
+func (s *Store) yieldEntries(stream eventstore.StreamID, key string, entries []rueidis.RedisMessage, yield func(eventstore.RecordedEvent, error) bool) (last uint64, more bool) {
+	for i := range entries {
+		e, err := entries[i].AsXRangeSlice()
+		if err != nil {
+			yield(eventstore.RecordedEvent{}, fmt.Errorf("snapshot: load %s: %w", stream, err))
+			return last, false
+		}
+		ev, err := s.es.DecodeStreamEntry(stream, key, e)
+		if !yield(ev, err) {
+			return last, false
+		}
+		last = ev.Version
+	}
+	return last, true
 }
 
 func (s *Store) ignore(stream eventstore.StreamID, key string, err error) {
