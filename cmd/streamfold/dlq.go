@@ -30,40 +30,43 @@ func letterRef(l projection.DeadLetter) string {
 	return fmt.Sprintf("%s/%d/%s", l.Category, l.Partition, l.ID)
 }
 
-func dlqCmd(fs *flag.FlagSet) func(*app, []string) error {
-	return func(a *app, args []string) error {
-		if len(args) < 2 {
-			return usagef("want `dlq list <projection>`, `dlq retry <projection> <category-id>` or `dlq skip <projection> <letter-ref>`")
+// dlqCmd is `streamfold dlq list|retry|skip <projection> ...`.
+type dlqCmd struct{}
+
+func (c *dlqCmd) register(fs *flag.FlagSet) {}
+
+func (c *dlqCmd) run(a *app, args []string) error {
+	if len(args) < 2 {
+		return usagef("want `dlq list <projection>`, `dlq retry <projection> <category-id>` or `dlq skip <projection> <letter-ref>`")
+	}
+	op, name := args[0], args[1]
+	switch op {
+	case "list":
+		if len(args) != 2 {
+			return usagef("dlq list takes one projection")
 		}
-		op, name := args[0], args[1]
-		switch op {
-		case "list":
-			if len(args) != 2 {
-				return usagef("dlq list takes one projection")
-			}
-			return a.dlqList(name)
-		case "retry":
-			if len(args) != 3 {
-				return usagef("dlq retry takes a projection and an entity (category-id)")
-			}
-			sid, err := eventstore.ParseStreamID(args[2])
-			if err != nil {
-				return usagef("%v", err)
-			}
-			return a.dlqRetry(name, sid)
-		case "skip":
-			if len(args) != 3 {
-				return usagef("dlq skip takes a projection and a letter reference (category/partition/id, as `dlq list` prints it)")
-			}
-			return a.dlqSkip(name, args[2])
-		default:
-			return usagef("unknown dlq operation %q: want list, retry or skip", op)
+		return a.dlqList(name)
+	case "retry":
+		if len(args) != 3 {
+			return usagef("dlq retry takes a projection and an entity (category-id)")
 		}
+		sid, err := eventstore.ParseStreamID(args[2])
+		if err != nil {
+			return usagef("%v", err)
+		}
+		return a.dlqRetry(name, sid)
+	case "skip":
+		if len(args) != 3 {
+			return usagef("dlq skip takes a projection and a letter reference (category/partition/id, as `dlq list` prints it)")
+		}
+		return a.dlqSkip(name, args[2])
+	default:
+		return usagef("unknown dlq operation %q: want list, retry or skip", op)
 	}
 }
 
 func (a *app) letters(name string) ([]projection.DeadLetter, []string, error) {
-	cats, _, err := a.projection(name)
+	cats, err := a.projection(name)
 	if err != nil {
 		return nil, nil, err
 	}

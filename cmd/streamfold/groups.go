@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -99,20 +100,14 @@ func (a *app) discover(cats []string) (projections, []groupRow, error) {
 	return found, rows, nil
 }
 
-// projection resolves a projection name, or explains which ones exist.
-func (a *app) projection(name string) ([]string, projections, error) {
-	cats, err := a.categories(nil)
+// projection resolves a projection name to the categories it follows, or
+// explains which projections exist.
+func (a *app) projection(name string) ([]string, error) {
+	found, _, err := a.selectProjections([]string{name})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	found, _, err := a.discover(cats)
-	if err != nil {
-		return nil, nil, err
-	}
-	if cs, ok := found[name]; ok {
-		return cs, found, nil
-	}
-	return nil, found, unknownProjection(a.g.namespace, name, found)
+	return found[name], nil
 }
 
 func unknownProjection(ns, name string, found projections) error {
@@ -122,88 +117,122 @@ func unknownProjection(ns, name string, found projections) error {
 	return fmt.Errorf("unknown projection %q in namespace %q; known: %s", name, ns, strings.Join(found.names(), ", "))
 }
 
-func groupsCmd(fs *flag.FlagSet) func(*app, []string) error {
-	var only listFlag
-	fs.Var(&only, "projection", "only these projections (repeatable, comma-separated)")
-	behind := fs.Bool("behind", false, "only partitions with lag, pending entries or dead letters (work not done)")
-	active := fs.Bool("active", false, "old name of --behind")
-	return func(a *app, args []string) error {
-		if len(args) > 0 {
-			return usagef("groups takes no arguments (filter with --projection)")
-		}
-		cats, err := a.categories(nil)
-		if err != nil {
-			return err
-		}
-		found, rows, err := a.discover(cats)
-		if err != nil {
-			return err
-		}
-		for _, n := range only {
-			if _, ok := found[n]; !ok {
-				return unknownProjection(a.g.namespace, n, found)
-			}
-		}
-		// Progress, lease holders and dead letters come from
-		// projection.Status, which owns that bookkeeping (Redis' own
-		// group lag is absent on 6.2 and wrong after a crash on 7.0).
-		type pk struct {
-			proj, cat string
-			p         int
-		}
-		status := map[pk]projection.PartitionStatus{}
-		for _, name := range found.names() {
-			if len(only) > 0 && !contains(only, name) {
-				continue
-			}
-			sts, err := projection.Status(a.ctx, a.store, name, found[name]...)
-			if err != nil {
-				return err
-			}
-			for _, st := range sts {
-				status[pk{name, st.Category, st.Partition}] = st
-			}
-		}
-		out := []groupRow{}
-		for _, r := range rows {
-			st, ok := status[pk{r.Projection, r.Category, r.Partition}]
-			if !ok {
-				continue // filtered out
-			}
-			r.LeaseHolder, r.LeaseToken, r.DeadLetters, r.Parked = st.Owner, st.Token, st.DeadLetters, st.Parked
-			r.Lag, r.Pending, r.LastDelivered, r.Checkpoint = st.Lag, st.Pending, st.Delivered.String(), st.Checkpoint.String()
-			if (*behind || *active) && r.Lag == 0 && r.Pending == 0 && r.DeadLetters == 0 {
-				continue
-			}
-			out = append(out, r)
-		}
-		t := &table{header: []string{"PROJECTION", "CATEGORY", "PARTITION", "LAG", "PENDING", "LAST DELIVERED", "CHECKPOINT", "CONSUMERS", "LEASE HOLDER", "DLQ", "PARKED"}}
-		for _, r := range out {
-			lag := fmt.Sprint(r.Lag)
-			if r.Lag < 0 {
-				lag = "?"
-			}
-			holder := "-"
-			if r.LeaseHolder != "" {
-				holder = fmt.Sprintf("%s (token %d)", r.LeaseHolder, r.LeaseToken)
-			}
-			t.add(r.Projection, r.Category, r.Partition, lag, r.Pending, r.LastDelivered, r.Checkpoint, r.Consumers, holder, r.DeadLetters, r.Parked)
-		}
-		var notes []string
-		if len(found) == 0 {
-			notes = append(notes, fmt.Sprintf("no projections in namespace %q (no consumer group on any partition log)", a.g.namespace))
-		}
-		return a.emit(out, t, notes...)
+// selectProjections finds the namespace's projections and the consumer
+// groups on its partition logs, and checks that each of only (none: all)
+// is one of them.
+func (a *app) selectProjections(only []string) (projections, []groupRow, error) {
+	cats, err := a.categories(nil)
+	if err != nil {
+		return nil, nil, err
 	}
+	found, rows, err := a.discover(cats)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, n := range only {
+		if _, ok := found[n]; !ok {
+			return nil, nil, unknownProjection(a.g.namespace, n, found)
+		}
+	}
+	return found, rows, nil
 }
 
-func contains(l []string, s string) bool {
-	for _, v := range l {
-		if v == s {
-			return true
+// selected reports whether projection name passes the filter only (none:
+// every projection).
+func selected(only []string, name string) bool {
+	return len(only) == 0 || slices.Contains(only, name)
+}
+
+// groupsCmd is `streamfold groups`.
+type groupsCmd struct {
+	only           listFlag
+	behind, active bool
+}
+
+func (c *groupsCmd) register(fs *flag.FlagSet) {
+	fs.Var(&c.only, "projection", "only these projections (repeatable, comma-separated)")
+	fs.BoolVar(&c.behind, "behind", false, "only partitions with lag, pending entries or dead letters (work not done)")
+	fs.BoolVar(&c.active, "active", false, "old name of --behind")
+}
+
+func (c *groupsCmd) run(a *app, args []string) error {
+	if len(args) > 0 {
+		return usagef("groups takes no arguments (filter with --projection)")
+	}
+	found, rows, err := a.selectProjections(c.only)
+	if err != nil {
+		return err
+	}
+	status, err := a.partitionStatus(found, c.only)
+	if err != nil {
+		return err
+	}
+	out := []groupRow{}
+	for _, r := range rows {
+		st, ok := status[groupKey{r.Projection, r.Category, r.Partition}]
+		if !ok {
+			continue // filtered out
+		}
+		r.fill(st)
+		if (c.behind || c.active) && r.Lag == 0 && r.Pending == 0 && r.DeadLetters == 0 {
+			continue
+		}
+		out = append(out, r)
+	}
+	var notes []string
+	if len(found) == 0 {
+		notes = append(notes, fmt.Sprintf("no projections in namespace %q (no consumer group on any partition log)", a.g.namespace))
+	}
+	return a.emit(out, groupsTable(out), notes...)
+}
+
+// groupKey names one consumer group on one partition log.
+type groupKey struct {
+	proj, cat string
+	p         int
+}
+
+// partitionStatus returns the status of every partition of the projections
+// found that pass the filter only. Progress, lease holders and dead letters
+// come from projection.Status, which owns that bookkeeping (Redis' own
+// group lag is absent on 6.2 and wrong after a crash on 7.0).
+func (a *app) partitionStatus(found projections, only []string) (map[groupKey]projection.PartitionStatus, error) {
+	status := map[groupKey]projection.PartitionStatus{}
+	for _, name := range found.names() {
+		if !selected(only, name) {
+			continue
+		}
+		sts, err := projection.Status(a.ctx, a.store, name, found[name]...)
+		if err != nil {
+			return nil, err
+		}
+		for _, st := range sts {
+			status[groupKey{name, st.Category, st.Partition}] = st
 		}
 	}
-	return false
+	return status, nil
+}
+
+// fill takes the row's figures from the projection's own status.
+func (r *groupRow) fill(st projection.PartitionStatus) {
+	r.LeaseHolder, r.LeaseToken, r.DeadLetters, r.Parked = st.Owner, st.Token, st.DeadLetters, st.Parked
+	r.Lag, r.Pending, r.LastDelivered, r.Checkpoint = st.Lag, st.Pending, st.Delivered.String(), st.Checkpoint.String()
+}
+
+func groupsTable(rows []groupRow) *table {
+	t := &table{header: []string{"PROJECTION", "CATEGORY", "PARTITION", "LAG", "PENDING", "LAST DELIVERED", "CHECKPOINT", "CONSUMERS", "LEASE HOLDER", "DLQ", "PARKED"}}
+	for _, r := range rows {
+		lag := fmt.Sprint(r.Lag)
+		if r.Lag < 0 {
+			lag = "?"
+		}
+		holder := "-"
+		if r.LeaseHolder != "" {
+			holder = fmt.Sprintf("%s (token %d)", r.LeaseHolder, r.LeaseToken)
+		}
+		t.add(r.Projection, r.Category, r.Partition, lag, r.Pending, r.LastDelivered, r.Checkpoint, r.Consumers, holder, r.DeadLetters, r.Parked)
+	}
+	return t
 }
 
 // pendingEntry is one entry delivered to a consumer and not acknowledged.
@@ -221,85 +250,106 @@ type pendingEntry struct {
 	Type       string        `json:"type,omitempty"`
 }
 
-func pendingCmd(fs *flag.FlagSet) func(*app, []string) error {
-	var only listFlag
-	fs.Var(&only, "projection", "only these projections (repeatable, comma-separated)")
-	minIdle := fs.Duration("min-idle", 0, "only entries idle at least this long (stuck ones)")
-	limit := fs.Int64("limit", 100, "at most this many entries per projection and partition")
-	return func(a *app, args []string) error {
-		if len(args) > 0 {
-			return usagef("pending takes no arguments (filter with --projection, --min-idle)")
-		}
-		if *limit <= 0 {
-			return usagef("--limit must be > 0")
-		}
-		cats, err := a.categories(nil)
-		if err != nil {
-			return err
-		}
-		found, rows, err := a.discover(cats)
-		if err != nil {
-			return err
-		}
-		for _, n := range only {
-			if _, ok := found[n]; !ok {
-				return unknownProjection(a.g.namespace, n, found)
-			}
-		}
-		c := a.client
-		out := []pendingEntry{}
-		for _, r := range rows {
-			if r.Pending == 0 || len(only) > 0 && !contains(only, r.Projection) {
-				continue
-			}
-			cmd := c.B().Xpending().Key(r.log).Group(r.Projection)
-			var res rueidis.RedisResult
-			if *minIdle > 0 {
-				res = c.Do(a.ctx, cmd.Idle(minIdle.Milliseconds()).Start("-").End("+").Count(*limit).Build())
-			} else {
-				res = c.Do(a.ctx, cmd.Start("-").End("+").Count(*limit).Build())
-			}
-			arr, err := res.ToArray()
-			if err != nil {
-				return fmt.Errorf("xpending %s %s: %w", r.log, r.Projection, err)
-			}
-			var entries []pendingEntry
-			for _, m := range arr {
-				f, err := m.ToArray()
-				if err != nil || len(f) < 4 {
-					return fmt.Errorf("xpending %s: unexpected reply", r.log)
-				}
-				e := pendingEntry{Projection: r.Projection, Category: r.Category, Partition: r.Partition}
-				e.Position, _ = f[0].ToString()
-				e.Consumer, _ = f[1].ToString()
-				idle, _ := f[2].AsInt64()
-				e.Idle = time.Duration(idle) * time.Millisecond
-				e.IdleHuman = durHuman(e.Idle)
-				e.Deliveries, _ = f[3].AsInt64()
-				entries = append(entries, e)
-			}
-			if err := a.describeEntries(r.log, r.Category, entries); err != nil {
-				return err
-			}
-			out = append(out, entries...)
-		}
-		t := &table{header: []string{"PROJECTION", "CATEGORY", "PARTITION", "POSITION", "ENTITY", "VERSION", "TYPE", "CONSUMER", "IDLE", "DELIVERIES"}}
-		for _, e := range out {
-			ent, ver := "(trimmed)", "-"
-			if e.Stream != "" {
-				ent, ver = e.Stream, fmt.Sprint(e.Version)
-			}
-			t.add(e.Projection, e.Category, e.Partition, e.Position, ent, ver, orDash(e.Type), e.Consumer, e.IdleHuman, e.Deliveries)
-		}
-		notes := []string{}
-		if len(out) == 0 {
-			notes = append(notes, "no pending entries")
-		} else {
-			notes = append(notes, "A runner that takes a partition's lease claims its pending entries (XAUTOCLAIM) and handles them first; "+
-				"entries stuck with many deliveries point at a crashing handler (see `streamfold dlq list`).")
-		}
-		return a.emit(out, t, notes...)
+// pendingCmd is `streamfold pending`.
+type pendingCmd struct {
+	only    listFlag
+	minIdle time.Duration
+	limit   int64
+}
+
+func (c *pendingCmd) register(fs *flag.FlagSet) {
+	fs.Var(&c.only, "projection", "only these projections (repeatable, comma-separated)")
+	fs.DurationVar(&c.minIdle, "min-idle", 0, "only entries idle at least this long (stuck ones)")
+	fs.Int64Var(&c.limit, "limit", 100, "at most this many entries per projection and partition")
+}
+
+func (c *pendingCmd) run(a *app, args []string) error {
+	if len(args) > 0 {
+		return usagef("pending takes no arguments (filter with --projection, --min-idle)")
 	}
+	if c.limit <= 0 {
+		return usagef("--limit must be > 0")
+	}
+	_, rows, err := a.selectProjections(c.only)
+	if err != nil {
+		return err
+	}
+	out := []pendingEntry{}
+	for _, r := range rows {
+		if r.Pending == 0 || !selected(c.only, r.Projection) {
+			continue
+		}
+		entries, err := c.pending(a, r)
+		if err != nil {
+			return err
+		}
+		out = append(out, entries...)
+	}
+	notes := []string{"no pending entries"}
+	if len(out) > 0 {
+		notes = []string{"A runner that takes a partition's lease claims its pending entries (XAUTOCLAIM) and handles them first; " +
+			"entries stuck with many deliveries point at a crashing handler (see `streamfold dlq list`)."}
+	}
+	return a.emit(out, pendingTable(out), notes...)
+}
+
+// pending returns the entries of group r that the flags ask for (XPENDING),
+// described from their log entries.
+func (c *pendingCmd) pending(a *app, r groupRow) ([]pendingEntry, error) {
+	cl := a.client
+	cmd := cl.B().Xpending().Key(r.log).Group(r.Projection)
+	var res rueidis.RedisResult
+	if c.minIdle > 0 {
+		res = cl.Do(a.ctx, cmd.Idle(c.minIdle.Milliseconds()).Start("-").End("+").Count(c.limit).Build())
+	} else {
+		res = cl.Do(a.ctx, cmd.Start("-").End("+").Count(c.limit).Build())
+	}
+	arr, err := res.ToArray()
+	if err != nil {
+		return nil, fmt.Errorf("xpending %s %s: %w", r.log, r.Projection, err)
+	}
+	entries := make([]pendingEntry, 0, len(arr))
+	for _, m := range arr {
+		e, ok := parsePending(m)
+		if !ok {
+			return nil, fmt.Errorf("xpending %s: unexpected reply", r.log)
+		}
+		e.Projection, e.Category, e.Partition = r.Projection, r.Category, r.Partition
+		entries = append(entries, e)
+	}
+	if err := a.describeEntries(r.log, r.Category, entries); err != nil {
+		return nil, err
+	}
+	return entries, nil
+}
+
+// parsePending reads one entry of the extended form of XPENDING: id,
+// consumer, idle milliseconds, deliveries.
+func parsePending(m rueidis.RedisMessage) (pendingEntry, bool) {
+	f, err := m.ToArray()
+	if err != nil || len(f) < 4 {
+		return pendingEntry{}, false
+	}
+	var e pendingEntry
+	e.Position, _ = f[0].ToString()
+	e.Consumer, _ = f[1].ToString()
+	idle, _ := f[2].AsInt64()
+	e.Idle = time.Duration(idle) * time.Millisecond
+	e.IdleHuman = durHuman(e.Idle)
+	e.Deliveries, _ = f[3].AsInt64()
+	return e, true
+}
+
+func pendingTable(entries []pendingEntry) *table {
+	t := &table{header: []string{"PROJECTION", "CATEGORY", "PARTITION", "POSITION", "ENTITY", "VERSION", "TYPE", "CONSUMER", "IDLE", "DELIVERIES"}}
+	for _, e := range entries {
+		ent, ver := "(trimmed)", "-"
+		if e.Stream != "" {
+			ent, ver = e.Stream, fmt.Sprint(e.Version)
+		}
+		t.add(e.Projection, e.Category, e.Partition, e.Position, ent, ver, orDash(e.Type), e.Consumer, e.IdleHuman, e.Deliveries)
+	}
+	return t
 }
 
 // describeEntries fills in the entity, version and type of pending

@@ -22,15 +22,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/eventstore"
 )
 
@@ -50,23 +47,42 @@ func usagef(format string, args ...any) error {
 	return &usageError{msg: fmt.Sprintf(format, args...)}
 }
 
-// command is one subcommand: flags are declared in setup, which returns
-// the function to run once they are parsed.
+// subcommand is one command of the CLI. Every command declares its flags
+// the same way globals do: fields of its own struct, bound in register
+// (flag.XxxVar), so a command's options are one value read in run. run
+// gets the positional arguments; it checks them and the flags first and
+// reports a mistake with usagef, before it needs Redis.
+type subcommand interface {
+	register(fs *flag.FlagSet)
+	run(a *app, args []string) error
+}
+
+// command names a subcommand for the command line and the usage text.
 type command struct {
 	name, args, summary string
-	setup               func(fs *flag.FlagSet) func(a *app, args []string) error
+	new                 func() subcommand
 }
 
 var commands = []command{
-	{"streams", "", "categories, partitions, entity counts, memory", streamsCmd},
-	{"read", "<category-id>", "an entity's events, decoded as JSON", readCmd},
-	{"groups", "", "projections per partition: lag, pending, last delivered, consumers, lease holder", groupsCmd},
-	{"pending", "", "entries delivered but not acknowledged: idle time, deliveries", pendingCmd},
-	{"dlq", "list|retry|skip <projection> ...", "dead letters of a projection", dlqCmd},
-	{"rebuild", "<projection>", "what a rebuild of a projection would replay, and how to run it", rebuildCmd},
-	{"trim", "", "trim partition logs (retention); --dry-run reports only", trimCmd},
-	{"compact", "", "compact cold entity streams (retention); --dry-run reports only", compactCmd},
-	{"stats", "", "memory per category, read models, cache hit figures", statsCmd},
+	{"streams", "", "categories, partitions, entity counts, memory", func() subcommand { return &streamsCmd{} }},
+	{"read", "<category-id>", "an entity's events, decoded as JSON", func() subcommand { return &readCmd{} }},
+	{"groups", "", "projections per partition: lag, pending, last delivered, consumers, lease holder", func() subcommand { return &groupsCmd{} }},
+	{"pending", "", "entries delivered but not acknowledged: idle time, deliveries", func() subcommand { return &pendingCmd{} }},
+	{"dlq", "list|retry|skip <projection> ...", "dead letters of a projection", func() subcommand { return &dlqCmd{} }},
+	{"rebuild", "<projection>", "what a rebuild of a projection would replay, and how to run it", func() subcommand { return &rebuildCmd{} }},
+	{"trim", "", "trim partition logs (retention); --dry-run reports only", func() subcommand { return &trimCmd{} }},
+	{"compact", "", "compact cold entity streams (retention); --dry-run reports only", func() subcommand { return &compactCmd{} }},
+	{"stats", "", "memory per category, read models, cache hit figures", func() subcommand { return &statsCmd{} }},
+}
+
+// findCommand returns the command called name, or nil.
+func findCommand(name string) *command {
+	for i := range commands {
+		if commands[i].name == name {
+			return &commands[i]
+		}
+	}
+	return nil
 }
 
 // globals are the flags accepted before or after the command.
@@ -84,74 +100,112 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.DurationVar(&g.timeout, "timeout", g.timeout, "overall time limit of the command")
 }
 
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1 // a runtime error
+	exitUsage = 2 // a mistake on the command line
+)
+
 // run is the whole program, testable in-process: it parses args, runs one
 // command and returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	g := &globals{namespace: "sf", timeout: 5 * time.Minute}
-	root := flag.NewFlagSet("streamfold", flag.ContinueOnError)
-	root.SetOutput(stderr)
-	g.register(root)
-	root.Usage = func() { printUsage(stderr, root) }
-	if err := root.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	rest := root.Args()
-	if len(rest) == 0 {
-		printUsage(stderr, root)
-		return 2
-	}
-	if rest[0] == "help" {
-		printUsage(stdout, root)
-		return 0
-	}
-	var cmd *command
-	for i := range commands {
-		if commands[i].name == rest[0] {
-			cmd = &commands[i]
-		}
-	}
-	if cmd == nil {
-		fmt.Fprintf(stderr, "streamfold: unknown command %q\n\n", rest[0])
-		printUsage(stderr, root)
-		return 2
-	}
-	fs := flag.NewFlagSet("streamfold "+cmd.name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	g.register(fs)
-	exec := cmd.setup(fs)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: streamfold [global flags] %s [flags] %s\n\n%s\n\nflags:\n", cmd.name, cmd.args, cmd.summary)
-		fs.PrintDefaults()
-	}
-	pos, err := parseInterspersed(fs, rest[1:])
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	inv, code := parseCommandLine(g, args, stdout, stderr)
+	if inv == nil {
+		return code
 	}
 	if err := eventstore.ValidateNamespace(g.namespace); err != nil {
 		fmt.Fprintf(stderr, "streamfold: --namespace: %v\n", err)
-		return 2
+		return exitUsage
 	}
 	ctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
 	a := &app{ctx: ctx, g: g, stdout: stdout, stderr: stderr}
 	defer a.close()
-	if err := exec(a, pos); err != nil {
-		var ue *usageError
-		if errors.As(err, &ue) {
-			fmt.Fprintf(stderr, "streamfold %s: %s\n", cmd.name, ue.msg)
-			fmt.Fprintf(stderr, "usage: streamfold %s [flags] %s (see streamfold %s -h)\n", cmd.name, cmd.args, cmd.name)
-			return 2
-		}
-		fmt.Fprintf(stderr, "streamfold %s: %v\n", cmd.name, err)
-		return 1
+	return inv.cmd.report(stderr, inv.sub.run(a, inv.args))
+}
+
+// invocation is a parsed command line: the command, its flags set, and its
+// positional arguments.
+type invocation struct {
+	cmd  *command
+	sub  subcommand
+	args []string
+}
+
+// parseCommandLine parses the global flags, finds the command and parses
+// its flags (globals are accepted there too). With no command to run it
+// returns nil and the exit code: help asked for, or a usage error already
+// printed.
+func parseCommandLine(g *globals, args []string, stdout, stderr io.Writer) (*invocation, int) {
+	root := flag.NewFlagSet("streamfold", flag.ContinueOnError)
+	root.SetOutput(stderr)
+	g.register(root)
+	root.Usage = func() { printUsage(stderr, root) }
+	if err := root.Parse(args); err != nil {
+		return nil, parseExit(err)
 	}
-	return 0
+	rest := root.Args()
+	switch {
+	case len(rest) == 0:
+		printUsage(stderr, root)
+		return nil, exitUsage
+	case rest[0] == "help":
+		printUsage(stdout, root)
+		return nil, exitOK
+	}
+	cmd := findCommand(rest[0])
+	if cmd == nil {
+		fmt.Fprintf(stderr, "streamfold: unknown command %q\n\n", rest[0])
+		printUsage(stderr, root)
+		return nil, exitUsage
+	}
+	sub, pos, err := cmd.parse(g, rest[1:], stderr)
+	if err != nil {
+		return nil, parseExit(err)
+	}
+	return &invocation{cmd, sub, pos}, exitOK
+}
+
+// parseExit is the exit code of a flag parse error: 0 for -h (package flag
+// has printed the usage), else a usage error (flag has printed it).
+func parseExit(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	return exitUsage
+}
+
+// parse parses the command's flags and the globals among args and returns
+// the command ready to run with its positional arguments.
+func (c *command) parse(g *globals, args []string, stderr io.Writer) (subcommand, []string, error) {
+	fs := flag.NewFlagSet("streamfold "+c.name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	g.register(fs)
+	sub := c.new()
+	sub.register(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: streamfold [global flags] %s [flags] %s\n\n%s\n\nflags:\n", c.name, c.args, c.summary)
+		fs.PrintDefaults()
+	}
+	pos, err := parseInterspersed(fs, args)
+	return sub, pos, err
+}
+
+// report prints the command's error, if any, and returns the exit code.
+func (c *command) report(stderr io.Writer, err error) int {
+	if err == nil {
+		return exitOK
+	}
+	var ue *usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "streamfold %s: %s\n", c.name, ue.msg)
+		fmt.Fprintf(stderr, "usage: streamfold %s [flags] %s (see streamfold %s -h)\n", c.name, c.args, c.name)
+		return exitUsage
+	}
+	fmt.Fprintf(stderr, "streamfold %s: %v\n", c.name, err)
+	return exitError
 }
 
 // parseInterspersed parses flags that may come after positional arguments
@@ -183,113 +237,6 @@ func printUsage(w io.Writer, root *flag.FlagSet) {
 	root.SetOutput(w)
 	root.PrintDefaults()
 	fmt.Fprint(w, "\nRun `streamfold <command> -h` for a command's flags.\n")
-}
-
-// app is what a command works with; the Redis connection is opened on first
-// use, so usage errors never need Redis.
-type app struct {
-	ctx            context.Context
-	g              *globals
-	stdout, stderr io.Writer
-	client         rueidis.Client
-	store          *eventstore.Store
-}
-
-func (a *app) close() {
-	if a.client != nil {
-		a.client.Close()
-	}
-}
-
-// connect opens the client and the store of the namespace.
-func (a *app) connect() (*eventstore.Store, error) {
-	if a.store != nil {
-		return a.store, nil
-	}
-	url, from := a.g.redis, "--redis"
-	if url == "" {
-		url, from = os.Getenv("REDIS_URL"), "REDIS_URL"
-	}
-	if url == "" {
-		url, from = "redis://127.0.0.1:6379", "the default"
-	}
-	opt, err := parseRedisURL(url)
-	if err != nil {
-		return nil, fmt.Errorf("bad Redis URL from %s: %v (want redis://[user:password@]host:port[/db], comma-separated seeds for a cluster)", from, err)
-	}
-	opt.DisableCache = true // a one-shot tool gains nothing from client-side caching
-	opt.Dialer.Timeout = 5 * time.Second
-	client, err := rueidis.NewClient(opt)
-	if err != nil {
-		return nil, fmt.Errorf("cannot reach Redis at %s (from %s): %v; set --redis or REDIS_URL", strings.Join(opt.InitAddress, ","), from, err)
-	}
-	a.client = client
-	// The CLI has no event types: every payload comes back undecoded (Raw)
-	// and is decoded generically (see read.go).
-	store, err := eventstore.New(client, eventstore.WithNamespace(a.g.namespace),
-		eventstore.WithLogger(slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))))
-	if err != nil {
-		return nil, err
-	}
-	a.store = store
-	return store, nil
-}
-
-// parseRedisURL accepts one URL or comma-separated seeds of one cluster.
-func parseRedisURL(s string) (rueidis.ClientOption, error) {
-	parts := strings.Split(s, ",")
-	var opt rueidis.ClientOption
-	for i, p := range parts {
-		p = strings.TrimSpace(p)
-		if !strings.Contains(p, "://") {
-			p = "redis://" + p
-		}
-		o, err := rueidis.ParseURL(p)
-		if err != nil {
-			return opt, err
-		}
-		if i == 0 {
-			opt = o
-			continue
-		}
-		opt.InitAddress = append(opt.InitAddress, o.InitAddress...)
-	}
-	return opt, nil
-}
-
-// categories returns the namespace's categories, sorted, or the subset
-// asked for (an unknown one is an error that lists the known ones: the store
-// would otherwise create it).
-func (a *app) categories(want []string) ([]string, error) {
-	store, err := a.connect()
-	if err != nil {
-		return nil, err
-	}
-	all, err := store.Categories(a.ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list categories: %w", err)
-	}
-	sort.Strings(all)
-	if len(want) == 0 {
-		return all, nil
-	}
-	known := map[string]bool{}
-	for _, c := range all {
-		known[c] = true
-	}
-	for _, c := range want {
-		if !known[c] {
-			return nil, unknownCategory(a.g.namespace, c, all)
-		}
-	}
-	return want, nil
-}
-
-func unknownCategory(ns, c string, all []string) error {
-	if len(all) == 0 {
-		return fmt.Errorf("unknown category %q: namespace %q has no categories (wrong --namespace?)", c, ns)
-	}
-	return fmt.Errorf("unknown category %q in namespace %q; known: %s", c, ns, strings.Join(all, ", "))
 }
 
 // listFlag is a repeatable, comma-separated string flag.

@@ -32,61 +32,78 @@ type eventJSON struct {
 	DataError string `json:"data_error,omitempty"`
 }
 
-func readCmd(fs *flag.FlagSet) func(*app, []string) error {
-	from := fs.Uint64("from", 0, "first version to show (backward: the last; 0 = from the start, or from the end with --backward)")
-	limit := fs.Int("limit", 0, "show at most this many events (0: all)")
-	backward := fs.Bool("backward", false, "newest first")
-	return func(a *app, args []string) error {
-		if len(args) != 1 {
-			return usagef("read takes one stream, as category-id (for example account-42)")
-		}
-		sid, err := eventstore.ParseStreamID(args[0])
-		if err != nil {
-			return usagef("%v", err)
-		}
-		if *limit < 0 {
-			return usagef("--limit must be ≥ 0")
-		}
-		if _, err := a.categories([]string{sid.Category}); err != nil {
-			return err
-		}
-		store := a.store
-		var opts []eventstore.ReadOption
-		if *limit > 0 {
-			opts = append(opts, eventstore.Limit(*limit))
-		}
-		seq := store.Read(a.ctx, sid, *from, opts...)
-		if *backward {
-			seq = store.ReadBackward(a.ctx, sid, *from, opts...)
-		}
-		events := []eventJSON{}
-		for ev, err := range seq {
-			var unknown *eventstore.UnknownEventTypeError
-			var upcast *eventstore.UpcastError
-			switch {
-			case err == nil, errors.As(err, &unknown), errors.As(err, &upcast):
-				// The CLI registers no types: every event comes back raw.
-			case errors.Is(err, eventstore.ErrStreamNotFound):
-				return a.notFound(sid)
-			default:
-				return fmt.Errorf("read %s: %w", sid, err)
-			}
-			events = append(events, toEventJSON(ev))
-		}
-		t := &table{header: []string{"VERSION", "TIME", "TYPE", "ID", "METADATA", "DATA"}}
-		for _, e := range events {
-			data, _ := json.Marshal(e.Data)
-			if e.DataError != "" {
-				data = []byte("(undecodable: " + e.DataError + ")")
-			}
-			t.add(e.Version, e.Time.Format(time.RFC3339Nano), e.Type, e.ID, metaString(e), string(data))
-		}
-		var notes []string
-		if len(events) == 0 {
-			notes = append(notes, fmt.Sprintf("no events of %s in that range", sid))
-		}
-		return a.emit(events, t, notes...)
+// readCmd is `streamfold read <category-id>`.
+type readCmd struct {
+	from     uint64
+	limit    int
+	backward bool
+}
+
+func (c *readCmd) register(fs *flag.FlagSet) {
+	fs.Uint64Var(&c.from, "from", 0, "first version to show (backward: the last; 0 = from the start, or from the end with --backward)")
+	fs.IntVar(&c.limit, "limit", 0, "show at most this many events (0: all)")
+	fs.BoolVar(&c.backward, "backward", false, "newest first")
+}
+
+func (c *readCmd) run(a *app, args []string) error {
+	if len(args) != 1 {
+		return usagef("read takes one stream, as category-id (for example account-42)")
 	}
+	sid, err := eventstore.ParseStreamID(args[0])
+	if err != nil {
+		return usagef("%v", err)
+	}
+	if c.limit < 0 {
+		return usagef("--limit must be ≥ 0")
+	}
+	if _, err := a.categories([]string{sid.Category}); err != nil {
+		return err
+	}
+	events, err := c.read(a, sid)
+	if err != nil {
+		return err
+	}
+	t := &table{header: []string{"VERSION", "TIME", "TYPE", "ID", "METADATA", "DATA"}}
+	for _, e := range events {
+		data, _ := json.Marshal(e.Data)
+		if e.DataError != "" {
+			data = []byte("(undecodable: " + e.DataError + ")")
+		}
+		t.add(e.Version, e.Time.Format(time.RFC3339Nano), e.Type, e.ID, metaString(e), string(data))
+	}
+	var notes []string
+	if len(events) == 0 {
+		notes = append(notes, fmt.Sprintf("no events of %s in that range", sid))
+	}
+	return a.emit(events, t, notes...)
+}
+
+// read returns the events of sid the flags ask for.
+func (c *readCmd) read(a *app, sid eventstore.StreamID) ([]eventJSON, error) {
+	store := a.store
+	var opts []eventstore.ReadOption
+	if c.limit > 0 {
+		opts = append(opts, eventstore.Limit(c.limit))
+	}
+	seq := store.Read(a.ctx, sid, c.from, opts...)
+	if c.backward {
+		seq = store.ReadBackward(a.ctx, sid, c.from, opts...)
+	}
+	events := []eventJSON{}
+	for ev, err := range seq {
+		var unknown *eventstore.UnknownEventTypeError
+		var upcast *eventstore.UpcastError
+		switch {
+		case err == nil, errors.As(err, &unknown), errors.As(err, &upcast):
+			// The CLI registers no types: every event comes back raw.
+		case errors.Is(err, eventstore.ErrStreamNotFound):
+			return nil, a.notFound(sid)
+		default:
+			return nil, fmt.Errorf("read %s: %w", sid, err)
+		}
+		events = append(events, toEventJSON(ev))
+	}
+	return events, nil
 }
 
 func toEventJSON(ev eventstore.RecordedEvent) eventJSON {
@@ -167,24 +184,44 @@ func (a *app) notFound(sid eventstore.StreamID) error {
 	if err == nil && info.Deleted {
 		return fmt.Errorf("stream %s was deleted (its deletion marker is v%d); its events are gone from the stream, the partition log may still hold them", sid, info.DeletedAt)
 	}
-	keys, err := scanNamespace(a.ctx, a.client, a.store.Keys(), scanOptions{
-		match: a.store.Keys().Namespace() + ":{" + sid.Category + ":*}:s:*", typ: "stream",
-		keep: func(k keyInfo) bool { return k.Stream.Category == sid.Category },
-	})
-	if err != nil || len(keys) == 0 {
+	ids, err := a.entityIDs(sid.Category)
+	if err != nil || len(ids) == 0 {
 		return fmt.Errorf("stream %s not found: category %s has no entity streams", sid, sid.Category)
+	}
+	show := closestIDs(ids, sid.ID, 5)
+	for i, id := range show {
+		show[i] = eventstore.Stream(sid.Category, id).String()
+	}
+	return fmt.Errorf("stream %s not found (never written); %d entities in category %s, the closest: %s", sid, len(ids), sid.Category, strings.Join(show, ", "))
+}
+
+// entityIDs returns the ids of category's entity streams.
+func (a *app) entityIDs(category string) ([]string, error) {
+	kc, err := a.classifier([]string{category})
+	if err != nil {
+		return nil, err
+	}
+	keys, err := scanNamespace(a.ctx, a.client, kc, scanOptions{typ: "stream",
+		keep: func(k keyInfo) bool { return k.Kind == kindStream && k.Stream.Category == category }})
+	if err != nil {
+		return nil, err
 	}
 	ids := make([]string, len(keys))
 	for i, k := range keys {
 		ids[i] = k.Stream.ID
 	}
-	// Closest first: the longest common prefix, then the shortest id.
+	return ids, nil
+}
+
+// closestIDs returns at most n of ids (reordered in place) closest to id:
+// the longest common prefix first, then the shortest id.
+func closestIDs(ids []string, id string, n int) []string {
 	common := func(x string) int {
-		n := 0
-		for n < len(x) && n < len(sid.ID) && x[n] == sid.ID[n] {
-			n++
+		k := 0
+		for k < len(x) && k < len(id) && x[k] == id[k] {
+			k++
 		}
-		return n
+		return k
 	}
 	sort.Slice(ids, func(i, j int) bool {
 		if ci, cj := common(ids[i]), common(ids[j]); ci != cj {
@@ -195,9 +232,5 @@ func (a *app) notFound(sid eventstore.StreamID) error {
 		}
 		return ids[i] < ids[j]
 	})
-	show := ids[:min(len(ids), 5)]
-	for i, id := range show {
-		show[i] = sid.Category + "-" + id
-	}
-	return fmt.Errorf("stream %s not found (never written); %d entities in category %s, the closest: %s", sid, len(ids), sid.Category, strings.Join(show, ", "))
+	return ids[:min(len(ids), n)]
 }

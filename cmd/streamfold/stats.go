@@ -48,93 +48,114 @@ type serverStats struct {
 const statsNote = "Read-model hit/miss counts live in the serving processes (readmodel.Model.Stats), not in Redis; " +
 	"the server's keyspace hits/misses count every lookup of every client and namespace."
 
-func statsCmd(fs *flag.FlagSet) func(*app, []string) error {
-	return func(a *app, args []string) error {
-		if len(args) > 0 {
-			return usagef("stats takes no arguments")
-		}
-		if _, err := a.categories(nil); err != nil {
-			return err
-		}
-		keys, err := scanNamespace(a.ctx, a.client, a.store.Keys(), scanOptions{memory: true})
-		if err != nil {
-			return err
-		}
-		st := statsJSON{Namespace: a.g.namespace, Other: map[string]int64{}, Note: statsNote,
-			Categories: []categoryMemory{}, ReadModels: []readModelStats{}}
-		cats := map[string]*categoryMemory{}
-		type rmKey struct {
-			name   string
-			schema int
-		}
-		rms := map[rmKey]*readModelStats{}
-		for _, k := range keys {
-			b := max(k.Bytes, 0)
-			switch {
-			case k.Category != "":
-				cm := cats[k.Category]
-				if cm == nil {
-					cm = &categoryMemory{Category: k.Category, ByKind: map[string]int64{}}
-					cats[k.Category] = cm
-				}
-				cm.Total += b
-				cm.ByKind[k.Kind] += b
-			case k.Kind == kindReadModel:
-				rk := rmKey{k.Model, k.Schema}
-				rs := rms[rk]
-				if rs == nil {
-					rs = &readModelStats{Model: k.Model, Schema: k.Schema}
-					rms[rk] = rs
-				}
-				rs.Keys++
-				rs.Bytes += b
-			default:
-				st.Other[k.Kind] += b
-			}
-		}
-		for _, cm := range cats {
-			st.Categories = append(st.Categories, *cm)
-		}
-		sort.Slice(st.Categories, func(i, j int) bool { return st.Categories[i].Category < st.Categories[j].Category })
-		for _, rs := range rms {
-			st.ReadModels = append(st.ReadModels, *rs)
-		}
-		sort.Slice(st.ReadModels, func(i, j int) bool {
-			x, y := st.ReadModels[i], st.ReadModels[j]
-			return x.Model < y.Model || x.Model == y.Model && x.Schema < y.Schema
-		})
-		if st.Server, err = a.serverStats(); err != nil {
-			return err
-		}
+// statsCmd is `streamfold stats`.
+type statsCmd struct{}
 
-		t := &table{header: []string{"WHAT", "KEYS/KIND", "MEMORY"}}
-		for _, cm := range st.Categories {
-			var kinds []string
-			for k, v := range cm.ByKind {
-				kinds = append(kinds, fmt.Sprintf("%s %s", k, bytesHuman(v)))
-			}
-			sort.Strings(kinds)
-			t.add("category "+cm.Category, strings.Join(kinds, ", "), bytesHuman(cm.Total))
-		}
-		for _, rs := range st.ReadModels {
-			what := fmt.Sprintf("read model %s v%d", rs.Model, rs.Schema)
-			if rs.Schema == 0 {
-				what = fmt.Sprintf("read model %s (active pointer)", rs.Model)
-			}
-			t.add(what, fmt.Sprintf("%d keys", rs.Keys), bytesHuman(rs.Bytes))
-		}
-		for k, v := range st.Other {
-			t.add("namespace "+k, "-", bytesHuman(v))
-		}
-		ratio := "n/a"
-		if st.Server.HitRatio >= 0 {
-			ratio = fmt.Sprintf("%.1f%%", 100*st.Server.HitRatio)
-		}
-		return a.emit(st, t,
-			fmt.Sprintf("\nserver (%d nodes): used_memory %s, keyspace hits %d, misses %d, hit ratio %s",
-				st.Server.Nodes, bytesHuman(st.Server.UsedMemory), st.Server.KeyspaceHits, st.Server.KeyspaceMisses, ratio),
-			statsNote)
+func (c *statsCmd) register(fs *flag.FlagSet) {}
+
+func (c *statsCmd) run(a *app, args []string) error {
+	if len(args) > 0 {
+		return usagef("stats takes no arguments")
 	}
+	cats, err := a.categories(nil)
+	if err != nil {
+		return err
+	}
+	kc, err := a.classifier(cats)
+	if err != nil {
+		return err
+	}
+	keys, err := scanNamespace(a.ctx, a.client, kc, scanOptions{memory: true})
+	if err != nil {
+		return err
+	}
+	st := summarizeMemory(a.g.namespace, keys)
+	if st.Server, err = a.serverStats(); err != nil {
+		return err
+	}
+	ratio := "n/a"
+	if st.Server.HitRatio >= 0 {
+		ratio = fmt.Sprintf("%.1f%%", 100*st.Server.HitRatio)
+	}
+	return a.emit(st, statsTable(st),
+		fmt.Sprintf("\nserver (%d nodes): used_memory %s, keyspace hits %d, misses %d, hit ratio %s",
+			st.Server.Nodes, bytesHuman(st.Server.UsedMemory), st.Server.KeyspaceHits, st.Server.KeyspaceMisses, ratio),
+		statsNote)
+}
+
+// readModelSchema names one schema version of a read model.
+type readModelSchema struct {
+	name   string
+	schema int
+}
+
+// summarizeMemory sums the memory of the namespace's keys per category (by
+// kind), per read-model schema (and counts its keys), and per kind for the
+// rest; the lists come sorted.
+func summarizeMemory(namespace string, keys []keyInfo) statsJSON {
+	st := statsJSON{Namespace: namespace, Other: map[string]int64{}, Note: statsNote,
+		Categories: []categoryMemory{}, ReadModels: []readModelStats{}}
+	cats := map[string]*categoryMemory{}
+	rms := map[readModelSchema]*readModelStats{}
+	for _, k := range keys {
+		b := max(k.Bytes, 0)
+		switch {
+		case k.Category != "":
+			cm := cats[k.Category]
+			if cm == nil {
+				cm = &categoryMemory{Category: k.Category, ByKind: map[string]int64{}}
+				cats[k.Category] = cm
+			}
+			cm.Total += b
+			cm.ByKind[k.Kind] += b
+		case k.Kind == kindReadModel:
+			rk := readModelSchema{k.Model, k.Schema}
+			rs := rms[rk]
+			if rs == nil {
+				rs = &readModelStats{Model: k.Model, Schema: k.Schema}
+				rms[rk] = rs
+			}
+			rs.Keys++
+			rs.Bytes += b
+		default:
+			st.Other[k.Kind] += b
+		}
+	}
+	for _, cm := range cats {
+		st.Categories = append(st.Categories, *cm)
+	}
+	sort.Slice(st.Categories, func(i, j int) bool { return st.Categories[i].Category < st.Categories[j].Category })
+	for _, rs := range rms {
+		st.ReadModels = append(st.ReadModels, *rs)
+	}
+	sort.Slice(st.ReadModels, func(i, j int) bool {
+		x, y := st.ReadModels[i], st.ReadModels[j]
+		return x.Model < y.Model || x.Model == y.Model && x.Schema < y.Schema
+	})
+	return st
+}
+
+func statsTable(st statsJSON) *table {
+	t := &table{header: []string{"WHAT", "KEYS/KIND", "MEMORY"}}
+	for _, cm := range st.Categories {
+		var kinds []string
+		for k, v := range cm.ByKind {
+			kinds = append(kinds, fmt.Sprintf("%s %s", k, bytesHuman(v)))
+		}
+		sort.Strings(kinds)
+		t.add("category "+cm.Category, strings.Join(kinds, ", "), bytesHuman(cm.Total))
+	}
+	for _, rs := range st.ReadModels {
+		what := fmt.Sprintf("read model %s v%d", rs.Model, rs.Schema)
+		if rs.Schema == 0 {
+			what = fmt.Sprintf("read model %s (active pointer)", rs.Model)
+		}
+		t.add(what, fmt.Sprintf("%d keys", rs.Keys), bytesHuman(rs.Bytes))
+	}
+	for k, v := range st.Other {
+		t.add("namespace "+k, "-", bytesHuman(v))
+	}
+	return t
 }
 
 // serverStats sums INFO memory and stats over every node.
