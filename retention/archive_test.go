@@ -52,11 +52,7 @@ func TestArchiveKeepsPersonalFieldsSealed(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		snaps, err := snapshot.New(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { snaps.Close(ctx) })
+		snaps := newSnapshots(t, s)
 
 		alice := eventstore.Stream("user", "alice")
 		secrets := []string{"alice@example.com", "Alice Liddell", "Alice L."}

@@ -23,39 +23,23 @@ func TestCompactionKeepsWhatAppendsRelyOn(t *testing.T) {
 		t.Parallel()
 		ctx := context.Background()
 		s := newStore(t, tg)
-		snaps, err := snapshot.New(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { snaps.Close(ctx) })
+		snaps := newSnapshots(t, s)
 		c := s.Client()
-		deposit := func(id eventstore.StreamID, expected eventstore.ExpectedVersion, n int) eventstore.AppendResult {
-			t.Helper()
-			evs := make([]eventstore.Event, n)
-			for i := range evs {
-				evs[i] = eventstore.NewEvent(storetest.Deposited{Amount: int64(i + 1)})
-			}
-			res, err := s.Append(ctx, id, expected, evs...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return res
-		}
 		// Truncated to empty behind a snapshot at its last version.
 		emptied := eventstore.Stream("account", "emptied")
-		deposit(emptied, eventstore.NoStream, 6)
+		deposit(t, s, emptied, eventstore.NoStream, 6)
 		// The same, in a second life.
 		relived := eventstore.Stream("account", "relived")
-		deposit(relived, eventstore.NoStream, 3)
+		deposit(t, s, relived, eventstore.NoStream, 3)
 		if _, err := s.Delete(ctx, relived, eventstore.Exact(3)); err != nil {
 			t.Fatal(err)
 		}
-		deposit(relived, eventstore.NoStream, 4)
+		deposit(t, s, relived, eventstore.NoStream, 4)
 		// Its last two events removed by hand (XDEL): damaged, so truncation
 		// leaves it whole, and compaction keeps its version above its last
 		// entry.
 		cutTail := eventstore.Stream("account", "cut-tail")
-		deposit(cutTail, eventstore.NoStream, 8)
+		deposit(t, s, cutTail, eventstore.NoStream, 8)
 		_, tailKey, _ := s.Locate(ctx, cutTail)
 		if err := c.Do(ctx, c.B().Xdel().Key(tailKey).Id("7-0", "8-0").Build()).Error(); err != nil {
 			t.Fatal(err)

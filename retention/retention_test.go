@@ -12,6 +12,7 @@ import (
 	"github.com/streamfold/streamfold/eventstore/storetest"
 	"github.com/streamfold/streamfold/redistest"
 	"github.com/streamfold/streamfold/retention"
+	"github.com/streamfold/streamfold/snapshot"
 )
 
 func TestMain(m *testing.M) { redistest.Main(m) }
@@ -23,6 +24,31 @@ func newStore(t *testing.T, tg *redistest.Target, opts ...eventstore.Option) *ev
 		t.Fatal(err)
 	}
 	return s
+}
+
+// newSnapshots returns a snapshot store beside s, closed with the test.
+func newSnapshots(t *testing.T, s *eventstore.Store) *snapshot.Store {
+	t.Helper()
+	snaps, err := snapshot.New(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { snaps.Close(context.Background()) })
+	return snaps
+}
+
+// deposit appends n Deposited events to id, expecting expected.
+func deposit(t *testing.T, s *eventstore.Store, id eventstore.StreamID, expected eventstore.ExpectedVersion, n int) eventstore.AppendResult {
+	t.Helper()
+	evs := make([]eventstore.Event, n)
+	for i := range evs {
+		evs[i] = eventstore.NewEvent(storetest.Deposited{Amount: int64(i + 1)})
+	}
+	res, err := s.Append(context.Background(), id, expected, evs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
 }
 
 func readAll(t *testing.T, s *eventstore.Store, id eventstore.StreamID) []eventstore.RecordedEvent {

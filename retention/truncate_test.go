@@ -32,11 +32,7 @@ func TestTruncateBehindSnapshot(t *testing.T) {
 		t.Parallel()
 		ctx := context.Background()
 		s := newStore(t, tg)
-		snaps, err := snapshot.New(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { snaps.Close(ctx) })
+		snaps := newSnapshots(t, s)
 		day := time.Date(2026, 3, 4, 23, 59, 0, 0, time.UTC)
 		clocked, err := eventstore.New(tg.Client, eventstore.WithNamespace(tg.Namespace), eventstore.WithRegistry(storetest.Registry()),
 			eventstore.WithClock(func() time.Time { return day }))
@@ -168,22 +164,8 @@ func TestTruncateIgnoresStaleSnapshot(t *testing.T) {
 		t.Parallel()
 		ctx := context.Background()
 		s := newStore(t, tg)
-		snaps, err := snapshot.New(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { snaps.Close(ctx) })
+		snaps := newSnapshots(t, s)
 		c := s.Client()
-		deposit := func(id eventstore.StreamID, expected eventstore.ExpectedVersion, n int) {
-			t.Helper()
-			evs := make([]eventstore.Event, n)
-			for i := range evs {
-				evs[i] = eventstore.NewEvent(storetest.Deposited{Amount: int64(i + 1)})
-			}
-			if _, err := s.Append(ctx, id, expected, evs...); err != nil {
-				t.Fatal(err)
-			}
-		}
 		snapKey := func(id eventstore.StreamID) string {
 			p, _, err := s.Locate(ctx, id)
 			if err != nil {
@@ -198,7 +180,7 @@ func TestTruncateIgnoresStaleSnapshot(t *testing.T) {
 		relive := func(name string, old, n int) eventstore.StreamID {
 			t.Helper()
 			id := eventstore.Stream("account", name)
-			deposit(id, eventstore.NoStream, old)
+			deposit(t, s, id, eventstore.NoStream, old)
 			if _, err := snaps.Save(ctx, id, snapshot.Snapshot{Version: uint64(old), SchemaVersion: 1, State: []byte{0x90}}); err != nil {
 				t.Fatal(err)
 			}
@@ -209,7 +191,7 @@ func TestTruncateIgnoresStaleSnapshot(t *testing.T) {
 			if _, err := s.Delete(ctx, id, eventstore.Exact(uint64(old))); err != nil {
 				t.Fatal(err)
 			}
-			deposit(id, eventstore.NoStream, n)
+			deposit(t, s, id, eventstore.NoStream, n)
 			if err := c.Do(ctx, c.B().Set().Key(snapKey(id)).Value(rueidis.BinaryString(raw)).Build()).Error(); err != nil {
 				t.Fatal(err)
 			}
@@ -220,14 +202,15 @@ func TestTruncateIgnoresStaleSnapshot(t *testing.T) {
 		// A snapshot ahead of its stream, as an earlier life's would be
 		// if versions restarted at 1.
 		ahead := eventstore.Stream("account", "ahead")
-		deposit(ahead, eventstore.NoStream, 7)
+		deposit(t, s, ahead, eventstore.NoStream, 7)
 		var aheadRaw []byte
 		{
 			tmp := eventstore.Stream("account", "tmp")
-			deposit(tmp, eventstore.NoStream, 100)
+			deposit(t, s, tmp, eventstore.NoStream, 100)
 			if _, err := snaps.Save(ctx, tmp, snapshot.Snapshot{Version: 100, SchemaVersion: 1, State: []byte{0x90}}); err != nil {
 				t.Fatal(err)
 			}
+			var err error
 			if aheadRaw, err = c.Do(ctx, c.B().Get().Key(snapKey(tmp)).Build()).AsBytes(); err != nil {
 				t.Fatal(err)
 			}
