@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"runtime"
@@ -89,25 +90,7 @@ func testTailRemoved(t *testing.T, newStore Factory) {
 		t.Fatalf("version after the tail was removed: %d %v", v, err)
 	}
 	logLen := xlen(t, c, log)
-	one := func(amount int64) []eventstore.Event {
-		return []eventstore.Event{eventstore.NewEvent(Deposited{Amount: amount})}
-	}
-	for _, tc := range []struct {
-		name    string
-		appends []eventstore.StreamAppend
-	}{
-		{"at the last remaining entry's version", []eventstore.StreamAppend{{Stream: id, Expected: eventstore.Exact(2), Events: one(3)}}},
-		{"two events at it", []eventstore.StreamAppend{{Stream: id, Expected: eventstore.Exact(2), Events: append(one(3), one(4)...)}}},
-		{"at the true version", []eventstore.StreamAppend{{Stream: id, Expected: eventstore.Exact(3), Events: one(5)}}},
-		{"with Any", []eventstore.StreamAppend{{Stream: id, Expected: eventstore.Any, Events: one(6)}}},
-		{"with StreamExists", []eventstore.StreamAppend{{Stream: id, Expected: eventstore.StreamExists, Events: one(7)}}},
-		{"with another stream", []eventstore.StreamAppend{
-			{Stream: other, Expected: eventstore.Exact(1), Events: one(8)},
-			{Stream: id, Expected: eventstore.Exact(3), Events: one(9)}}},
-		{"with Any and another stream", []eventstore.StreamAppend{
-			{Stream: other, Expected: eventstore.Exact(1), Events: one(10)},
-			{Stream: id, Expected: eventstore.Any, Events: one(11)}}},
-	} {
+	for _, tc := range appendsToDamaged(id, other) {
 		_, err := s.AppendMulti(ctx, tc.appends...)
 		var de *eventstore.DamagedStreamError
 		if !errors.As(err, &de) || !errors.Is(err, eventstore.ErrStreamDamaged) || de.Stream != id || de.Version != 3 || de.Last != 2 {
@@ -120,9 +103,51 @@ func testTailRemoved(t *testing.T, newStore Factory) {
 			t.Fatalf("append %s: the streams hold %d and %d entries, want 2 and 1", tc.name, n, m)
 		}
 	}
-	// A stream whose only stored event was removed by hand is damaged too,
-	// told from one trimmed to empty behind a snapshot by Redis 7's
-	// max-deleted-entry-id (XDEL sets it; trimming does not).
+	checkOnlyEventRemoved(ctx, t, s)
+	// A stale expected version learns of the damage too.
+	if _, err := s.Append(ctx, id, eventstore.Exact(1), depositOf(12)...); !errors.Is(err, eventstore.ErrStreamDamaged) {
+		t.Fatalf("append at a stale version: %v", err)
+	}
+	checkDeleteRepairs(ctx, t, s, id, p)
+}
+
+// depositOf is a batch of one Deposited event of amount.
+func depositOf(amount int64) []eventstore.Event {
+	return []eventstore.Event{eventstore.NewEvent(Deposited{Amount: amount})}
+}
+
+// namedAppend is a (multi-stream) append a case of a test makes.
+type namedAppend struct {
+	name    string
+	appends []eventstore.StreamAppend
+}
+
+// appendsToDamaged are the appends testTailRemoved expects refused as
+// damaged: id's tail was removed (its version is 3, its last entry 2);
+// other is a healthy stream at version 1 in the same partition.
+func appendsToDamaged(id, other eventstore.StreamID) []namedAppend {
+	one := depositOf
+	return []namedAppend{
+		{"at the last remaining entry's version", []eventstore.StreamAppend{{Stream: id, Expected: eventstore.Exact(2), Events: one(3)}}},
+		{"two events at it", []eventstore.StreamAppend{{Stream: id, Expected: eventstore.Exact(2), Events: append(one(3), one(4)...)}}},
+		{"at the true version", []eventstore.StreamAppend{{Stream: id, Expected: eventstore.Exact(3), Events: one(5)}}},
+		{"with Any", []eventstore.StreamAppend{{Stream: id, Expected: eventstore.Any, Events: one(6)}}},
+		{"with StreamExists", []eventstore.StreamAppend{{Stream: id, Expected: eventstore.StreamExists, Events: one(7)}}},
+		{"with another stream", []eventstore.StreamAppend{
+			{Stream: other, Expected: eventstore.Exact(1), Events: one(8)},
+			{Stream: id, Expected: eventstore.Exact(3), Events: one(9)}}},
+		{"with Any and another stream", []eventstore.StreamAppend{
+			{Stream: other, Expected: eventstore.Exact(1), Events: one(10)},
+			{Stream: id, Expected: eventstore.Any, Events: one(11)}}},
+	}
+}
+
+// checkOnlyEventRemoved: a stream whose only stored event was removed by
+// hand is damaged too, told from one trimmed to empty behind a snapshot by
+// Redis 7's max-deleted-entry-id (XDEL sets it; trimming does not).
+func checkOnlyEventRemoved(ctx context.Context, t *testing.T, s *eventstore.Store) {
+	t.Helper()
+	c := s.Client()
 	lone := partitionMates(t, s, "account", "lone", 1)[0]
 	_, loneKey, _ := s.Locate(ctx, lone)
 	if _, err := s.Append(ctx, lone, eventstore.NoStream, eventstore.NewEvent(Opened{Owner: "l"})); err != nil {
@@ -134,23 +159,25 @@ func testTailRemoved(t *testing.T, newStore Factory) {
 	}
 	if _, ok := info["max-deleted-entry-id"]; !ok {
 		t.Log("server before Redis 7: a stream whose every event was removed by hand cannot be told from one trimmed to empty")
-	} else {
-		xdel(t, c, loneKey, "1-0")
-		if in, err := s.Info(ctx, lone); err != nil || !in.Damaged || in.Version != 1 || in.Last != 0 {
-			t.Fatalf("info of a stream whose only event was removed: %+v %v", in, err)
-		}
-		for _, exp := range []eventstore.ExpectedVersion{eventstore.Exact(1), eventstore.Any, eventstore.StreamExists} {
-			if _, err := s.Append(ctx, lone, exp, one(1)...); !errors.Is(err, eventstore.ErrStreamDamaged) {
-				t.Fatalf("append with %s to a stream whose only event was removed: %v", exp, err)
-			}
+		return
+	}
+	xdel(t, c, loneKey, "1-0")
+	if in, err := s.Info(ctx, lone); err != nil || !in.Damaged || in.Version != 1 || in.Last != 0 {
+		t.Fatalf("info of a stream whose only event was removed: %+v %v", in, err)
+	}
+	for _, exp := range []eventstore.ExpectedVersion{eventstore.Exact(1), eventstore.Any, eventstore.StreamExists} {
+		if _, err := s.Append(ctx, lone, exp, depositOf(1)...); !errors.Is(err, eventstore.ErrStreamDamaged) {
+			t.Fatalf("append with %s to a stream whose only event was removed: %v", exp, err)
 		}
 	}
-	// A stale expected version learns of the damage too.
-	if _, err := s.Append(ctx, id, eventstore.Exact(1), one(12)...); !errors.Is(err, eventstore.ErrStreamDamaged) {
-		t.Fatalf("append at a stale version: %v", err)
-	}
+}
+
+// checkDeleteRepairs: Delete takes the true version (3) of the damaged
+// stream id, and the entity starts again after it; partition p's log holds
+// every acknowledged event once, and the marker.
+func checkDeleteRepairs(ctx context.Context, t *testing.T, s *eventstore.Store, id eventstore.StreamID, p int) {
+	t.Helper()
 	var wv *eventstore.WrongVersionError
-	// Delete takes the true version, and the entity starts again after it.
 	if _, err := s.Delete(ctx, id, eventstore.Exact(2)); !errors.As(err, &wv) || wv.Actual != 3 {
 		t.Fatalf("delete at the last remaining entry's version: %v", err)
 	}
@@ -160,12 +187,8 @@ func testTailRemoved(t *testing.T, newStore Factory) {
 	if r, err := s.Append(ctx, id, eventstore.NoStream, eventstore.NewEvent(Opened{Owner: "c"})); err != nil || r.Version != 5 {
 		t.Fatalf("re-create after the delete: %+v %v", r, err)
 	}
-	// The log holds every acknowledged event once, and the marker.
 	var vs []uint64
-	for ev, err := range s.ReadLog(ctx, "account", p, eventstore.Position{}) {
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, ev := range collect(t, s.ReadLog(ctx, "account", p, eventstore.Position{})) {
 		if ev.Stream == id {
 			vs = append(vs, ev.Version)
 		}
@@ -229,17 +252,50 @@ func testFailsAlone(t *testing.T, newStore Factory) {
 	if err := c.Do(ctx, c.B().Set().Key(key1).Value("not a stream").Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
-	type outcome struct {
-		id       eventstore.StreamID
-		expected eventstore.ExpectedVersion
-		res      eventstore.AppendResult
-		err      error
+	outcomes := appendGrouped(ctx, t, s, ids)
+	checkOutcomesAlone(t, ids, outcomes)
+	// What was reported is what is stored.
+	for _, id := range ids[2:] {
+		evs := readAll(t, s, id)
+		if len(evs) != 3 || evs[2].Version != 3 {
+			t.Errorf("%s holds %d events", id, len(evs))
+		}
 	}
-	unpause := pauseWrites(t, c)
-	// The first append goes out and waits on the pause; the others queue
-	// behind it and go out together as the next batch.
+	if in, err := s.Info(ctx, ids[0]); err != nil || in.Version != 2 || in.Last != 1 {
+		t.Errorf("%s: %+v %v, want version 2, last 1", ids[0], in, err)
+	}
+	if typ, _ := c.Do(ctx, c.B().Type().Key(key1).Build()).ToString(); typ != "string" {
+		t.Errorf("%s became a %s", key1, typ)
+	}
+	// Nothing in the log but what was acknowledged.
+	n := 0
+	for _, ev := range collect(t, s.ReadLog(ctx, "cart", 0, eventstore.Position{})) {
+		if ev.Version == 3 {
+			n++
+		}
+	}
+	if want := len(ids) - 2; n != want {
+		t.Errorf("log holds %d third events, want %d", n, want)
+	}
+}
+
+// appendOutcome is what one append of testFailsAlone was told.
+type appendOutcome struct {
+	id       eventstore.StreamID
+	expected eventstore.ExpectedVersion
+	res      eventstore.AppendResult
+	err      error
+}
+
+// appendGrouped appends a third event to every stream of ids at version 2,
+// and to every third one at the stale version 1 too, while writes are
+// paused: the first append goes out and waits on the pause; the others
+// queue behind it and go out together as the next batch.
+func appendGrouped(ctx context.Context, t *testing.T, s *eventstore.Store, ids []eventstore.StreamID) []appendOutcome {
+	t.Helper()
+	unpause := pauseWrites(t, s.Client())
 	var entered atomic.Int64
-	outcomes := make([]outcome, 0, 2*len(ids))
+	outcomes := make([]appendOutcome, 0, 2*len(ids))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	call := func(id eventstore.StreamID, exp eventstore.ExpectedVersion) {
@@ -247,7 +303,7 @@ func testFailsAlone(t *testing.T, newStore Factory) {
 			entered.Add(1)
 			r, err := s.Append(ctx, id, exp, eventstore.NewEvent(Note{Text: "third"}))
 			mu.Lock()
-			outcomes = append(outcomes, outcome{id, exp, r, err})
+			outcomes = append(outcomes, appendOutcome{id, exp, r, err})
 			mu.Unlock()
 		})
 	}
@@ -262,6 +318,14 @@ func testFailsAlone(t *testing.T, newStore Factory) {
 	}
 	unpause()
 	wg.Wait()
+	return outcomes
+}
+
+// checkOutcomesAlone checks that each append got its own true outcome:
+// ids[0] (tail removed) damaged, ids[1] (not a stream) failed whole, a
+// stale append a wrong version, every other one appended at version 3.
+func checkOutcomesAlone(t *testing.T, ids []eventstore.StreamID, outcomes []appendOutcome) {
+	t.Helper()
 	var wv *eventstore.WrongVersionError
 	for _, o := range outcomes {
 		switch {
@@ -284,31 +348,5 @@ func testFailsAlone(t *testing.T, newStore Factory) {
 				t.Errorf("%s: %+v %v", o.id, o.res, o.err)
 			}
 		}
-	}
-	// What was reported is what is stored.
-	for _, id := range ids[2:] {
-		evs := readAll(t, s, id)
-		if len(evs) != 3 || evs[2].Version != 3 {
-			t.Errorf("%s holds %d events", id, len(evs))
-		}
-	}
-	if in, err := s.Info(ctx, ids[0]); err != nil || in.Version != 2 || in.Last != 1 {
-		t.Errorf("%s: %+v %v, want version 2, last 1", ids[0], in, err)
-	}
-	if typ, _ := c.Do(ctx, c.B().Type().Key(key1).Build()).ToString(); typ != "string" {
-		t.Errorf("%s became a %s", key1, typ)
-	}
-	// Nothing in the log but what was acknowledged.
-	n := 0
-	for ev, err := range s.ReadLog(ctx, "cart", 0, eventstore.Position{}) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ev.Version == 3 {
-			n++
-		}
-	}
-	if want := len(ids) - 2; n != want {
-		t.Errorf("log holds %d third events, want %d", n, want)
 	}
 }

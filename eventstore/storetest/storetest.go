@@ -23,6 +23,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 	"sync"
@@ -108,6 +109,19 @@ func readAll(t *testing.T, s *eventstore.Store, id eventstore.StreamID) []events
 	return out
 }
 
+// collect returns every event seq yields; an error fails the test.
+func collect(t *testing.T, seq iter.Seq2[eventstore.RecordedEvent, error]) []eventstore.RecordedEvent {
+	t.Helper()
+	var out []eventstore.RecordedEvent
+	for ev, err := range seq {
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, ev)
+	}
+	return out
+}
+
 // NamespaceKeys returns every key of the store's namespace, on every node.
 func NamespaceKeys(t *testing.T, s *eventstore.Store) []string {
 	t.Helper()
@@ -139,7 +153,27 @@ func testAppendAndRead(t *testing.T, newStore Factory) {
 	s := newStore(t, eventstore.WithClock(func() time.Time { return clock }))
 	ctx := ctxT(t)
 	id := eventstore.Stream("account", "acc-1")
-	first := eventstore.NewEvent(Opened{Owner: "ann"})
+	first, res, res2 := appendTwoBatches(ctx, t, s, id)
+	evs := readAll(t, s, id)
+	checkReadBack(t, evs, id, clock, first, res, res2)
+	checkReadRanges(ctx, t, s, id)
+	last, err := s.Last(ctx, id)
+	if err != nil || last.Version != 3 || last.Data != (Deposited{Amount: 5}) {
+		t.Fatalf("last: %+v %v", last, err)
+	}
+	if v, err := s.Version(ctx, id); err != nil || v != 3 {
+		t.Fatalf("version %d %v", v, err)
+	}
+	checkLogMirrorsStream(ctx, t, s, res.Partition, id, evs)
+	checkNeverExisted(ctx, t, s)
+}
+
+// appendTwoBatches appends to a new stream an Opened (carrying metadata)
+// and a Deposited, then a second Deposited at version 2, and checks both
+// results.
+func appendTwoBatches(ctx context.Context, t *testing.T, s *eventstore.Store, id eventstore.StreamID) (first eventstore.Event, res, res2 eventstore.AppendResult) {
+	t.Helper()
+	first = eventstore.NewEvent(Opened{Owner: "ann"})
 	first.CorrelationID, first.CausationID = "corr-1", "cause-1"
 	first.Headers = map[string]string{"tenant": "t1", "trace": "abc"}
 	res, err := s.Append(ctx, id, eventstore.NoStream, first, eventstore.NewEvent(Deposited{Amount: 10}))
@@ -152,12 +186,18 @@ func testAppendAndRead(t *testing.T, newStore Factory) {
 	if res.Positions[0].Compare(res.Positions[1]) >= 0 {
 		t.Fatalf("positions not increasing: %v", res.Positions)
 	}
-	res2, err := s.Append(ctx, id, eventstore.Exact(2), eventstore.NewEvent(Deposited{Amount: 5}))
+	res2, err = s.Append(ctx, id, eventstore.Exact(2), eventstore.NewEvent(Deposited{Amount: 5}))
 	if err != nil || res2.Version != 3 {
 		t.Fatalf("second append: %+v %v", res2, err)
 	}
+	return first, res, res2
+}
 
-	evs := readAll(t, s, id)
+// checkReadBack checks the events appendTwoBatches wrote, as read back:
+// data, versions, time (the store's clock, in UTC), metadata, positions,
+// type names.
+func checkReadBack(t *testing.T, evs []eventstore.RecordedEvent, id eventstore.StreamID, clock time.Time, first eventstore.Event, res, res2 eventstore.AppendResult) {
+	t.Helper()
 	if len(evs) != 3 {
 		t.Fatalf("read %d events, want 3", len(evs))
 	}
@@ -182,65 +222,37 @@ func testAppendAndRead(t *testing.T, newStore Factory) {
 	if evs[0].Type != "opened" || evs[1].Type != "deposited" {
 		t.Fatalf("types %q %q", evs[0].Type, evs[1].Type)
 	}
+}
 
-	// From a version, with a page size smaller than the stream.
-	var got []uint64
-	for ev, err := range s.Read(ctx, id, 2, eventstore.PageSize(1)) {
-		if err != nil {
-			t.Fatal(err)
+// checkReadRanges reads a 3-event stream from a version, with a page size
+// smaller than the stream, backward, and with a limit.
+func checkReadRanges(ctx context.Context, t *testing.T, s *eventstore.Store, id eventstore.StreamID) {
+	t.Helper()
+	for _, tc := range []struct {
+		name string
+		seq  iter.Seq2[eventstore.RecordedEvent, error]
+		want []uint64
+	}{
+		{"read from 2", s.Read(ctx, id, 2, eventstore.PageSize(1)), []uint64{2, 3}},
+		{"backward", s.ReadBackward(ctx, id, 0, eventstore.PageSize(2)), []uint64{3, 2, 1}},
+		{"backward from 2", s.ReadBackward(ctx, id, 2), []uint64{2, 1}},
+		{"limit 2", s.Read(ctx, id, 0, eventstore.Limit(2), eventstore.PageSize(1)), []uint64{1, 2}},
+	} {
+		var got []uint64
+		for _, ev := range collect(t, tc.seq) {
+			got = append(got, ev.Version)
 		}
-		got = append(got, ev.Version)
-	}
-	if !slices.Equal(got, []uint64{2, 3}) {
-		t.Fatalf("read from 2: %v", got)
-	}
-	got = got[:0]
-	for ev, err := range s.ReadBackward(ctx, id, 0, eventstore.PageSize(2)) {
-		if err != nil {
-			t.Fatal(err)
+		if !slices.Equal(got, tc.want) {
+			t.Fatalf("%s: %v", tc.name, got)
 		}
-		got = append(got, ev.Version)
 	}
-	if !slices.Equal(got, []uint64{3, 2, 1}) {
-		t.Fatalf("backward: %v", got)
-	}
-	got = got[:0]
-	for ev, err := range s.ReadBackward(ctx, id, 2) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, ev.Version)
-	}
-	if !slices.Equal(got, []uint64{2, 1}) {
-		t.Fatalf("backward from 2: %v", got)
-	}
-	got = got[:0]
-	for ev, err := range s.Read(ctx, id, 0, eventstore.Limit(2), eventstore.PageSize(1)) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, ev.Version)
-	}
-	if !slices.Equal(got, []uint64{1, 2}) {
-		t.Fatalf("limit 2: %v", got)
-	}
+}
 
-	last, err := s.Last(ctx, id)
-	if err != nil || last.Version != 3 || last.Data != (Deposited{Amount: 5}) {
-		t.Fatalf("last: %+v %v", last, err)
-	}
-	if v, err := s.Version(ctx, id); err != nil || v != 3 {
-		t.Fatalf("version %d %v", v, err)
-	}
-
-	// The partition log holds the same events, in order, with the stream.
-	var logged []eventstore.RecordedEvent
-	for ev, err := range s.ReadLog(ctx, "account", res.Partition, eventstore.Position{}) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		logged = append(logged, ev)
-	}
+// checkLogMirrorsStream checks that the partition log holds the stream's
+// events evs, in order, with the stream, and reads it after a position.
+func checkLogMirrorsStream(ctx context.Context, t *testing.T, s *eventstore.Store, partition int, id eventstore.StreamID, evs []eventstore.RecordedEvent) {
+	t.Helper()
+	logged := collect(t, s.ReadLog(ctx, "account", partition, eventstore.Position{}))
 	if len(logged) != 3 {
 		t.Fatalf("log has %d entries", len(logged))
 	}
@@ -249,20 +261,17 @@ func testAppendAndRead(t *testing.T, newStore Factory) {
 			t.Fatalf("log entry %d: %+v, stream entry %+v", i, ev, evs[i])
 		}
 	}
-	n := 0
-	for _, err := range s.ReadLog(ctx, "account", res.Partition, logged[0].Position) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		n++
-	}
-	if n != 2 {
+	if n := len(collect(t, s.ReadLog(ctx, "account", partition, logged[0].Position))); n != 2 {
 		t.Fatalf("log after first: %d entries", n)
 	}
+}
 
-	// A stream that never existed.
+// checkNeverExisted checks Last, Read and Version of a stream that never
+// existed.
+func checkNeverExisted(ctx context.Context, t *testing.T, s *eventstore.Store) {
+	t.Helper()
 	missing := eventstore.Stream("account", "nobody")
-	_, err = s.Last(ctx, missing)
+	_, err := s.Last(ctx, missing)
 	var nf *eventstore.StreamNotFoundError
 	if !errors.As(err, &nf) || nf.Stream != missing || !errors.Is(err, eventstore.ErrStreamNotFound) {
 		t.Fatalf("last of missing: %v", err)
@@ -329,15 +338,25 @@ func testIdempotentRetry(t *testing.T, newStore Factory) {
 		t.Fatal(err)
 	}
 	keysBefore := NamespaceKeys(t, s)
-	logLen := func() int64 {
-		c := s.Client()
-		n, err := c.Do(ctx, c.B().Xlen().Key(s.Keys().Log("account", orig.Partition)).Build()).AsInt64()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
+	log := s.Keys().Log("account", orig.Partition)
+	before := xlen(t, s.Client(), log)
+	more := checkRetriesReplayed(ctx, t, s, id, batch, orig)
+	checkRetryBoundaries(ctx, t, s, id, batch, orig)
+	if got := xlen(t, s.Client(), log); got != before+2 {
+		t.Fatalf("log grew by %d, want 2 (retries must write nothing)", got-before)
 	}
-	before := logLen()
+	if evs := readAll(t, s, id); len(evs) != 4 || evs[2].Version != more.Version {
+		t.Fatalf("stream has %d events", len(evs))
+	}
+	if after := NamespaceKeys(t, s); !slices.Equal(after, keysBefore) {
+		t.Fatalf("keys changed: %v -> %v", keysBefore, after)
+	}
+}
+
+// checkRetriesReplayed retries the stored batch orig three times, then once
+// more after another append (which it returns): each retry is recognised.
+func checkRetriesReplayed(ctx context.Context, t *testing.T, s *eventstore.Store, id eventstore.StreamID, batch []eventstore.Event, orig eventstore.AppendResult) (more eventstore.AppendResult) {
+	t.Helper()
 	for range 3 {
 		again, err := s.Append(ctx, id, eventstore.NoStream, batch...)
 		if err != nil {
@@ -355,6 +374,14 @@ func testIdempotentRetry(t *testing.T, newStore Factory) {
 	if again, err := s.Append(ctx, id, eventstore.NoStream, batch...); err != nil || !again.Replayed || !slices.Equal(again.Positions, orig.Positions) {
 		t.Fatalf("late retry: %+v %v", again, err)
 	}
+	return more
+}
+
+// checkRetryBoundaries: a retry with Any is recognised; other ids at the
+// same expected version, or the same events at another, are conflicts; part
+// of a stored append, at its own expected version, is recognised.
+func checkRetryBoundaries(ctx context.Context, t *testing.T, s *eventstore.Store, id eventstore.StreamID, batch []eventstore.Event, orig eventstore.AppendResult) {
+	t.Helper()
 	// Retry with Any of the last append.
 	anyBatch := []eventstore.Event{eventstore.NewEvent(Deposited{Amount: 5})}
 	r1, err := s.Append(ctx, id, eventstore.Any, anyBatch...)
@@ -378,15 +405,6 @@ func testIdempotentRetry(t *testing.T, newStore Factory) {
 	// The same events at another expected version are a conflict.
 	if _, err := s.Append(ctx, id, eventstore.Exact(1), batch...); !errors.Is(err, eventstore.ErrWrongVersion) {
 		t.Fatalf("retry at another version: %v", err)
-	}
-	if got := logLen(); got != before+2 {
-		t.Fatalf("log grew by %d, want 2 (retries must write nothing)", got-before)
-	}
-	if evs := readAll(t, s, id); len(evs) != 4 || evs[2].Version != more.Version {
-		t.Fatalf("stream has %d events", len(evs))
-	}
-	if after := NamespaceKeys(t, s); !slices.Equal(after, keysBefore) {
-		t.Fatalf("keys changed: %v -> %v", keysBefore, after)
 	}
 }
 
@@ -501,9 +519,32 @@ func testMultiStream(t *testing.T, newStore Factory) {
 	if v, _ := s.Version(ctx, sa); v != 2 {
 		t.Fatalf("stream a at %d after refused multi-append", v)
 	}
+	checkCrossRefused(ctx, t, s, sa, so, a)
+	// Retry of the whole multi-append is recognised.
+	e1, e2 := ev(), ev()
+	m := []eventstore.StreamAppend{
+		{Stream: sa, Expected: eventstore.Exact(2), Events: []eventstore.Event{e1}},
+		{Stream: sb, Expected: eventstore.Exact(1), Events: []eventstore.Event{e2}},
+	}
+	first, err := s.AppendMulti(ctx, m...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.AppendMulti(ctx, m...)
+	if err != nil || !again[0].Replayed || !again[1].Replayed || again[1].Positions[0] != first[1].Positions[0] {
+		t.Fatalf("multi retry: %+v %v", again, err)
+	}
+}
+
+// checkCrossRefused: a multi-append with a stream of another partition
+// (so) or category, or with the same stream twice, is refused and writes
+// nothing; sa stays at version 2.
+func checkCrossRefused(ctx context.Context, t *testing.T, s *eventstore.Store, sa, so eventstore.StreamID, a string) {
+	t.Helper()
+	ev := func() eventstore.Event { return eventstore.NewEvent(Note{Text: "x"}) }
 	// Streams of other partitions or categories: refused, nothing written.
 	keys := NamespaceKeys(t, s)
-	_, err = s.AppendMulti(ctx,
+	_, err := s.AppendMulti(ctx,
 		eventstore.StreamAppend{Stream: sa, Expected: eventstore.Any, Events: []eventstore.Event{ev()}},
 		eventstore.StreamAppend{Stream: so, Expected: eventstore.Any, Events: []eventstore.Event{ev()}})
 	var cp *eventstore.CrossPartitionError
@@ -527,20 +568,6 @@ func testMultiStream(t *testing.T, newStore Factory) {
 	}
 	if v, _ := s.Version(ctx, sa); v != 2 {
 		t.Fatalf("stream a at %d", v)
-	}
-	// Retry of the whole multi-append is recognised.
-	e1, e2 := ev(), ev()
-	m := []eventstore.StreamAppend{
-		{Stream: sa, Expected: eventstore.Exact(2), Events: []eventstore.Event{e1}},
-		{Stream: sb, Expected: eventstore.Exact(1), Events: []eventstore.Event{e2}},
-	}
-	first, err := s.AppendMulti(ctx, m...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	again, err := s.AppendMulti(ctx, m...)
-	if err != nil || !again[0].Replayed || !again[1].Replayed || again[1].Positions[0] != first[1].Positions[0] {
-		t.Fatalf("multi retry: %+v %v", again, err)
 	}
 }
 
@@ -676,7 +703,22 @@ func testTrimmedKeepsVersion(t *testing.T, newStore Factory) {
 	if got := readAll(t, s, id); len(got) != 0 {
 		t.Fatalf("read of empty stream: %d events", len(got))
 	}
-	_, err = s.Append(ctx, id, eventstore.NoStream, eventstore.NewEvent(Deposited{}))
+	checkTrimmedRefusals(ctx, t, s, id, evs)
+	r, err := s.Append(ctx, id, eventstore.Exact(5), eventstore.NewEvent(Deposited{Amount: 9}))
+	if err != nil || r.Version != 6 || r.Positions[0].Compare(res.Positions[4]) <= 0 {
+		t.Fatalf("append after trim: %+v %v", r, err)
+	}
+	if r, err := s.Append(ctx, id, eventstore.Any, eventstore.NewEvent(Deposited{})); err != nil || r.Version != 7 {
+		t.Fatalf("any after trim: %+v %v", r, err)
+	}
+}
+
+// checkTrimmedRefusals: on a stream trimmed to empty at version 5,
+// NoStream and a stale version are refused with the true version, and a
+// retry of the trimmed events evs is a conflict.
+func checkTrimmedRefusals(ctx context.Context, t *testing.T, s *eventstore.Store, id eventstore.StreamID, evs []eventstore.Event) {
+	t.Helper()
+	_, err := s.Append(ctx, id, eventstore.NoStream, eventstore.NewEvent(Deposited{}))
 	var wv *eventstore.WrongVersionError
 	if !errors.As(err, &wv) || wv.Actual != 5 {
 		t.Fatalf("no-stream on trimmed stream: %v", err)
@@ -688,13 +730,6 @@ func testTrimmedKeepsVersion(t *testing.T, newStore Factory) {
 	// Retry of the trimmed append cannot be proven any more: a conflict, never a duplicate.
 	if _, err := s.Append(ctx, id, eventstore.NoStream, evs...); !errors.Is(err, eventstore.ErrWrongVersion) {
 		t.Fatalf("retry of trimmed events: %v", err)
-	}
-	r, err := s.Append(ctx, id, eventstore.Exact(5), eventstore.NewEvent(Deposited{Amount: 9}))
-	if err != nil || r.Version != 6 || r.Positions[0].Compare(res.Positions[4]) <= 0 {
-		t.Fatalf("append after trim: %+v %v", r, err)
-	}
-	if r, err := s.Append(ctx, id, eventstore.Any, eventstore.NewEvent(Deposited{})); err != nil || r.Version != 7 {
-		t.Fatalf("any after trim: %+v %v", r, err)
 	}
 }
 
@@ -775,45 +810,15 @@ func testGivesUpWhileQueued(t *testing.T, newStore Factory, batch, inflight int)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids = ids[1:]
-	type call struct {
-		id     eventstore.StreamID
-		ev     eventstore.Event
-		cancel context.CancelFunc
-		res    eventstore.AppendResult
-		err    error
-		done   chan struct{}
-	}
-	// start appends in the background and returns once the append waits on
-	// its context: in flight (holding a slot) or queued.
-	start := func(name string) *call {
-		c := &call{id: ids[0], ev: eventstore.NewEvent(Note{Text: name}), done: make(chan struct{})}
-		ids = ids[1:]
-		c.ev.ID = uuid.New()
-		wctx, cancel := newWaitedCtx(ctx)
-		c.cancel = cancel
-		t.Cleanup(cancel)
-		go func() {
-			defer close(c.done)
-			c.res, c.err = s.Append(wctx, c.id, eventstore.NoStream, c.ev)
-		}()
-		select {
-		case <-wctx.waited:
-		case <-c.done:
-			t.Fatalf("%s returned before waiting: %+v %v", c.id, c.res, c.err)
-		case <-ctx.Done():
-			t.Fatalf("%s never waited: %v", c.id, ctx.Err())
-		}
-		return c
-	}
+	q := &backgroundAppends{t: t, ctx: ctx, s: s, ids: ids[1:]}
 	resume := pauseWrites(t, s.Client())
-	var others []*call
+	var others []*backgroundAppend
 	for range inflight {
-		others = append(others, start("flying")) // each takes an in-flight slot
+		others = append(others, q.start("flying")) // each takes an in-flight slot
 	}
-	others = append(others, start("before"))
-	quitter := start("quitter")
-	others = append(others, start("after"))
+	others = append(others, q.start("before"))
+	quitter := q.start("quitter")
+	others = append(others, q.start("after"))
 	for _, c := range others {
 		select {
 		case <-c.done:
@@ -831,6 +836,58 @@ func testGivesUpWhileQueued(t *testing.T, newStore Factory, batch, inflight int)
 		t.Fatalf("append cancelled while queued: %+v %v, want its context's error and a known outcome (not sent)", quitter.res, quitter.err)
 	}
 	resume()
+	checkQueuedNeighbours(ctx, t, s, others)
+	checkQuitterNotWritten(ctx, t, s, part, quitter, 1+len(others))
+}
+
+// backgroundAppend is one append of testGivesUpWhileQueued, run in the
+// background: done is closed when res and err are set.
+type backgroundAppend struct {
+	id     eventstore.StreamID
+	ev     eventstore.Event
+	cancel context.CancelFunc
+	res    eventstore.AppendResult
+	err    error
+	done   chan struct{}
+}
+
+// backgroundAppends starts appends of one event each, to the next of ids.
+type backgroundAppends struct {
+	t   *testing.T
+	ctx context.Context
+	s   *eventstore.Store
+	ids []eventstore.StreamID
+}
+
+// start appends in the background and returns once the append waits on
+// its context: in flight (holding a slot) or queued.
+func (q *backgroundAppends) start(name string) *backgroundAppend {
+	t, ctx := q.t, q.ctx
+	t.Helper()
+	c := &backgroundAppend{id: q.ids[0], ev: eventstore.NewEvent(Note{Text: name}), done: make(chan struct{})}
+	q.ids = q.ids[1:]
+	c.ev.ID = uuid.New()
+	wctx, cancel := newWaitedCtx(ctx)
+	c.cancel = cancel
+	t.Cleanup(cancel)
+	go func() {
+		defer close(c.done)
+		c.res, c.err = q.s.Append(wctx, c.id, eventstore.NoStream, c.ev)
+	}()
+	select {
+	case <-wctx.waited:
+	case <-c.done:
+		t.Fatalf("%s returned before waiting: %+v %v", c.id, c.res, c.err)
+	case <-ctx.Done():
+		t.Fatalf("%s never waited: %v", c.id, ctx.Err())
+	}
+	return c
+}
+
+// checkQueuedNeighbours: once writes resume, every append in flight or
+// queued beside the cancelled one returns and is written.
+func checkQueuedNeighbours(ctx context.Context, t *testing.T, s *eventstore.Store, others []*backgroundAppend) {
+	t.Helper()
 	for _, c := range others {
 		select {
 		case <-c.done:
@@ -843,6 +900,12 @@ func testGivesUpWhileQueued(t *testing.T, newStore Factory, batch, inflight int)
 			t.Errorf("%s holds %d events, want its one", c.id, len(got))
 		}
 	}
+}
+
+// checkQuitterNotWritten: the cancelled append is neither in its stream nor
+// in the partition log, which holds want events.
+func checkQuitterNotWritten(ctx context.Context, t *testing.T, s *eventstore.Store, part int, quitter *backgroundAppend, want int) {
+	t.Helper()
 	// "after" was queued behind the quitter and is written: a batch that
 	// still held the quitter's request has been sent by now.
 	if in, err := s.Info(ctx, quitter.id); err != nil || in.Version != 0 || in.First != 0 {
@@ -858,7 +921,7 @@ func testGivesUpWhileQueued(t *testing.T, newStore Factory, batch, inflight int)
 		}
 		logged++
 	}
-	if want := 1 + len(others); logged != want {
+	if logged != want {
 		t.Fatalf("partition log holds %d events, want %d", logged, want)
 	}
 }
@@ -947,6 +1010,37 @@ func testDelete(t *testing.T, newStore Factory) {
 	s := newStore(t)
 	ctx := ctxT(t)
 	id := eventstore.Stream("account", "gone")
+	res, del := checkDeletion(ctx, t, s, id)
+	// The log tells projections, after the entity's events.
+	logged := collect(t, s.ReadLog(ctx, "account", res.Partition, eventstore.Position{}))
+	var last eventstore.RecordedEvent
+	if len(logged) > 0 {
+		last = logged[len(logged)-1]
+	}
+	if n := len(logged); n != 3 || last.Type != eventstore.DeletedType || last.Data != (eventstore.Deleted{}) || last.Version != 3 || last.Stream != id || last.Position != del.Positions[0] {
+		t.Fatalf("deletion marker: %d entries, last %+v", n, last)
+	}
+	checkDeletedNotLive(ctx, t, s, id)
+	checkNewLife(ctx, t, s, id)
+	// Deleting it again, and a new life with Any.
+	if del, err := s.Delete(ctx, id, eventstore.Exact(5)); err != nil || del.Version != 6 {
+		t.Fatalf("second deletion: %+v %v", del, err)
+	}
+	if r, err := s.Append(ctx, id, eventstore.Any, eventstore.NewEvent(Opened{Owner: "v"})); err != nil || r.Version != 7 {
+		t.Fatalf("Any after the second deletion: %+v %v", r, err)
+	}
+	// Reserved type names cannot be registered.
+	if err := eventstore.Register[Note](eventstore.NewRegistry(), "$deleted"); !errors.Is(err, eventstore.ErrInvalidEvent) {
+		t.Fatalf("registering a reserved name: %v", err)
+	}
+}
+
+// checkDeletion appends two events and a snapshot to id, checks that
+// Delete refuses a stale version and NoStream, then deletes it at its
+// version: the snapshot goes with it, and a second Delete finds nothing.
+// It returns the append's result and the deletion's.
+func checkDeletion(ctx context.Context, t *testing.T, s *eventstore.Store, id eventstore.StreamID) (res, del eventstore.AppendResult) {
+	t.Helper()
 	res, err := s.Append(ctx, id, eventstore.NoStream, eventstore.NewEvent(Opened{Owner: "x"}), eventstore.NewEvent(Deposited{Amount: 1}))
 	if err != nil {
 		t.Fatal(err)
@@ -963,7 +1057,7 @@ func testDelete(t *testing.T, newStore Factory) {
 	if _, err := s.Delete(ctx, id, eventstore.NoStream); !errors.Is(err, eventstore.ErrInvalidEvent) {
 		t.Fatalf("delete with NoStream: %v", err)
 	}
-	del, err := s.Delete(ctx, id, eventstore.Exact(2))
+	del, err = s.Delete(ctx, id, eventstore.Exact(2))
 	if err != nil || del.Version != 3 || len(del.Positions) != 1 {
 		t.Fatalf("delete: %+v %v", del, err)
 	}
@@ -976,22 +1070,17 @@ func testDelete(t *testing.T, newStore Factory) {
 	if _, err := s.Delete(ctx, id, eventstore.Any); !errors.Is(err, eventstore.ErrStreamNotFound) {
 		t.Fatalf("second delete: %v", err)
 	}
-	// The log tells projections, after the entity's events.
-	var last eventstore.RecordedEvent
-	n := 0
-	for ev, err := range s.ReadLog(ctx, "account", res.Partition, eventstore.Position{}) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		last, n = ev, n+1
-	}
-	if n != 3 || last.Type != eventstore.DeletedType || last.Data != (eventstore.Deleted{}) || last.Version != 3 || last.Stream != id || last.Position != del.Positions[0] {
-		t.Fatalf("deletion marker: %d entries, last %+v", n, last)
-	}
-	// A deleted stream is not live: only NoStream and Any may start it again.
+	return res, del
+}
+
+// checkDeletedNotLive: a stream deleted at version 3 is not live: only
+// NoStream and Any may start it again.
+func checkDeletedNotLive(ctx context.Context, t *testing.T, s *eventstore.Store, id eventstore.StreamID) {
+	t.Helper()
 	if in, err := s.Info(ctx, id); err != nil || !in.Deleted || in.DeletedAt != 3 || in.Start != 4 || in.Version != 0 {
 		t.Fatalf("info of a deleted stream: %+v %v", in, err)
 	}
+	var wv *eventstore.WrongVersionError
 	for _, exp := range []eventstore.ExpectedVersion{eventstore.Exact(2), eventstore.Exact(3), eventstore.StreamExists} {
 		if _, err := s.Append(ctx, id, exp, eventstore.NewEvent(Opened{Owner: "z"})); !errors.As(err, &wv) || wv.Actual != 0 {
 			t.Fatalf("append with %s to a deleted stream: %v", exp, err)
@@ -1000,8 +1089,13 @@ func testDelete(t *testing.T, newStore Factory) {
 	if v, err := s.Version(ctx, id); err != nil || v != 0 {
 		t.Fatalf("version of a deleted stream: %d %v", v, err)
 	}
-	// The entity starts a new life whose versions continue after the
-	// marker, so what was derived from the old life cannot shadow it.
+}
+
+// checkNewLife: the entity deleted at version 3 starts a new life whose
+// versions continue after the marker, so what was derived from the old
+// life cannot shadow it; its first append can be retried.
+func checkNewLife(ctx context.Context, t *testing.T, s *eventstore.Store, id eventstore.StreamID) {
+	t.Helper()
 	again := []eventstore.Event{eventstore.NewEvent(Opened{Owner: "y"})}
 	r, err := s.Append(ctx, id, eventstore.NoStream, again...)
 	if err != nil || r.Version != 4 || r.Replayed {
@@ -1011,6 +1105,7 @@ func testDelete(t *testing.T, newStore Factory) {
 	if r2, err := s.Append(ctx, id, eventstore.NoStream, again...); err != nil || r2.Version != 4 || !r2.Replayed || r2.Positions[0] != r.Positions[0] {
 		t.Fatalf("retry of the first append of a new life: %+v %v", r2, err)
 	}
+	var wv *eventstore.WrongVersionError
 	if _, err := s.Append(ctx, id, eventstore.NoStream, eventstore.NewEvent(Opened{Owner: "w"})); !errors.As(err, &wv) || wv.Actual != 4 {
 		t.Fatalf("NoStream on the live new life: %v", err)
 	}
@@ -1018,10 +1113,7 @@ func testDelete(t *testing.T, newStore Factory) {
 		t.Fatalf("append to the new life: %+v %v", r, err)
 	}
 	var vs []uint64
-	for ev, err := range s.Read(ctx, id, 0) {
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, ev := range collect(t, s.Read(ctx, id, 0)) {
 		vs = append(vs, ev.Version)
 	}
 	if !slices.Equal(vs, []uint64{4, 5}) {
@@ -1029,16 +1121,5 @@ func testDelete(t *testing.T, newStore Factory) {
 	}
 	if in, err := s.Info(ctx, id); err != nil || in.Deleted || in.DeletedAt != 3 || in.Start != 4 || in.First != 4 || in.Version != 5 || in.Truncated() {
 		t.Fatalf("info of the new life: %+v %v", in, err)
-	}
-	// Deleting it again, and a new life with Any.
-	if del, err := s.Delete(ctx, id, eventstore.Exact(5)); err != nil || del.Version != 6 {
-		t.Fatalf("second deletion: %+v %v", del, err)
-	}
-	if r, err := s.Append(ctx, id, eventstore.Any, eventstore.NewEvent(Opened{Owner: "v"})); err != nil || r.Version != 7 {
-		t.Fatalf("Any after the second deletion: %+v %v", r, err)
-	}
-	// Reserved type names cannot be registered.
-	if err := eventstore.Register[Note](eventstore.NewRegistry(), "$deleted"); !errors.Is(err, eventstore.ErrInvalidEvent) {
-		t.Fatalf("registering a reserved name: %v", err)
 	}
 }
