@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"slices"
@@ -40,6 +41,15 @@ type groupRow struct {
 // projections maps each projection found to the categories it follows.
 type projections map[string][]string
 
+// add records that projection name follows category (logs come category
+// by category, so a repeat is the last one added).
+func (p projections) add(name, category string) {
+	cs := p[name]
+	if len(cs) == 0 || cs[len(cs)-1] != category {
+		p[name] = append(cs, category)
+	}
+}
+
 func (p projections) names() []string {
 	var out []string
 	for n := range p {
@@ -49,31 +59,40 @@ func (p projections) names() []string {
 	return out
 }
 
+// logRef is one partition log.
+type logRef struct {
+	partitionRef
+	key string
+}
+
+// partitionLogs lists the partition logs of cats.
+func (a *app) partitionLogs(cats []string) ([]logRef, error) {
+	var logs []logRef
+	for _, cat := range cats {
+		n, err := a.store.Partitions(a.ctx, cat)
+		if err != nil {
+			return nil, fmt.Errorf("partitions of %s: %w", cat, err)
+		}
+		for p := range n {
+			logs = append(logs, logRef{partitionRef{cat, p}, a.store.Keys().Log(cat, p)})
+		}
+	}
+	return logs, nil
+}
+
 // discover finds the projections (consumer groups) of the namespace's
 // categories, with XINFO GROUPS on every partition log (pipelined).
 func (a *app) discover(cats []string) (projections, []groupRow, error) {
-	store := a.store
-	c := a.client
-	type logRef struct {
-		cat string
-		p   int
-		key string
-	}
-	var logs []logRef
-	for _, cat := range cats {
-		n, err := store.Partitions(a.ctx, cat)
-		if err != nil {
-			return nil, nil, fmt.Errorf("partitions of %s: %w", cat, err)
-		}
-		for p := range n {
-			logs = append(logs, logRef{cat, p, store.Keys().Log(cat, p)})
-		}
+	logs, err := a.partitionLogs(cats)
+	if err != nil {
+		return nil, nil, err
 	}
 	found := projections{}
 	var rows []groupRow
 	if len(logs) == 0 {
 		return found, nil, nil
 	}
+	c := a.client
 	cmds := make(rueidis.Commands, len(logs))
 	for i, l := range logs {
 		cmds[i] = c.B().XinfoGroups().Key(l.key).Build()
@@ -87,13 +106,10 @@ func (a *app) discover(cats []string) (projections, []groupRow, error) {
 			return nil, nil, fmt.Errorf("xinfo groups %s: %w", logs[i].key, err)
 		}
 		for _, g := range groups {
-			row := groupRow{Category: logs[i].cat, Partition: logs[i].p, Lag: -1, log: logs[i].key}
-			row.Projection, row.LastDelivered, row.Pending, row.Consumers = g.Name, g.LastDelivered, g.Pending, g.Consumers
+			row := groupRow{Projection: g.Name, Category: logs[i].category, Partition: logs[i].partition, Lag: -1,
+				Pending: g.Pending, LastDelivered: g.LastDelivered, Consumers: g.Consumers, log: logs[i].key}
 			rows = append(rows, row)
-			cs := found[row.Projection]
-			if len(cs) == 0 || cs[len(cs)-1] != row.Category {
-				found[row.Projection] = append(cs, row.Category)
-			}
+			found.add(row.Projection, row.Category)
 		}
 	}
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Projection < rows[j].Projection })
@@ -373,7 +389,7 @@ func (a *app) describeEntries(log, category string, entries []pendingEntry) erro
 		}
 		ev, err := a.store.DecodeLogEntry(log, category, es[0])
 		var unknown *eventstore.UnknownEventTypeError
-		if err != nil && !asError(err, &unknown) {
+		if err != nil && !errors.As(err, &unknown) {
 			continue
 		}
 		entries[i].Stream, entries[i].Version, entries[i].Type = ev.Stream.String(), ev.Version, ev.Type

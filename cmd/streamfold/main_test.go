@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/eventstore"
 	"github.com/streamfold/streamfold/projection"
 	"github.com/streamfold/streamfold/readmodel"
@@ -124,13 +125,11 @@ func fixture(t *testing.T, tg *redistest.Target) {
 		if err := c.Do(ctx, c.B().XgroupCreate().Key(log).Group("audit").Id("0").Mkstream().Build()).Error(); err != nil {
 			t.Fatal(err)
 		}
-		if err := c.Do(ctx, c.B().Xreadgroup().Group("audit", "crashed-1").Count(10).Streams().Key(log).Id(">").Build()).Error(); err != nil && !isNil(err) {
+		if err := c.Do(ctx, c.B().Xreadgroup().Group("audit", "crashed-1").Count(10).Streams().Key(log).Id(">").Build()).Error(); err != nil && !rueidis.IsRedisNil(err) {
 			t.Fatal(err)
 		}
 	}
 }
-
-func isNil(err error) bool { return err != nil && strings.Contains(err.Error(), "nil") }
 
 type result struct {
 	code           int
@@ -256,10 +255,15 @@ func testCommands(t *testing.T, tg *redistest.Target) {
 		if auditPending != 3 || balancesDLQ != 1 {
 			t.Errorf("groups: audit pending %d (want 3), balances dlq %d (want 1)", auditPending, balancesDLQ)
 		}
-		okJSON(t, tg, &rows, "groups", "--projection", "audit", "--behind")
-		for _, r := range rows {
-			if r.Projection != "audit" || r.Pending == 0 || r.Consumers != 1 {
-				t.Errorf("groups --projection audit --behind: %+v", r)
+		for _, behind := range []string{"--behind", "--active"} { // --active: the old name
+			okJSON(t, tg, &rows, "groups", "--projection", "audit", behind)
+			if len(rows) == 0 {
+				t.Errorf("groups --projection audit %s: no rows", behind)
+			}
+			for _, r := range rows {
+				if r.Projection != "audit" || r.Pending == 0 || r.Consumers != 1 {
+					t.Errorf("groups --projection audit %s: %+v", behind, r)
+				}
 			}
 		}
 		r := cli(t, tg, "groups", "--projection", "nope")

@@ -175,8 +175,6 @@ func metaString(e eventJSON) string {
 	return strings.Join(parts, " ")
 }
 
-func asError[T error](err error, target *T) bool { return errors.As(err, target) }
-
 // notFound explains a stream with no events: deleted (and when), or never
 // written, with the entity ids of its category closest to the one asked for.
 func (a *app) notFound(sid eventstore.StreamID) error {
@@ -201,7 +199,7 @@ func (a *app) entityIDs(category string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	keys, err := scanNamespace(a.ctx, a.client, kc, scanOptions{typ: "stream",
+	keys, err := scanNamespace(a.ctx, a.client, kc, scanOptions{match: kc.ks.StreamPattern(category), typ: "stream",
 		keep: func(k keyInfo) bool { return k.Kind == kindStream && k.Stream.Category == category }})
 	if err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 
 // scanOptions narrow a scan.
 type scanOptions struct {
+	match  string // SCAN MATCH pattern (default: the whole namespace)
 	typ    string // SCAN TYPE
 	memory bool   // also ask MEMORY USAGE of every key
 	keep   func(keyInfo) bool
@@ -19,9 +20,11 @@ type scanOptions struct {
 // the namespace and classifies them; with memory it pipelines MEMORY USAGE
 // per scanned page.
 func scanNamespace(ctx context.Context, c rueidis.Client, kc *keyClassifier, o scanOptions) ([]keyInfo, error) {
+	if o.match == "" {
+		o.match = kc.ks.Key("*")
+	}
 	var out []keyInfo
-	match := clusterscan.Options{Match: kc.ks.Key("*"), Type: o.typ}
-	err := clusterscan.Keys(ctx, c, match, func(node rueidis.Client, keys []string) error {
+	err := clusterscan.Keys(ctx, c, clusterscan.Options{Match: o.match, Type: o.typ}, func(node rueidis.Client, keys []string) error {
 		var page []keyInfo
 		for _, key := range keys {
 			ki := kc.classify(key)
