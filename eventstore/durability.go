@@ -2,13 +2,12 @@ package eventstore
 
 import (
 	"context"
-	"crypto/sha1"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/redis/rueidis"
+	"github.com/streamfold/streamfold/internal/luascript"
 )
 
 // Durability asks Redis to confirm that an append reached replicas before
@@ -60,7 +59,8 @@ func (e *DurabilityError) Error() string {
 // Unwrap makes errors.Is(err, ErrNotDurable) true.
 func (e *DurabilityError) Unwrap() error { return ErrNotDurable }
 
-var appendSHA = func() string { h := sha1.Sum([]byte(appendLua)); return hex.EncodeToString(h[:]) }()
+// appendCall is the append script for durableCall, which sends it with WAIT.
+var appendCall = luascript.NewScript(appendLua)
 
 // execDurable sends the script and WAIT in one DoMulti on one dedicated
 // connection (WAIT blocks) to the partition's primary, so WAIT counts this
@@ -108,17 +108,13 @@ func (s *Store) execDurable(ctx context.Context, keys, args []string) ([]rueidis
 func (s *Store) durableCall(ctx context.Context, c rueidis.Client, asking bool, keys, args []string) ([]rueidis.RedisResult, error) {
 	var out []rueidis.RedisResult
 	err := c.Dedicated(func(dc rueidis.DedicatedClient) error {
-		send := func(script rueidis.Completed) []rueidis.RedisResult {
+		out = appendCall.Send(dc.B(), keys, args, func(script rueidis.Completed) []rueidis.RedisResult {
 			wait := dc.B().Wait().Numreplicas(int64(s.opts.durability.Replicas)).Timeout(s.opts.durability.Timeout.Milliseconds()).Build()
 			if asking {
 				return dc.DoMulti(ctx, dc.B().Asking().Build(), script, wait)[1:]
 			}
 			return dc.DoMulti(ctx, script, wait)
-		}
-		out = send(dc.B().Evalsha().Sha1(appendSHA).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build())
-		if re, ok := rueidis.IsRedisErr(out[0].Error()); ok && re.IsNoScript() {
-			out = send(dc.B().Eval().Script(appendLua).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build())
-		}
+		})
 		return nil
 	})
 	return out, err

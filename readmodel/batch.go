@@ -2,15 +2,13 @@ package readmodel
 
 import (
 	"context"
-	"crypto/sha1"
 	_ "embed"
-	"encoding/hex"
 	"fmt"
 	"strconv"
-	"strings"
 
 	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/internal/luascript"
 )
 
 //go:embed lua/writes.lua
@@ -18,7 +16,7 @@ var writesLua string
 
 var (
 	writesScript = rueidis.NewLuaScript(writesLua)
-	writesSHA    = func() string { h := sha1.Sum([]byte(writesLua)); return hex.EncodeToString(h[:]) }()
+	writesCall   = luascript.NewScript(writesLua) // batches, see evalMany
 )
 
 // maxBatchCall bounds the writes of one script call (a script blocks the
@@ -255,35 +253,15 @@ func (b *Batch) Exec(ctx context.Context) ([]bool, error) {
 }
 
 // evalMany runs writes.lua (or rollup.lua, for a group kv says is a
-// rollup's) once per group in one round trip: EVALSHA for all, then EVAL
-// for those that found the script missing (a restarted or flushed server).
-// rueidis' Lua.ExecMulti would first send SCRIPT LOAD to every node on
-// every call: a second round trip and ~7 µs of server time per batch.
+// rollup's) once per group in one round trip (see luascript.ExecMulti).
 func evalMany[G any](ctx context.Context, c rueidis.Client, groups []G, kv func(G) (bool, []string, []string)) []rueidis.RedisResult {
-	script := func(rollup bool) (*rueidis.Lua, string) {
-		if rollup {
-			return rollupScript, rollupSHA
-		}
-		return writesScript, writesSHA
-	}
-	if len(groups) == 1 {
-		rollup, keys, args := kv(groups[0])
-		s, _ := script(rollup)
-		return []rueidis.RedisResult{s.Exec(ctx, c, keys, args)}
-	}
-	cmds := make(rueidis.Commands, len(groups))
+	calls := make([]luascript.Call, len(groups))
 	for i, g := range groups {
 		rollup, keys, args := kv(g)
-		_, sha := script(rollup)
-		cmds[i] = c.B().Evalsha().Sha1(sha).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
-	}
-	out := c.DoMulti(ctx, cmds...)
-	for i, res := range out {
-		if err := res.Error(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
-			rollup, keys, args := kv(groups[i])
-			s, _ := script(rollup)
-			out[i] = s.Exec(ctx, c, keys, args)
+		calls[i] = luascript.Call{Script: writesCall, Keys: keys, Args: args}
+		if rollup {
+			calls[i].Script = rollupCall
 		}
 	}
-	return out
+	return luascript.ExecMulti(ctx, c, calls)
 }

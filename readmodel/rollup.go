@@ -2,9 +2,7 @@ package readmodel
 
 import (
 	"context"
-	"crypto/sha1"
 	_ "embed"
-	"encoding/hex"
 	"fmt"
 	"math"
 	"slices"
@@ -13,6 +11,7 @@ import (
 
 	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/internal/luascript"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -23,7 +22,7 @@ var rollupLua string
 
 var (
 	rollupScript = rueidis.NewLuaScript(rollupLua)
-	rollupSHA    = func() string { h := sha1.Sum([]byte(rollupLua)); return hex.EncodeToString(h[:]) }()
+	rollupCall   = luascript.NewScript(rollupLua) // batches, see evalMany
 )
 
 // Rollup reserved field: the number of source events applied to an entry.
