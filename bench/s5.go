@@ -97,6 +97,12 @@ func runS5(ctx context.Context, srv *server, sc scale, logger *slog.Logger) ([]R
 	if err != nil {
 		return nil, err
 	}
+	// The runner waits for its category to exist (it never creates one,
+	// since cca78f7), and S5 waits for it to hold every partition before
+	// the first append: the category is created here.
+	if _, err := s.CreateCategory(ctx, s3Category); err != nil {
+		return nil, err
+	}
 	m, err := readmodel.New(c, "s5", "seen")
 	if err != nil {
 		return nil, err
