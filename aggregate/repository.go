@@ -55,13 +55,18 @@ type Repository[S any] struct {
 }
 
 type options struct {
-	snaps     *snapshot.Store
-	attempts  int
-	baseDelay time.Duration
-	maxDelay  time.Duration
-	logger    *slog.Logger
-	unlocked  bool
-	tracer    trace.TracerProvider
+	snaps    *snapshot.Store
+	retry    retry
+	logger   *slog.Logger
+	unlocked bool
+	tracer   trace.TracerProvider
+}
+
+// retry is how Update retries after a version conflict (see WithRetry); a
+// zero field means its default.
+type retry struct {
+	attempts  int           // tries in all
+	base, max time.Duration // the backoff before try n+1 is random, up to min(max, base·2ⁿ)
 }
 
 // Option configures a Repository.
@@ -79,10 +84,11 @@ func WithSnapshots(snaps *snapshot.Store) Option { return func(o *options) { o.s
 
 // WithRetry sets how Update retries after a version conflict: at most
 // attempts tries in all, waiting a random time up to base·2ⁿ (capped at max)
-// before try n+1 (defaults 10, 1ms, 100ms). Full jitter spreads competing
-// writers apart instead of letting them collide again in lockstep.
+// before try n+1 (defaults 10, 1ms, 100ms; a zero value means its default).
+// Full jitter spreads competing writers apart instead of letting them
+// collide again in lockstep.
 func WithRetry(attempts int, base, max time.Duration) Option {
-	return func(o *options) { o.attempts, o.baseDelay, o.maxDelay = attempts, base, max }
+	return func(o *options) { o.retry = retry{attempts: attempts, base: base, max: max} }
 }
 
 // WithoutLocalLock lets Updates of one aggregate in this process run
@@ -95,46 +101,54 @@ func WithoutLocalLock() Option { return func(o *options) { o.unlocked = true } }
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
+// setDefaults fills what no option set.
 func (o *options) setDefaults() {
-	if o.attempts == 0 {
-		o.attempts = 10
+	if o.retry.attempts == 0 {
+		o.retry.attempts = 10
 	}
-	if o.baseDelay == 0 {
-		o.baseDelay = time.Millisecond
+	if o.retry.base == 0 {
+		o.retry.base = time.Millisecond
 	}
-	if o.maxDelay == 0 {
-		o.maxDelay = 100 * time.Millisecond
+	if o.retry.max == 0 {
+		o.retry.max = 100 * time.Millisecond
 	}
 	if o.logger == nil {
 		o.logger = slog.Default()
 	}
+	if o.tracer == nil {
+		o.tracer = otel.GetTracerProvider()
+	}
+}
+
+// validate reports every option that cannot be applied, by name, joined.
+func (o *options) validate() error {
+	var errs []error
+	r := o.retry
+	if r.attempts < 1 {
+		errs = append(errs, fmt.Errorf("aggregate: WithRetry: %d attempts, want at least 1", r.attempts))
+	}
+	if r.base < 0 || r.max < r.base {
+		errs = append(errs, fmt.Errorf("aggregate: WithRetry: delays must be 0 ≤ base ≤ max, got base %v, max %v", r.base, r.max))
+	}
+	return errors.Join(errs...)
 }
 
 // NewRepository returns the repository of typ's aggregates in store. It
-// registers typ's events in the store's registry.
+// registers typ's events in the store's registry. Every problem of typ and
+// the options is reported, joined.
 func NewRepository[S any](store *eventstore.Store, typ *Type[S], opts ...Option) (*Repository[S], error) {
 	var o options
 	for _, f := range opts {
 		f(&o)
 	}
 	o.setDefaults()
-	if o.attempts < 1 || o.baseDelay < 0 || o.maxDelay < o.baseDelay {
-		return nil, fmt.Errorf("aggregate: retry attempts %d must be positive and delays 0 ≤ %v ≤ %v", o.attempts, o.baseDelay, o.maxDelay)
-	}
-	if typ == nil || typ.apply == nil {
-		return nil, errors.New("aggregate: type without an apply function")
-	}
-	if err := eventstore.ValidateCategory(typ.category); err != nil {
+	if err := errors.Join(o.validate(), typ.validate()); err != nil {
 		return nil, err
 	}
 	if err := typ.registerInto(store.Registry()); err != nil {
 		return nil, err
 	}
-	tp := o.tracer
-	if tp == nil {
-		tp = otel.GetTracerProvider()
-	}
-	return &Repository[S]{store: store, typ: typ, opts: o, codec: eventstore.Msgpack{}, tracer: tp.Tracer("github.com/streamfold/streamfold/aggregate")}, nil
+	return &Repository[S]{store: store, typ: typ, opts: o, codec: eventstore.Msgpack{}, tracer: o.tracer.Tracer("github.com/streamfold/streamfold/aggregate")}, nil
 }
 
 // Type returns the repository's aggregate type.
@@ -308,7 +322,7 @@ func (r *Repository[S]) Update(ctx context.Context, id string, fn func(*Aggregat
 		if !errors.As(err, &wrong) {
 			return nil, err
 		}
-		if attempt >= r.opts.attempts {
+		if attempt >= r.opts.retry.attempts {
 			return nil, &ConflictError{Stream: a.Stream(), Attempts: attempt, Err: wrong}
 		}
 		if err := r.backoff(ctx, attempt); err != nil {
@@ -319,9 +333,9 @@ func (r *Repository[S]) Update(ctx context.Context, id string, fn func(*Aggregat
 
 // backoff sleeps a random time in [0, min(max, base·2^(attempt-1))).
 func (r *Repository[S]) backoff(ctx context.Context, attempt int) error {
-	d := r.opts.maxDelay
+	d := r.opts.retry.max
 	if attempt-1 < 30 {
-		d = min(d, r.opts.baseDelay<<(attempt-1))
+		d = min(d, r.opts.retry.base<<(attempt-1))
 	}
 	if d <= 0 {
 		return ctx.Err()

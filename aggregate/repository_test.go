@@ -460,6 +460,14 @@ func TestRepositoryErrors(t *testing.T) {
 	if _, err := aggregate.NewRepository(e.store, aggregate.NewType("bad-cat", applyAccount)); !errors.Is(err, eventstore.ErrInvalidStreamID) {
 		t.Fatalf("bad category: %v", err)
 	}
+	// Every problem at once, the option's by its name.
+	_, err = aggregate.NewRepository(e.store, aggregate.NewType("bad-cat", applyAccount), aggregate.WithRetry(-1, 2*time.Second, time.Second))
+	if !errors.Is(err, eventstore.ErrInvalidStreamID) || strings.Count(err.Error(), "WithRetry") != 2 {
+		t.Fatalf("bad category, attempts and delays: %v", err)
+	}
+	if _, err := aggregate.NewRepository[Account](e.store, nil); err == nil {
+		t.Fatal("nil type accepted")
+	}
 }
 
 // Issue 13 item 2: the write methods give the caller what waiting for a

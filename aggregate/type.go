@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 
@@ -89,6 +90,15 @@ func (t *Type[S]) add(reg func(*eventstore.Registry) error) error {
 	}
 	t.regs = append(t.regs, reg)
 	return nil
+}
+
+// validate reports why t cannot back a repository: no apply function, or
+// a category the store refuses.
+func (t *Type[S]) validate() error {
+	if t == nil || t.apply == nil {
+		return errors.New("aggregate: type without an apply function")
+	}
+	return eventstore.ValidateCategory(t.category)
 }
 
 // registerInto copies the type's registrations into r. Registering the same
