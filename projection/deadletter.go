@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/internal/versionid"
 )
 
 // Kinds of dead letters.
@@ -107,7 +108,7 @@ func (d *DeadLetters) Retry(ctx context.Context, stream eventstore.StreamID) err
 	if err := stream.Validate(); err != nil {
 		return err
 	}
-	return d.request(ctx, stream.Category, stream.ID, "retry", "")
+	return d.request(ctx, stream.Category, stream.ID, ctlRetry, "")
 }
 
 // Skip asks the runner to drop one dead letter without applying it. The
@@ -116,7 +117,7 @@ func (d *DeadLetters) Skip(ctx context.Context, l DeadLetter) error {
 	if l.ID == "" || l.Category == "" {
 		return invalid("dead letter without id or category")
 	}
-	return d.request(ctx, l.Category, l.Stream.ID, "skip", l.ID)
+	return d.request(ctx, l.Category, l.Stream.ID, ctlSkip, l.ID)
 }
 
 func (d *DeadLetters) request(ctx context.Context, cat, entity, op, letter string) error {
@@ -146,7 +147,7 @@ func (d *DeadLetters) request(ctx context.Context, cat, entity, op, letter strin
 func (d *DeadLetters) SkipPartition(ctx context.Context, category string, partition int, letterID string) error {
 	c := d.store.Client()
 	cmd := c.B().Xadd().Key(d.keys.part(category, partition).ctl).Id("*").FieldValue().
-		FieldValue("op", "skip").FieldValue("s", "").FieldValue("id", letterID).Build()
+		FieldValue("op", ctlSkip).FieldValue("s", "").FieldValue("id", letterID).Build()
 	return c.Do(ctx, cmd).Error()
 }
 
@@ -183,9 +184,7 @@ func decodeLetter(store *eventstore.Store, key, cat string, p int, e rueidis.XRa
 		return l
 	}
 	l.Stream = eventstore.StreamID{Category: cat, ID: f["s"]}
-	if v, _, ok := strings.Cut(f["v"], "-"); ok {
-		l.Version, _ = strconv.ParseUint(v, 10, 64)
-	}
+	l.Version, _ = versionid.Parse(f["v"]) // 0 when not a version id (a foreign letter's)
 	entry := rueidis.XRangeSlice{ID: f["pos"], FieldValues: []rueidis.XRangeFieldValue{
 		{Field: "s", Value: f["s"]}, {Field: "v", Value: f["v"]}, {Field: "e", Value: f["e"]}}}
 	ev, err := store.DecodeLogEntry(key, cat, entry)

@@ -7,7 +7,10 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/redis/rueidis"
+
 	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/internal/clusterscan"
 	"github.com/streamfold/streamfold/readmodel"
 )
 
@@ -88,7 +91,7 @@ func Rebuild(ctx context.Context, store *eventstore.Store, p Projection, concurr
 	if concurrency <= 0 {
 		concurrency = 16
 	}
-	h := Chain(p.Handler, Recover())
+	b := rebuilder{store: store, name: p.Name, h: Chain(p.Handler, Recover()), unknownTypes: p.UnknownTypes, st: &st}
 	c := store.Client()
 	ks := store.Keys()
 	for _, cat := range p.Categories {
@@ -101,7 +104,7 @@ func Rebuild(ctx context.Context, store *eventstore.Store, p Projection, concurr
 			if err := c.Do(ctx, c.B().XgroupCreate().Key(log).Group(p.Name).Id("$").Mkstream().Build()).Error(); err != nil && !isBusyGroup(err) {
 				return st, fmt.Errorf("rebuild %s: create group on %s/%d: %w", p.Name, cat, part, err)
 			}
-			g, err := groupInfo(c.Do(ctx, c.B().XinfoGroups().Key(log).Build()), p.Name)
+			g, err := findGroup(c.Do(ctx, c.B().XinfoGroups().Key(log).Build()), p.Name)
 			if err != nil {
 				return st, fmt.Errorf("rebuild %s: %w", p.Name, err)
 			}
@@ -110,7 +113,7 @@ func Rebuild(ctx context.Context, store *eventstore.Store, p Projection, concurr
 			if err != nil {
 				return st, err
 			}
-			if err := rebuildEntities(ctx, store, p.Name, h, p.UnknownTypes, cat, ids, cut, concurrency, &st); err != nil {
+			if err := b.entities(ctx, cat, ids, cut, concurrency); err != nil {
 				return st, fmt.Errorf("rebuild %s: %w", p.Name, err)
 			}
 		}
@@ -119,37 +122,42 @@ func Rebuild(ctx context.Context, store *eventstore.Store, p Projection, concurr
 }
 
 // entityIDs lists the entity streams of one partition with SCAN on every
-// node (only the node owning the partition's slot has any).
+// node (only the node owning the partition's slot has any; replicas and
+// nodes that own no slot are skipped).
 func entityIDs(ctx context.Context, store *eventstore.Store, cat string, part int) ([]string, error) {
 	ks := store.Keys()
 	pattern := ks.Stream(eventstore.StreamID{Category: cat, ID: "*"}, part)
 	seen := map[string]bool{}
 	var out []string
-	for _, node := range store.Client().Nodes() {
-		cursor := uint64(0)
-		for {
-			e, err := node.Do(ctx, node.B().Scan().Cursor(cursor).Match(pattern).Count(1000).Type("stream").Build()).AsScanEntry()
-			if err != nil {
-				return nil, fmt.Errorf("scan %s: %w", pattern, err)
+	err := clusterscan.Keys(ctx, store.Client(), clusterscan.Options{Match: pattern, Type: "stream"}, func(_ rueidis.Client, keys []string) error {
+		for _, key := range keys {
+			sid, _, err := ks.ParseStreamKey(key)
+			if err != nil || seen[sid.ID] {
+				continue
 			}
-			for _, key := range e.Elements {
-				sid, _, err := ks.ParseStreamKey(key)
-				if err != nil || seen[sid.ID] {
-					continue
-				}
-				seen[sid.ID] = true
-				out = append(out, sid.ID)
-			}
-			if e.Cursor == 0 {
-				break
-			}
-			cursor = e.Cursor
+			seen[sid.ID] = true
+			out = append(out, sid.ID)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("scan %s: %w", pattern, err)
 	}
 	return out, nil
 }
 
-func rebuildEntities(ctx context.Context, store *eventstore.Store, name string, h Handler, unknownTypes UnknownTypes, cat string, ids []string, cut eventstore.Position, concurrency int, st *RebuildStats) error {
+// rebuilder folds entities into a projection's handler (Rebuild).
+type rebuilder struct {
+	store        *eventstore.Store
+	name         string // the projection's
+	h            Handler
+	unknownTypes UnknownTypes
+	st           *RebuildStats
+}
+
+// entities folds the entities ids of cat up to the cut, concurrency at
+// a time; the first error stops them.
+func (b rebuilder) entities(ctx context.Context, cat string, ids []string, cut eventstore.Position, concurrency int) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
@@ -162,11 +170,11 @@ func rebuildEntities(ctx context.Context, store *eventstore.Store, name string, 
 					return
 				}
 				sid := eventstore.StreamID{Category: cat, ID: ids[i]}
-				if err := rebuildEntity(ctx, store, name, h, unknownTypes, sid, cut, st); err != nil {
+				if err := b.entity(ctx, sid, cut); err != nil {
 					cancel(err)
 					return
 				}
-				atomic.AddInt64(&st.Entities, 1)
+				atomic.AddInt64(&b.st.Entities, 1)
 			}
 		})
 	}
@@ -177,10 +185,10 @@ func rebuildEntities(ctx context.Context, store *eventstore.Store, name string, 
 // rebuildEntity folds one entity's events up to the cut, after checking
 // that its stream starts where its life does: a fold of what a truncated
 // stream still holds would be a wrong read model, silently.
-func rebuildEntity(ctx context.Context, store *eventstore.Store, name string, h Handler, unknownTypes UnknownTypes, sid eventstore.StreamID, cut eventstore.Position, st *RebuildStats) error {
+func (b rebuilder) entity(ctx context.Context, sid eventstore.StreamID, cut eventstore.Position) error {
 	checked := false
 	var prev uint64
-	for ev, err := range store.Read(ctx, sid, 0) {
+	for ev, err := range b.store.Read(ctx, sid, 0) {
 		var unknown *eventstore.UnknownEventTypeError
 		if err != nil && !asUnknown(err, &unknown) {
 			if errors.Is(err, eventstore.ErrStreamNotFound) {
@@ -188,12 +196,12 @@ func rebuildEntity(ctx context.Context, store *eventstore.Store, name string, h 
 			}
 			return fmt.Errorf("read %s: %w", sid, err)
 		}
-		if unknown != nil && unknownTypes == UnknownDeadLetter {
-			return fmt.Errorf("projection %s: %s v%d: %w; register the type in this process's eventstore.Registry, or set Projection.UnknownTypes (UnknownSkip, UnknownDeliver)", name, sid, ev.Version, err)
+		if unknown != nil && b.unknownTypes == UnknownDeadLetter {
+			return fmt.Errorf("projection %s: %s v%d: %w; register the type in this process's eventstore.Registry, or set Projection.UnknownTypes (UnknownSkip, UnknownDeliver)", b.name, sid, ev.Version, err)
 		}
 		after := !ev.Position.IsZero() && ev.Position.Compare(cut) > 0
 		if !checked {
-			start, err := checkWhole(ctx, store, name, sid, ev.Version)
+			start, err := checkWhole(ctx, b.store, b.name, sid, ev.Version)
 			if err != nil {
 				return err
 			}
@@ -203,30 +211,30 @@ func rebuildEntity(ctx context.Context, store *eventstore.Store, name string, h 
 				// new life without it would find no tombstone at start-1
 				// and, rightly, refuse to build the entry from nothing.
 				marker := eventstore.RecordedEvent{Stream: sid, Version: start - 1, Type: eventstore.DeletedType, Data: eventstore.Deleted{}}
-				if err := h.Handle(readmodel.WithSource(ctx, sid), marker); err != nil {
+				if err := b.h.Handle(readmodel.WithSource(ctx, sid), marker); err != nil {
 					return fmt.Errorf("%s deletion marker v%d: %w", sid, marker.Version, err)
 				}
 			}
 			checked, prev = true, ev.Version-1
 		}
 		if ev.Version != prev+1 {
-			return &IncompleteHistoryError{Projection: name, Stream: sid, First: prev + 1, Missing: prev + 1}
+			return &IncompleteHistoryError{Projection: b.name, Stream: sid, First: prev + 1, Missing: prev + 1}
 		}
 		prev = ev.Version
 		if after {
 			break // the runner's (with the deletion marker before it, if any)
 		}
-		if unknown != nil && unknownTypes == UnknownSkip {
+		if unknown != nil && b.unknownTypes == UnknownSkip {
 			continue
 		}
-		if err := h.Handle(readmodel.WithSource(ctx, sid), ev); err != nil {
+		if err := b.h.Handle(readmodel.WithSource(ctx, sid), ev); err != nil {
 			return fmt.Errorf("%s v%d: %w", sid, ev.Version, err)
 		}
-		atomic.AddInt64(&st.Events, 1)
+		atomic.AddInt64(&b.st.Events, 1)
 	}
 	if !checked {
 		// A stream that exists but holds no event: trimmed to empty.
-		_, err := checkWhole(ctx, store, name, sid, 0)
+		_, err := checkWhole(ctx, b.store, b.name, sid, 0)
 		return err
 	}
 	return nil

@@ -2,18 +2,12 @@ package projection
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/eventstore"
 )
-
-func asUnknown(err error, target **eventstore.UnknownEventTypeError) bool {
-	return errors.As(err, target)
-}
 
 // PartitionStatus is a projection's progress on one partition.
 //
@@ -76,13 +70,13 @@ func Status(ctx context.Context, store *eventstore.Store, name string, categorie
 		cmds := make(rueidis.Commands, 0, 3*n)
 		for p := range n {
 			pk := k.part(cat, p)
-			execs[p] = rueidis.LuaExec{Keys: []string{pk.log, pk.ckpt, k.ks.LogTrimmed(cat, p)}, Args: []string{name, strconv.Itoa(exactLag)}}
+			execs[p] = statusRequest{log: pk.log, ckpt: pk.ckpt, trimmed: k.ks.LogTrimmed(cat, p), group: name, exact: exactLag}.exec()
 			cmds = append(cmds, c.B().Get().Key(pk.lease).Build(), c.B().Xlen().Key(pk.dlq).Build(), c.B().Hlen().Key(pk.parked).Build())
 		}
 		prog := status.ExecMulti(ctx, c, execs...)
 		rest := c.DoMulti(ctx, cmds...)
 		for p := range n {
-			st := PartitionStatus{Category: cat, Partition: p, Lag: -1}
+			st := PartitionStatus{Category: cat, Partition: p, Lag: lagUnknown}
 			if err := st.progress(prog[p]); err != nil {
 				return nil, fmt.Errorf("projection %s: status of %s/%d: %w", name, cat, p, err)
 			}
@@ -101,65 +95,21 @@ func Status(ctx context.Context, store *eventstore.Store, name string, categorie
 
 // progress fills st from status.lua's reply.
 func (st *PartitionStatus) progress(res rueidis.RedisResult) error {
-	arr, err := res.ToArray()
-	if err != nil {
-		return err
+	r, err := parseStatus(res)
+	if err != nil || !r.found {
+		return err // no log or no group yet, when nil
 	}
-	if ok, _ := arr[0].AsInt64(); ok != 1 {
-		return nil // no log or no group yet
-	}
-	if len(arr) != 5 {
-		return fmt.Errorf("status script: %d elements", len(arr))
-	}
-	var pos [2]string
-	pos[0], _ = arr[1].ToString()
-	pos[1], _ = arr[4].ToString()
-	if st.Delivered, err = eventstore.ParsePosition(pos[0]); err == nil {
-		st.Checkpoint, err = eventstore.ParsePosition(pos[1])
+	if st.Delivered, err = eventstore.ParsePosition(r.delivered); err == nil {
+		st.Checkpoint, err = eventstore.ParsePosition(r.checkpoint)
 	}
 	if err != nil {
 		return fmt.Errorf("status script: %w", err)
 	}
-	st.Pending, _ = arr[2].AsInt64()
-	st.Lag, _ = arr[3].AsInt64()
+	st.Pending, st.Lag = r.pending, r.lag
 	return nil
 }
 
 // Status returns the runner's projection progress (see Status).
 func (r *Runner) Status(ctx context.Context) ([]PartitionStatus, error) {
 	return Status(ctx, r.store, r.proj.Name, r.proj.Categories...)
-}
-
-type group struct {
-	found     bool
-	delivered eventstore.Position
-	pending   int64
-}
-
-func groupInfo(res rueidis.RedisResult, name string) (group, error) {
-	var g group
-	arr, err := res.ToArray()
-	if err != nil {
-		if strings.Contains(err.Error(), "no such key") {
-			return g, nil
-		}
-		return g, err
-	}
-	for i := range arr {
-		m, err := arr[i].AsMap()
-		if err != nil {
-			return g, err
-		}
-		n := m["name"]
-		if s, _ := n.ToString(); s != name {
-			continue
-		}
-		g.found = true
-		ld := m["last-delivered-id"]
-		s, _ := ld.ToString()
-		g.delivered, _ = eventstore.ParsePosition(s)
-		pe := m["pending"]
-		g.pending, _ = pe.AsInt64()
-	}
-	return g, nil
 }

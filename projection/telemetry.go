@@ -3,17 +3,14 @@ package projection
 import (
 	"context"
 	"fmt"
-	"runtime/debug"
 	"strconv"
 	"time"
 
 	"github.com/streamfold/streamfold/eventstore"
-	"github.com/streamfold/streamfold/readmodel"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -40,7 +37,6 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 type telemetry struct {
 	tracer      trace.Tracer
 	meter       metric.Meter
-	prop        propagation.TextMapPropagator
 	events      metric.Int64Counter
 	lag, dead   metric.Int64ObservableGauge
 	okAttrs     metric.AddOption
@@ -58,7 +54,6 @@ func (t *telemetry) init(r *Runner, o options) error {
 	}
 	t.tracer = tp.Tracer(instrumentation)
 	t.meter = mp.Meter(instrumentation)
-	t.prop = propagation.TraceContext{}
 	t.projAttr = attribute.String("projection", r.proj.Name)
 	var err error
 	if t.events, err = t.meter.Int64Counter("streamfold.projection.events",
@@ -108,26 +103,10 @@ func (t *telemetry) observe(r *Runner) (unregister func()) {
 	return func() { _ = reg.Unregister() }
 }
 
-// headerCarrier reads an event's headers as a propagation carrier.
-type headerCarrier map[string]string
-
-func (c headerCarrier) Get(k string) string { return c[k] }
-func (c headerCarrier) Set(k, v string)     { c[k] = v }
-func (c headerCarrier) Keys() []string {
-	out := make([]string, 0, len(c))
-	for k := range c {
-		out = append(out, k)
-	}
-	return out
-}
-
 // start begins the span of one event, child of the trace context in its
 // headers. Attributes are built only when the span records.
 func (t *telemetry) start(ctx context.Context, p *partition, ev eventstore.RecordedEvent) (context.Context, trace.Span) {
-	if len(ev.Headers) > 0 {
-		ctx = t.prop.Extract(ctx, headerCarrier(ev.Headers))
-	}
-	ctx, span := t.tracer.Start(ctx, "streamfold.handle", trace.WithSpanKind(trace.SpanKindConsumer))
+	ctx, span := t.tracer.Start(eventstore.TraceContext(ctx, ev), "streamfold.handle", trace.WithSpanKind(trace.SpanKindConsumer))
 	if span.IsRecording() {
 		span.SetAttributes(t.projAttr,
 			attribute.String("category", p.u.cat),
@@ -148,39 +127,4 @@ func (t *telemetry) end(ctx context.Context, span trace.Span, err error, n int64
 		t.events.Add(ctx, n, t.okAttrs)
 	}
 	span.End()
-}
-
-// handle runs the (decorated) handler on one event, traced and counted.
-func (r *Runner) handle(ctx context.Context, p *partition, ev eventstore.RecordedEvent) error {
-	ctx, span := r.tel.start(ctx, p, ev)
-	err := r.handler.Handle(readmodel.WithSource(ctx, ev.Stream), ev)
-	r.tel.end(ctx, span, err, 1)
-	return err
-}
-
-// handleBatch runs the BatchHandler on evs, with one span per event (each a
-// child of its own event's trace context) ended with the batch's outcome. A
-// panic becomes a *PanicError. A failed batch is not counted: its events are
-// counted when the per-event fallback handles them.
-func (r *Runner) handleBatch(ctx context.Context, p *partition, evs []eventstore.RecordedEvent) (err error) {
-	spans := make([]trace.Span, len(evs))
-	for i, ev := range evs {
-		_, spans[i] = r.tel.start(ctx, p, ev)
-	}
-	defer func() {
-		if v := recover(); v != nil {
-			err = &PanicError{Value: v, Stack: debug.Stack()}
-		}
-		for _, s := range spans {
-			if err != nil {
-				s.RecordError(err)
-				s.SetStatus(codes.Error, "batch failed; retried event by event")
-			}
-			s.End()
-		}
-		if err == nil {
-			r.tel.events.Add(ctx, int64(len(evs)), r.tel.okAttrs)
-		}
-	}()
-	return r.batch.HandleBatch(ctx, evs)
 }

@@ -160,7 +160,7 @@ func (w *waiter) applied(ctx context.Context, pos eventstore.Position, res event
 		c.B().XinfoGroups().Key(w.k.log).Build(),
 		c.B().Xpending().Key(w.k.log).Group(w.name).Start("-").End(pos.String()).Count(1).Build(),
 		c.B().Hexists().Key(w.k.parked).Field(res.Stream.ID).Build())
-	g, err := groupInfo(out[0], w.name)
+	g, err := findGroup(out[0], w.name)
 	if err != nil {
 		return false, fmt.Errorf("projection %s: wait: %w", w.name, err)
 	}

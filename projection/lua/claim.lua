@@ -8,25 +8,31 @@
 -- ARGV[1]  lease value held
 -- ARGV[2]  group
 -- ARGV[3]  consumer (the new holder)
--- ARGV[4]  op: "claim" | "prune"
--- claim:   ARGV[5] start cursor, ARGV[6] COUNT
---          XAUTOCLAIM with min-idle-time 0 (the lease proves every other
+-- ARGV[4]  op: OP_CLAIM or OP_PRUNE
+-- ARGV[5]  claim: start cursor; prune: minimum idle ms
+-- ARGV[6]  claim: COUNT
+--
+-- Codes: OK 1, FENCED -1, OP_CLAIM 1, OP_PRUNE 2
+-- (defined in Go, projection/scripts.go, and prepended as Lua locals)
+--
+-- claim:   XAUTOCLAIM with min-idle-time 0 (the lease proves every other
 --          consumer of this partition dead or fenced), JUSTID: the entries
 --          move to our pending list and are then read with XREADGROUP 0 in
 --          log order. Ids whose entries were trimmed (XAUTOCLAIM's third
 --          element, Redis >= 7.0) are dead-lettered here: XAUTOCLAIM has
 --          already removed them from the pending list.
---          Returns {1, next cursor, claimed, dead-lettered}.
--- prune:   ARGV[5] minimum idle ms. Deletes other consumers with no pending
---          entries, idle that long. XGROUP DELCONSUMER drops a consumer's
+--          Returns {OK, next cursor, claimed, dead-lettered}.
+-- prune:   Deletes other consumers with no pending entries, idle that
+--          long. XGROUP DELCONSUMER drops a consumer's
 --          pending entries, so it is never called on one that has any; the
 --          check and the delete are atomic here.
---          Returns {1, deleted}.
--- Returns {-1} when fenced.
+--          Returns {OK, deleted}.
+-- Returns {FENCED} when fenced.
 
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {-1} end
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {FENCED} end
 local log, group = KEYS[2], ARGV[2]
-if ARGV[4] == 'claim' then
+local op = tonumber(ARGV[4])
+if op == OP_CLAIM then
   local r = redis.call('XAUTOCLAIM', log, group, ARGV[3], 0, ARGV[5], 'COUNT', ARGV[6], 'JUSTID')
   local dead = 0
   if r[3] then
@@ -35,7 +41,9 @@ if ARGV[4] == 'claim' then
       dead = dead + 1
     end
   end
-  return {1, r[1], #r[2], dead}
+  return {OK, r[1], #r[2], dead}
+elseif op ~= OP_PRUNE then
+  return redis.error_reply('ERR unknown claim op ' .. tostring(ARGV[4]))
 end
 local deleted = 0
 local minIdle = tonumber(ARGV[5])
@@ -51,4 +59,4 @@ for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', log, group)) do
     deleted = deleted + 1
   end
 end
-return {1, deleted}
+return {OK, deleted}

@@ -14,8 +14,11 @@
 --          pending entries ("0" to start)
 -- ARGV[6]  N, then N entry ids to XACK first
 --
--- Returns {-1} when the lease is not ARGV[1] (fenced: nothing acked, nothing
--- read), else {1, last id read or "", group's last-delivered-id when
+-- Codes: OK 1, FENCED -1
+-- (defined in Go, projection/scripts.go, and prepended as Lua locals)
+--
+-- Returns {FENCED} when the lease is not ARGV[1] (nothing acked, nothing
+-- read), else {OK, last id read or "", group's last-delivered-id when
 -- nothing new was read (where to block from) or "", number of entries
 -- dead-lettered, entries}. Entries are XREADGROUP's [id, [field, value...]].
 --
@@ -34,7 +37,7 @@
 -- it is dead-lettered (kind "trimmed") and acked here, atomically, so it is
 -- never silently lost nor dead-lettered twice.
 
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {-1} end
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {FENCED} end
 local log, group = KEYS[2], ARGV[2]
 local n = tonumber(ARGV[6])
 local i = 7
@@ -44,7 +47,7 @@ while i <= 6 + n do
   i = j + 1
 end
 local count = tonumber(ARGV[4])
-if count == 0 then return {1, '', '', 0, {}} end
+if count == 0 then return {OK, '', '', 0, {}} end
 
 local r = redis.call('XREADGROUP', 'GROUP', group, ARGV[3], 'COUNT', count, 'STREAMS', log, ARGV[5])
 local out, last, dead = {}, '', 0
@@ -81,4 +84,4 @@ if last == '' and ARGV[5] == '>' then
     if name == group then delivered = ld end
   end
 end
-return {1, last, delivered, dead, out}
+return {OK, last, delivered, dead, out}

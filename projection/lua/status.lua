@@ -14,15 +14,19 @@
 -- ARGV[1]  group (the projection's name)
 -- ARGV[2]  exact: lags up to this many entries are counted entry by entry
 --
--- Returns {0} when the log or the group does not exist, else
--- {1, delivered, pending, lag, checkpoint}:
+-- Codes: OK 1, NO_GROUP 0, LAG_UNKNOWN -1
+-- (defined in Go, projection/scripts.go, and prepended as Lua locals)
+--
+-- Returns {NO_GROUP} when the log or the group does not exist, else
+-- {OK, delivered, pending, lag, checkpoint}:
 --   delivered   the group's last-delivered-id
 --   pending     entries delivered and not acked
 --   lag         log entries after delivered, not yet delivered: counted
 --               when at most ARGV[2] (and the bookkeeping set from that
 --               count), else entries-added (or, before 7.0, length +
 --               trimmed) minus the bookkeeping's read, when the bookkeeping
---               follows the group; else counted up to 100000; -1 beyond
+--               follows the group; else counted up to 100000; LAG_UNKNOWN
+--               beyond
 --   checkpoint  the last entry that it and every entry before it are
 --               applied or dead-lettered: delivered when nothing is
 --               pending, else the entry before the oldest pending one
@@ -31,7 +35,7 @@
 
 local log, ckpt, group = KEYS[1], KEYS[2], ARGV[1]
 local exact = tonumber(ARGV[2])
-if redis.call('EXISTS', log) == 0 then return {0} end
+if redis.call('EXISTS', log) == 0 then return {NO_GROUP} end
 local ld, pending
 for _, g in ipairs(redis.call('XINFO', 'GROUPS', log)) do
   local name, l, p
@@ -42,7 +46,7 @@ for _, g in ipairs(redis.call('XINFO', 'GROUPS', log)) do
   end
   if name == group then ld, pending = l, p end
 end
-if not ld then return {0} end
+if not ld then return {NO_GROUP} end
 
 local added, len
 local info = redis.call('XINFO', 'STREAM', log)
@@ -74,7 +78,7 @@ else
       if #r < 1000 then break end
       from = '(' .. r[#r][1]
     end
-    if n < 100000 then lag = keep(n) else lag = -1 end
+    if n < 100000 then lag = keep(n) else lag = LAG_UNKNOWN end
   end
 end
 
@@ -84,4 +88,4 @@ if tonumber(pending) > 0 then
   local before = redis.call('XREVRANGE', log, '(' .. oldest, '-', 'COUNT', 1)[1]
   checkpoint = before and before[1] or '0-0'
 end
-return {1, ld, pending, lag, checkpoint}
+return {OK, ld, pending, lag, checkpoint}
