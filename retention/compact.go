@@ -45,7 +45,7 @@ func (r *Retainer) compactCategory(ctx context.Context, p Policy, dryRun bool, r
 // scanEntityStreams calls fn with each page of the category's entity
 // streams, scanning every node of a cluster.
 func (r *Retainer) scanEntityStreams(ctx context.Context, category string, rep *Report, fn func(keys []string, ids []eventstore.StreamID) error) error {
-	pattern := r.store.Keys().Namespace() + ":{" + category + ":*}:s:*"
+	pattern := r.store.Keys().StreamPattern(category)
 	var fnErr error
 	err := clusterscan.Keys(ctx, r.store.Client(), clusterscan.Options{Match: pattern, Type: "stream", Count: r.opts.scanCount}, func(_ rueidis.Client, page []string) error {
 		var keys []string
