@@ -82,7 +82,7 @@ func fencedCodes() []luascript.Code {
 
 // fencedReply returns the elements of a fenced script's reply after its
 // status, ErrFenced when fenced, or an error when it has not want elements
-// in all.
+// in all (0: any number).
 func fencedReply(res rueidis.RedisResult, name string, want int) ([]rueidis.RedisMessage, error) {
 	arr, err := res.ToArray()
 	if err != nil {
@@ -94,7 +94,7 @@ func fencedReply(res rueidis.RedisResult, name string, want int) ([]rueidis.Redi
 	if st, _ := arr[0].AsInt64(); fencedStatus(st) != fencedOK {
 		return nil, ErrFenced
 	}
-	if len(arr) != want {
+	if want > 0 && len(arr) != want {
 		return nil, fmt.Errorf("%s script: %d elements", name, len(arr))
 	}
 	return arr[1:], nil
@@ -339,20 +339,11 @@ func (q deadLetterRequest) args() []string {
 // {OK, letters left} (resolve), {OK} (ctldone); ErrFenced for {FENCED}.
 // The second element is returned as is.
 func parseDeadLetter(res rueidis.RedisResult) (rueidis.RedisMessage, error) {
-	arr, err := res.ToArray()
-	if err != nil {
+	arr, err := fencedReply(res, "dead-letter", 0)
+	if err != nil || len(arr) == 0 {
 		return rueidis.RedisMessage{}, err
 	}
-	if len(arr) == 0 {
-		return rueidis.RedisMessage{}, errors.New("dead-letter script: empty reply")
-	}
-	if st, _ := arr[0].AsInt64(); fencedStatus(st) != fencedOK {
-		return rueidis.RedisMessage{}, ErrFenced
-	}
-	if len(arr) < 2 {
-		return rueidis.RedisMessage{}, nil
-	}
-	return arr[1], nil
+	return arr[0], nil
 }
 
 // membersLeave is members.lua's TTL that removes the instance.
@@ -375,12 +366,12 @@ func (q membersRequest) args() []string {
 	return []string{q.instance, strconv.FormatInt(q.ttl.Milliseconds(), 10)}
 }
 
-// statusStatus is the first element of status.lua's reply.
-type statusStatus int64
+// statusOutcome is the first element of status.lua's reply.
+type statusOutcome int64
 
 const (
-	statusOK      statusStatus = 1 // {OK, delivered, pending, lag, checkpoint}
-	statusNoGroup statusStatus = 0 // {NO_GROUP}: no log, or no group on it
+	statusOK      statusOutcome = 1 // {OK, delivered, pending, lag, checkpoint}
+	statusNoGroup statusOutcome = 0 // {NO_GROUP}: no log, or no group on it
 
 	// lagUnknown is the lag status.lua reports when the bookkeeping was
 	// lost and more entries wait than it counts (PartitionStatus.Lag).
@@ -423,7 +414,7 @@ func parseStatus(res rueidis.RedisResult) (statusReply, error) {
 	if len(arr) == 0 {
 		return statusReply{}, errors.New("status script: empty reply")
 	}
-	if st, _ := arr[0].AsInt64(); statusStatus(st) != statusOK {
+	if st, _ := arr[0].AsInt64(); statusOutcome(st) != statusOK {
 		return statusReply{}, nil // no log or no group yet
 	}
 	if len(arr) != 5 {
