@@ -14,7 +14,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"flag"
 	"fmt"
 	"os"
@@ -23,7 +22,7 @@ import (
 	"syscall"
 
 	"github.com/streamfold/streamfold/examples/bank/bankdemo"
-	"github.com/streamfold/streamfold/redistest"
+	"github.com/streamfold/streamfold/examples/internal/demo"
 )
 
 func main() {
@@ -41,7 +40,7 @@ func main() {
 		url = u
 		fmt.Printf("Metrics: OpenTelemetry → Prometheus exporter at %s\n", url)
 	}
-	err := connectAndRun(ctx)
+	err := demo.ConnectAndRun(ctx, "bank", "bank-", bankdemo.Run)
 	if err == nil && url != "" {
 		series, serr := streamfoldSeries(ctx, url)
 		if serr != nil {
@@ -60,20 +59,4 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bank:", err)
 		os.Exit(1)
 	}
-}
-
-// connectAndRun connects to REDIS_URL, or starts an ephemeral Redis and stops it at
-// the end (also on an error or a signal, which cancels ctx), and runs the demo.
-func connectAndRun(ctx context.Context) error {
-	client, desc, closeRedis, err := redistest.Connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err := closeRedis(); err != nil {
-			fmt.Fprintln(os.Stderr, "bank: stopping Redis:", err)
-		}
-	}()
-	fmt.Printf("Redis: %s\n", desc)
-	return bankdemo.Run(ctx, os.Stdout, client, "bank-"+strings.ToLower(rand.Text()[:8]))
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/examples/internal/demo"
 	"github.com/streamfold/streamfold/projection"
 	"github.com/streamfold/streamfold/readmodel"
 )
@@ -26,8 +27,8 @@ const blockWorkaround = 100 * time.Millisecond
 // cacheTTL is the profiles' TTL: short, so that the demo sees an entry expire.
 const cacheTTL = time.Second
 
-// demo is one run of the story.
-type demo struct {
+// story is one run of the story.
+type story struct {
 	w      io.Writer
 	log    *slog.Logger
 	client rueidis.Client
@@ -39,13 +40,7 @@ type demo struct {
 	// verify reads schema 1 for the demo's own checks, with counters of its
 	// own so that the figures shown count only the narrated reads.
 	verify  *readmodel.Model
-	runners map[int]*bgRunner
-}
-
-type bgRunner struct {
-	*projection.Runner
-	stop func()
-	done chan error
+	runners map[int]*demo.Runner
 }
 
 // run tells the user-cache story on client, in namespace, narrating on w.
@@ -58,7 +53,7 @@ func run(ctx context.Context, w io.Writer, client rueidis.Client, namespace stri
 	if err != nil {
 		return err
 	}
-	d := &demo{w: w, log: log, client: client, store: store, models: map[int]*readmodel.Model{}, runners: map[int]*bgRunner{}}
+	d := &story{w: w, log: log, client: client, store: store, models: map[int]*readmodel.Model{}, runners: map[int]*demo.Runner{}}
 	defer func() { err = errors.Join(err, d.stopAll()) }()
 	for v, fields := range map[int]func(Profile) map[string]string{1: fieldsV1, 2: fieldsV2} {
 		d.models[v], err = readmodel.New(client, namespace, "profiles", readmodel.WithSchemaVersion(v),
@@ -79,30 +74,20 @@ func run(ctx context.Context, w io.Writer, client rueidis.Client, namespace stri
 	}
 	d.say("namespace %s; read model \"profiles\": cache-aside with a loader folding the user's events, TTL %v", namespace, cacheTTL)
 
-	steps := []struct {
-		title string
-		fn    func(context.Context) error
-	}{
-		{"1. Users register; the cache consumer starts afterwards (FromNow), so the cache is cold", d.register},
-		{"2. Cache-aside: a miss loads the profile from the events, then reads are hits", d.cacheAside},
-		{"3. An update: the consumer rewrites the entry, Redis invalidates the cached copies", d.update},
-		{"4. TTL: an entry nobody reads expires; the next read loads it again", d.ttl},
-		{"5. Event-driven invalidation: a deleted user ($deleted marker) leaves the cache", d.delete},
-		{"6. Versioned keys: schema v2 built beside v1 (projection.Rebuild), then switched to", d.schemaV2},
-		{"7. Hit and miss figures (Model.Stats)", d.figures},
-	}
-	for _, s := range steps {
-		d.say("\n%s", s.title)
-		if err := s.fn(ctx); err != nil {
-			return fmt.Errorf("%s: %w", s.title, err)
-		}
-	}
-	return nil
+	return demo.Tell(ctx, d.w, []demo.Step{
+		{Title: "1. Users register; the cache consumer starts afterwards (FromNow), so the cache is cold", Run: d.register},
+		{Title: "2. Cache-aside: a miss loads the profile from the events, then reads are hits", Run: d.cacheAside},
+		{Title: "3. An update: the consumer rewrites the entry, Redis invalidates the cached copies", Run: d.update},
+		{Title: "4. TTL: an entry nobody reads expires; the next read loads it again", Run: d.ttl},
+		{Title: "5. Event-driven invalidation: a deleted user ($deleted marker) leaves the cache", Run: d.delete},
+		{Title: "6. Versioned keys: schema v2 built beside v1 (projection.Rebuild), then switched to", Run: d.schemaV2},
+		{Title: "7. Hit and miss figures (Model.Stats)", Run: d.figures},
+	})
 }
 
-func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.w, format+"\n", args...) }
+func (d *story) say(format string, args ...any) { fmt.Fprintf(d.w, format+"\n", args...) }
 
-func (d *demo) startConsumer(ctx context.Context, schema int, start projection.StartPosition) error {
+func (d *story) startConsumer(ctx context.Context, schema int, start projection.StartPosition) error {
 	name := fmt.Sprintf("profiles-v%d", schema)
 	fields := fieldsV1
 	if schema == 2 {
@@ -125,27 +110,15 @@ func (d *demo) startConsumer(ctx context.Context, schema int, start projection.S
 	if err != nil {
 		return err
 	}
-	rctx, stop := context.WithCancel(ctx)
-	bg := &bgRunner{Runner: r, stop: stop, done: make(chan error, 1)}
-	go func() { bg.done <- r.Run(rctx) }()
-	d.runners[schema] = bg
+	d.runners[schema] = demo.Start(ctx, r)
 	d.say("   consumer %s started (consumer group on every partition log of user)", name)
 	return nil
 }
 
-func (d *demo) stopAll() error {
-	var errs []error
-	for _, v := range slices.Sorted(maps.Keys(d.runners)) {
-		r := d.runners[v]
-		r.stop()
-		errs = append(errs, <-r.done)
-		delete(d.runners, v)
-	}
-	return errors.Join(errs...)
-}
+func (d *story) stopAll() error { return demo.StopAll(d.runners) }
 
 // waitFor waits until every running consumer has applied res.
-func (d *demo) waitFor(ctx context.Context, res eventstore.AppendResult) error {
+func (d *story) waitFor(ctx context.Context, res eventstore.AppendResult) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for _, r := range d.runners {
@@ -158,7 +131,7 @@ func (d *demo) waitFor(ctx context.Context, res eventstore.AppendResult) error {
 
 // get reads a profile from the active schema and says whether it was a hit,
 // a miss, and whether the loader ran.
-func (d *demo) get(ctx context.Context, id string) (readmodel.Entry, error) {
+func (d *story) get(ctx context.Context, id string) (readmodel.Entry, error) {
 	v, err := d.versions.Active(ctx)
 	if err != nil {
 		return readmodel.Entry{}, err
@@ -196,7 +169,7 @@ func show(f map[string]string) string {
 	return strings.TrimSpace(b.String())
 }
 
-func (d *demo) register(ctx context.Context) error {
+func (d *story) register(ctx context.Context) error {
 	for _, u := range []UserRegistered{
 		{"Alice Liddell", "alice@example.com", "free"},
 		{"Bob Builder", "bob@example.com", "pro"},
@@ -212,7 +185,7 @@ func (d *demo) register(ctx context.Context) error {
 	return d.startConsumer(ctx, 1, projection.FromNow)
 }
 
-func (d *demo) cacheAside(ctx context.Context) error {
+func (d *story) cacheAside(ctx context.Context) error {
 	for i := range 4 {
 		if i == 1 {
 			d.say("   (the loader's write is read back past the cache; the next read brings the entry into process memory)")
@@ -225,12 +198,12 @@ func (d *demo) cacheAside(ctx context.Context) error {
 	return nil
 }
 
-func (d *demo) pttl(ctx context.Context, key string) int64 {
+func (d *story) pttl(ctx context.Context, key string) int64 {
 	n, _ := d.client.Do(ctx, d.client.B().Pttl().Key(key).Build()).AsInt64()
 	return n
 }
 
-func (d *demo) update(ctx context.Context) error {
+func (d *story) update(ctx context.Context) error {
 	if _, err := d.get(ctx, "bob"); err != nil {
 		return err
 	}
@@ -264,7 +237,7 @@ func (d *demo) update(ctx context.Context) error {
 	return nil
 }
 
-func (d *demo) ttl(ctx context.Context) error {
+func (d *story) ttl(ctx context.Context) error {
 	if _, err := d.get(ctx, "carol"); err != nil {
 		return err
 	}
@@ -293,7 +266,7 @@ func (d *demo) ttl(ctx context.Context) error {
 	return err
 }
 
-func (d *demo) delete(ctx context.Context) error {
+func (d *story) delete(ctx context.Context) error {
 	if _, err := d.get(ctx, "alice"); err != nil {
 		return err
 	}
@@ -319,7 +292,7 @@ func (d *demo) delete(ctx context.Context) error {
 	return nil
 }
 
-func (d *demo) schemaV2(ctx context.Context) error {
+func (d *story) schemaV2(ctx context.Context) error {
 	if err := d.startConsumer(ctx, 2, projection.FromBeginning); err != nil {
 		return err
 	}
@@ -352,7 +325,7 @@ func (d *demo) schemaV2(ctx context.Context) error {
 	return nil
 }
 
-func (d *demo) figures(ctx context.Context) error {
+func (d *story) figures(ctx context.Context) error {
 	m := d.models[2]
 	before := m.Stats()
 	for range 100 {

@@ -11,36 +11,20 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
-	"github.com/streamfold/streamfold/redistest"
+	"github.com/streamfold/streamfold/examples/internal/demo"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := connectAndRun(ctx)
+	err := demo.ConnectAndRun(ctx, "usercache", "users-", run)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "usercache:", err)
 		os.Exit(1)
 	}
-}
-
-func connectAndRun(ctx context.Context) error {
-	client, desc, closeRedis, err := redistest.Connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err := closeRedis(); err != nil {
-			fmt.Fprintln(os.Stderr, "usercache: stopping Redis:", err)
-		}
-	}()
-	fmt.Printf("Redis: %s\n", desc)
-	return run(ctx, os.Stdout, client, "users-"+strings.ToLower(rand.Text()[:8]))
 }

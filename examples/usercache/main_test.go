@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/examples/internal/demo/demotest"
 	"github.com/streamfold/streamfold/projection"
 	"github.com/streamfold/streamfold/readmodel"
 	"github.com/streamfold/streamfold/redistest"
@@ -27,21 +25,9 @@ func TestRunCluster(t *testing.T) {
 }
 
 func testRun(t *testing.T, tg *redistest.Target) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var out bytes.Buffer
-	start := time.Now()
-	if err := run(ctx, &out, tg.Client, tg.Namespace); err != nil {
-		t.Fatalf("run: %v\noutput:\n%s", err, out.String())
-	}
-	t.Logf("run took %v", time.Since(start).Round(time.Millisecond))
-	defer func() {
-		if t.Failed() {
-			t.Logf("output:\n%s", out.String())
-		}
-	}()
+	ctx, out := demotest.Tell(t, tg, "run", run)
 	for _, want := range []string{"loaded from the events", "expired after", "tombstone at version 2", "-> not found", "Versions.Switch(2)", "hit ratio"} {
-		if !strings.Contains(out.String(), want) {
+		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q", want)
 		}
 	}

@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -25,6 +24,7 @@ import (
 	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/aggregate"
 	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/examples/internal/demo"
 	"github.com/streamfold/streamfold/projection"
 	"github.com/streamfold/streamfold/readmodel"
 	"github.com/streamfold/streamfold/retention"
@@ -34,8 +34,8 @@ import (
 // Partitions is the partition count of the demo's categories.
 const Partitions = 4
 
-// demo is one run: the store, repositories, read models and runners.
-type demo struct {
+// story is one run: the store, repositories, read models and runners.
+type story struct {
 	w         io.Writer
 	log       *slog.Logger
 	store     *eventstore.Store
@@ -46,15 +46,8 @@ type demo struct {
 	balances   *readmodel.Model
 	statements *readmodel.Typed[Statement]
 
-	runners map[string]*runner
+	runners map[string]*demo.Runner
 	writes  *writes
-}
-
-// runner is a projection runner running in the background.
-type runner struct {
-	*projection.Runner
-	stop func()
-	done chan error
 }
 
 // Run tells the bank story on client, in namespace (which should hold no data
@@ -73,7 +66,7 @@ func Run(ctx context.Context, w io.Writer, client rueidis.Client, namespace stri
 	if err != nil {
 		return err
 	}
-	d := &demo{w: w, log: log, store: store, runners: map[string]*runner{}, writes: newWrites()}
+	d := &story{w: w, log: log, store: store, runners: map[string]*demo.Runner{}, writes: newWrites()}
 	d.snaps, err = snapshot.New(store, snapshot.WithPolicy(snapshot.Every(5)), snapshot.WithLogger(log))
 	if err != nil {
 		return err
@@ -82,6 +75,27 @@ func Run(ctx context.Context, w io.Writer, client rueidis.Client, namespace stri
 		// Normally done by the story already; after an error, stop what runs.
 		err = errors.Join(err, d.stopAll(), d.snaps.Close(context.WithoutCancel(ctx)))
 	}()
+	if err := d.prepare(ctx, client, namespace); err != nil {
+		return err
+	}
+	d.say("namespace %s: categories account and transfer, %d partitions each", namespace, Partitions)
+	return demo.Tell(ctx, d.w, []demo.Step{
+		{Title: "1. Projections start: balances, statements, and the transfer process manager", Run: d.start},
+		{Title: "2. Accounts are aggregates: commands decide events (Repository.Update + aggregate.Decide)", Run: d.open},
+		{Title: "3. A conflict retried: two tellers withdraw from bob at once", Run: d.conflict},
+		{Title: "4. Transfers, carried out by a process manager (a projection on category transfer)", Run: d.transfer},
+		{Title: "5. The read models (projection.WaitFor, then Model.Get through the client-side cache)", Run: d.readModels},
+		{Title: "6. A stopped projection catches up (projection.Status: lag)", Run: d.catchUp},
+		{Title: "7. Projections stop: leases released", Run: d.stop},
+		{Title: "8. A snapshot (snapshot.Every(5)), read with snapshot.Store.Get", Run: d.snapshot},
+		{Title: "9. Retention, dry run (retention.Retainer.Apply(ctx, true))", Run: d.retention},
+	})
+}
+
+// prepare makes the repositories and read models, and creates the
+// categories the projections follow.
+func (d *story) prepare(ctx context.Context, client rueidis.Client, namespace string) (err error) {
+	store, log := d.store, d.log
 	if d.accounts, err = aggregate.NewRepository(store, accountType(), aggregate.WithSnapshots(d.snaps), aggregate.WithLogger(log)); err != nil {
 		return err
 	}
@@ -104,32 +118,10 @@ func Run(ctx context.Context, w io.Writer, client rueidis.Client, namespace stri
 			return err
 		}
 	}
-	d.say("namespace %s: categories account and transfer, %d partitions each", namespace, Partitions)
-
-	steps := []struct {
-		title string
-		fn    func(context.Context) error
-	}{
-		{"1. Projections start: balances, statements, and the transfer process manager", d.start},
-		{"2. Accounts are aggregates: commands decide events (Repository.Update + aggregate.Decide)", d.open},
-		{"3. A conflict retried: two tellers withdraw from bob at once", d.conflict},
-		{"4. Transfers, carried out by a process manager (a projection on category transfer)", d.transfer},
-		{"5. The read models (projection.WaitFor, then Model.Get through the client-side cache)", d.readModels},
-		{"6. A stopped projection catches up (projection.Status: lag)", d.catchUp},
-		{"7. Projections stop: leases released", d.stop},
-		{"8. A snapshot (snapshot.Every(5)), read with snapshot.Store.Get", d.snapshot},
-		{"9. Retention, dry run (retention.Retainer.Apply(ctx, true))", d.retention},
-	}
-	for _, s := range steps {
-		d.say("\n%s", s.title)
-		if err := s.fn(ctx); err != nil {
-			return fmt.Errorf("%s: %w", s.title, err)
-		}
-	}
 	return nil
 }
 
-func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.w, format+"\n", args...) }
+func (d *story) say(format string, args ...any) { fmt.Fprintf(d.w, format+"\n", args...) }
 
 // syncWriter lets the narration and the library's logs share one writer.
 type syncWriter struct {
@@ -144,7 +136,7 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 }
 
 // startRunner starts a runner of p in the background.
-func (d *demo) startRunner(ctx context.Context, p projection.Projection, opts ...projection.Option) error {
+func (d *story) startRunner(ctx context.Context, p projection.Projection, opts ...projection.Option) error {
 	opts = append([]projection.Option{projection.WithLogger(d.log), projection.WithWorkers(4),
 		// A runner can hold a finished event's ack until its idle XREAD
 		// block times out (default 2s), when the handler finishes between
@@ -155,51 +147,31 @@ func (d *demo) startRunner(ctx context.Context, p projection.Projection, opts ..
 	if err != nil {
 		return err
 	}
-	rctx, stop := context.WithCancel(ctx)
-	rn := &runner{Runner: r, stop: stop, done: make(chan error, 1)}
-	go func() { rn.done <- r.Run(rctx) }()
-	d.runners[p.Name] = rn
+	d.runners[p.Name] = demo.Start(ctx, r)
 	return nil
 }
 
 // stopRunner stops a runner and waits until it has released its leases.
-func (d *demo) stopRunner(name string) error {
+func (d *story) stopRunner(name string) error {
 	r := d.runners[name]
 	if r == nil {
 		return nil
 	}
 	delete(d.runners, name)
-	r.stop()
-	return <-r.done
+	return r.Stop()
 }
 
-func (d *demo) stopAll() error {
-	var errs []error
-	for _, name := range slices.Sorted(mapKeys(d.runners)) {
-		errs = append(errs, d.stopRunner(name))
-	}
-	return errors.Join(errs...)
-}
+func (d *story) stopAll() error { return demo.StopAll(d.runners) }
 
-func mapKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
-}
-
-func (d *demo) balancesProjection() projection.Projection {
+func (d *story) balancesProjection() projection.Projection {
 	return projection.Projection{Name: BalancesProjection, Categories: []string{"account"}, Handler: balancesHandler(d.balances)}
 }
 
-func (d *demo) statementsProjection() projection.Projection {
+func (d *story) statementsProjection() projection.Projection {
 	return projection.Projection{Name: StatementsProjection, Categories: []string{"account"}, Handler: statementsHandler(d.statements)}
 }
 
-func (d *demo) start(ctx context.Context) error {
+func (d *story) start(ctx context.Context) error {
 	pm := &transferManager{accounts: d.accounts, transfers: d.transfers, writes: d.writes}
 	retry := projection.WithMiddleware(projection.Retry(projection.RetryPolicy{Attempts: 3, Initial: 10 * time.Millisecond, Max: 100 * time.Millisecond}))
 	for _, p := range []struct {
@@ -218,7 +190,7 @@ func (d *demo) start(ctx context.Context) error {
 	return nil
 }
 
-func (d *demo) open(ctx context.Context) error {
+func (d *story) open(ctx context.Context) error {
 	for _, a := range []struct {
 		id, owner string
 		amount    int64
@@ -256,7 +228,7 @@ func (d *demo) open(ctx context.Context) error {
 // service instances, say: one repository would queue them behind its local
 // lock). Both decide on the same version; one save wins, the other meets
 // ErrWrongVersion, and Update loads bob again and reruns the command.
-func (d *demo) conflict(ctx context.Context) error {
+func (d *story) conflict(ctx context.Context) error {
 	tellers := []struct {
 		name   string
 		amount int64
@@ -345,13 +317,13 @@ func (w *writes) of(stream eventstore.StreamID) eventstore.AppendResult {
 
 // waitFor waits until projection name has applied the last write to stream,
 // by name (projection.WaitFor works without the runner).
-func (d *demo) waitFor(ctx context.Context, name string, stream eventstore.StreamID) error {
+func (d *story) waitFor(ctx context.Context, name string, stream eventstore.StreamID) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	return projection.WaitFor(ctx, d.store, name, d.writes.of(stream))
 }
 
-func (d *demo) requestTransfer(ctx context.Context, id, from, to string, amount int64) error {
+func (d *story) requestTransfer(ctx context.Context, id, from, to string, amount int64) error {
 	t, err := d.transfers.Update(ctx, id, aggregate.Decide(requestTransfer, RequestTransfer{From: from, To: to, Amount: amount}))
 	if err != nil {
 		return err
@@ -363,7 +335,7 @@ func (d *demo) requestTransfer(ctx context.Context, id, from, to string, amount 
 }
 
 // showTransfer prints the transfer's stream and the account events it caused.
-func (d *demo) showTransfer(ctx context.Context, id string) (Transfer, error) {
+func (d *story) showTransfer(ctx context.Context, id string) (Transfer, error) {
 	t, err := d.transfers.Load(ctx, id)
 	if err != nil {
 		return Transfer{}, err
@@ -395,7 +367,7 @@ func (d *demo) showTransfer(ctx context.Context, id string) (Transfer, error) {
 	return s, nil
 }
 
-func (d *demo) transfer(ctx context.Context) error {
+func (d *story) transfer(ctx context.Context) error {
 	d.say("   a: alice -> bob, both open")
 	if err := d.requestTransfer(ctx, "t1", "alice", "bob", 40); err != nil {
 		return err
@@ -448,7 +420,7 @@ func (d *demo) transfer(ctx context.Context) error {
 
 var accountIDs = []string{"alice", "bob", "carol"}
 
-func (d *demo) readModels(ctx context.Context) error {
+func (d *story) readModels(ctx context.Context) error {
 	for _, id := range accountIDs {
 		for _, name := range []string{BalancesProjection, StatementsProjection} {
 			if err := d.waitFor(ctx, name, eventstore.Stream("account", id)); err != nil {
@@ -497,7 +469,7 @@ func (d *demo) readModels(ctx context.Context) error {
 }
 
 // lag sums a projection's undelivered and pending entries over its partitions.
-func (d *demo) lag(ctx context.Context, name string) (lag, pending int64, err error) {
+func (d *story) lag(ctx context.Context, name string) (lag, pending int64, err error) {
 	sts, err := projection.Status(ctx, d.store, name, "account")
 	if err != nil {
 		return 0, 0, err
@@ -509,7 +481,7 @@ func (d *demo) lag(ctx context.Context, name string) (lag, pending int64, err er
 	return lag, pending, nil
 }
 
-func (d *demo) catchUp(ctx context.Context) error {
+func (d *story) catchUp(ctx context.Context) error {
 	if err := d.stopRunner(StatementsProjection); err != nil {
 		return err
 	}
@@ -560,7 +532,7 @@ func (d *demo) catchUp(ctx context.Context) error {
 	return nil
 }
 
-func (d *demo) stop(ctx context.Context) error {
+func (d *story) stop(ctx context.Context) error {
 	if err := d.stopAll(); err != nil {
 		return err
 	}
@@ -589,7 +561,7 @@ func (d *demo) stop(ctx context.Context) error {
 	return nil
 }
 
-func (d *demo) snapshot(ctx context.Context) error {
+func (d *story) snapshot(ctx context.Context) error {
 	// Snapshots are written in the background; Close flushes the queue.
 	if err := d.snaps.Close(ctx); err != nil {
 		return err
@@ -621,7 +593,7 @@ func (d *demo) snapshot(ctx context.Context) error {
 	return nil
 }
 
-func (d *demo) retention(ctx context.Context) error {
+func (d *story) retention(ctx context.Context) error {
 	r, err := retention.New(d.store, []retention.Policy{
 		{Category: "account", LogMaxLen: 5, CompactIdle: time.Nanosecond, Truncate: true, TruncateKeep: 2},
 		{Category: "transfer", LogMaxLen: 5},

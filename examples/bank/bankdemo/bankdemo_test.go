@@ -1,15 +1,13 @@
 package bankdemo_test
 
 import (
-	"bytes"
-	"context"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/streamfold/streamfold/eventstore"
 	"github.com/streamfold/streamfold/examples/bank/bankdemo"
+	"github.com/streamfold/streamfold/examples/internal/demo/demotest"
 	"github.com/streamfold/streamfold/projection"
 	"github.com/streamfold/streamfold/readmodel"
 	"github.com/streamfold/streamfold/redistest"
@@ -31,22 +29,10 @@ func TestRunCluster(t *testing.T) {
 // testRun runs the story and checks what it left in Redis: that is what the
 // CLI's tests build on.
 func testRun(t *testing.T, tg *redistest.Target) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var out bytes.Buffer
-	start := time.Now()
-	if err := bankdemo.Run(ctx, &out, tg.Client, tg.Namespace); err != nil {
-		t.Fatalf("Run: %v\noutput:\n%s", err, out.String())
-	}
-	t.Logf("Run took %v", time.Since(start).Round(time.Millisecond))
-	defer func() {
-		if t.Failed() {
-			t.Logf("output:\n%s", out.String())
-		}
-	}()
+	ctx, out := demotest.Tell(t, tg, "Run", bankdemo.Run)
 	for _, want := range []string{" attempt 2: bob at version 3", "TransferCompleted", "TransferCompensated", "Ref:t2/refund",
 		"statements: lag 8", "lag 0, pending 0", "dry run: nothing changed"} {
-		if !strings.Contains(out.String(), want) {
+		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q", want)
 		}
 	}
