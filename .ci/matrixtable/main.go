@@ -93,7 +93,21 @@ func load(path string) (*run, error) {
 		cells:    map[[2]string]*cell{},
 		packages: map[string]string{},
 	}
-	final := map[[2]string]string{} // {package, test} -> pass/fail/skip
+	final, err := r.read(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	r.countTests(final)
+	r.countPackageFailures()
+	slices.Sort(r.failed)
+	return r, nil
+}
+
+// read reads go test -json output: the server versions the harness reported,
+// how long the run took, each package's final action, and it returns each
+// test's final action ({package, test} -> pass/fail/skip).
+func (r *run) read(f *os.File) (map[[2]string]string, error) {
+	final := map[[2]string]string{}
 	var first, last time.Time
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<24)
@@ -122,9 +136,15 @@ func load(path string) (*run, error) {
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, err
 	}
 	r.took = last.Sub(first).Round(time.Second)
+	return final, nil
+}
+
+// countTests counts the tests' final actions into their cells, and names
+// the failed ones.
+func (r *run) countTests(final map[[2]string]string) {
 	for k, action := range final {
 		if hasChild(final, k) {
 			continue // count leaves only: a parent fails with its subtests
@@ -140,16 +160,17 @@ func load(path string) (*run, error) {
 			c.skip++
 		}
 	}
+}
+
+// countPackageFailures counts a package that failed without a failed test
+// (a build error, a panic, a timeout), which must not read as passed.
+func (r *run) countPackageFailures() {
 	for pkg, action := range r.packages {
-		// A package that failed without a failed test (a build error, a
-		// panic, a timeout) must not read as passed.
 		if action == "fail" && !slices.ContainsFunc(r.failed, func(s string) bool { return strings.HasPrefix(s, pkg+" ") }) {
 			r.cell("dedicated/unit", suite(pkg)).fail++
 			r.failed = append(r.failed, pkg+" (package failed: see its output)")
 		}
 	}
-	slices.Sort(r.failed)
-	return r, nil
 }
 
 func (r *run) cell(top, suite string) *cell {
