@@ -168,57 +168,80 @@ func addReplicas(ctx context.Context, masters, replicas []clusterMember) error {
 	}
 	defer m0.Close()
 	for i, r := range replicas {
-		mc, err := nodeClient(masters[i].addr)
+		id, err := nodeID(ctx, masters[i].addr)
 		if err != nil {
 			return err
-		}
-		id, err := mc.Do(ctx, mc.B().ClusterMyid().Build()).ToString()
-		mc.Close()
-		if err != nil {
-			return fmt.Errorf("cluster myid %s: %w", masters[i].addr, err)
 		}
 		if err := m0.Do(ctx, m0.B().ClusterMeet().Ip("127.0.0.1").Port(int64(r.port)).ClusterBusPort(int64(r.busPort)).Build()).Error(); err != nil {
 			return fmt.Errorf("cluster meet %s: %w", r.addr, err)
 		}
+		if err := replicate(ctx, r, masters[i].addr, id); err != nil {
+			return err
+		}
+	}
+	for _, r := range replicas {
+		if err := awaitLinkUp(ctx, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// nodeID returns the cluster node id of the node at addr.
+func nodeID(ctx context.Context, addr string) (string, error) {
+	mc, err := nodeClient(addr)
+	if err != nil {
+		return "", err
+	}
+	defer mc.Close()
+	id, err := mc.Do(ctx, mc.B().ClusterMyid().Build()).ToString()
+	if err != nil {
+		return "", fmt.Errorf("cluster myid %s: %w", addr, err)
+	}
+	return id, nil
+}
+
+// replicate makes r a replica of the master at masterAddr, whose node id is
+// id, once r has heard of that master through gossip.
+func replicate(ctx context.Context, r clusterMember, masterAddr, id string) error {
+	rc, err := nodeClient(r.addr)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	for {
+		err = rc.Do(ctx, rc.B().ClusterReplicate().NodeId(id).Build()).Error()
+		if err == nil || !strings.Contains(err.Error(), "Unknown node") {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("replica %s never learnt of %s: %w", r.addr, masterAddr, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("cluster replicate %s: %w", r.addr, err)
+	}
+	return nil
+}
+
+// awaitLinkUp waits until replica r's link to its master is up.
+func awaitLinkUp(ctx context.Context, r clusterMember) error {
+	for {
 		rc, err := nodeClient(r.addr)
 		if err != nil {
 			return err
 		}
-		// The replica must have heard of its master through gossip first.
-		for {
-			err = rc.Do(ctx, rc.B().ClusterReplicate().NodeId(id).Build()).Error()
-			if err == nil || !strings.Contains(err.Error(), "Unknown node") {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				rc.Close()
-				return fmt.Errorf("replica %s never learnt of %s: %w", r.addr, masters[i].addr, ctx.Err())
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
+		info, err := rc.Do(ctx, rc.B().Info().Section("replication").Build()).ToString()
 		rc.Close()
-		if err != nil {
-			return fmt.Errorf("cluster replicate %s: %w", r.addr, err)
+		if err == nil && strings.Contains(info, "master_link_status:up") {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("replica %s never synced: %w", r.addr, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	for _, r := range replicas {
-		for {
-			rc, err := nodeClient(r.addr)
-			if err != nil {
-				return err
-			}
-			info, err := rc.Do(ctx, rc.B().Info().Section("replication").Build()).ToString()
-			rc.Close()
-			if err == nil && strings.Contains(info, "master_link_status:up") {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("replica %s never synced: %w", r.addr, ctx.Err())
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-	}
-	return nil
 }

@@ -137,9 +137,10 @@ func startContainer(ctx context.Context, cfg config) (_ *Server, err error) {
 	return s, nil
 }
 
-// ensureImage checks that Docker answers and the image is present, pulling it once
-// (no retries: without a registry a retry loop would only burn the time budget).
-func ensureImage(ctx context.Context, image string) (err error) {
+// withDocker calls fn with a Docker client and a context bounded by
+// dockerProbeTimeout (for quick questions), closing the client after; a
+// Docker that does not answer is an error.
+func withDocker(ctx context.Context, fn func(pctx context.Context, cli *testcontainers.DockerClient) error) (err error) {
 	defer func() {
 		// testcontainers panics in some setups without a Docker socket.
 		if r := recover(); r != nil {
@@ -153,49 +154,47 @@ func ensureImage(ctx context.Context, image string) (err error) {
 		return fmt.Errorf("docker not reachable: %w", err)
 	}
 	defer cli.Close()
-	if _, err := cli.ImageInspect(ctx, image); err == nil {
+	return fn(pctx, cli)
+}
+
+// ensureImage checks that Docker answers and the image is present, pulling it once
+// (no retries: without a registry a retry loop would only burn the time budget).
+func ensureImage(ctx context.Context, image string) error {
+	return withDocker(ctx, func(_ context.Context, cli *testcontainers.DockerClient) error {
+		if _, err := cli.ImageInspect(ctx, image); err == nil {
+			return nil
+		}
+		pullCtx, cancelPull := context.WithTimeout(ctx, pullTimeout)
+		defer cancelPull()
+		resp, err := cli.ImagePull(pullCtx, image, client.ImagePullOptions{})
+		if err == nil {
+			err = resp.Wait(pullCtx)
+			resp.Close()
+		}
+		if err != nil {
+			return fmt.Errorf("image %s not present and pull failed: pull it or build one (any image whose entrypoint runs redis-server, e.g. FROM redis:7), set %s to it, or unset %s to use a local redis-server: %w", image, envImage, envImage, err)
+		}
+		if _, err := cli.ImageInspect(ctx, image); err != nil {
+			return fmt.Errorf("image %s: %w", image, err)
+		}
 		return nil
-	}
-	pullCtx, cancelPull := context.WithTimeout(ctx, pullTimeout)
-	defer cancelPull()
-	resp, err := cli.ImagePull(pullCtx, image, client.ImagePullOptions{})
-	if err == nil {
-		err = resp.Wait(pullCtx)
-		resp.Close()
-	}
-	if err != nil {
-		return fmt.Errorf("image %s not present and pull failed: pull it or build one (any image whose entrypoint runs redis-server, e.g. FROM redis:7), set %s to it, or unset %s to use a local redis-server: %w", image, envImage, envImage, err)
-	}
-	if _, err := cli.ImageInspect(ctx, image); err != nil {
-		return fmt.Errorf("image %s: %w", image, err)
-	}
-	return nil
+	})
 }
 
 // imageServerVersion reads the server version an image declares (see
 // imageVersion); the zero version when it declares none.
 func imageServerVersion(ctx context.Context, image string) (v version, err error) {
-	defer func() {
-		// testcontainers panics in some setups without a Docker socket.
-		if r := recover(); r != nil {
-			err = fmt.Errorf("docker not reachable: %v", r)
+	err = withDocker(ctx, func(pctx context.Context, cli *testcontainers.DockerClient) error {
+		info, err := cli.ImageInspect(pctx, image)
+		if err != nil {
+			return fmt.Errorf("image %s: %w", image, err)
 		}
-	}()
-	pctx, cancel := context.WithTimeout(ctx, dockerProbeTimeout)
-	defer cancel()
-	cli, err := testcontainers.NewDockerClientWithOpts(pctx)
-	if err != nil {
-		return version{}, fmt.Errorf("docker not reachable: %w", err)
-	}
-	defer cli.Close()
-	info, err := cli.ImageInspect(pctx, image)
-	if err != nil {
-		return version{}, fmt.Errorf("image %s: %w", image, err)
-	}
-	if info.Config == nil {
-		return version{}, nil
-	}
-	return imageVersion(info.Config.Labels, info.Config.Env), nil
+		if info.Config != nil {
+			v = imageVersion(info.Config.Labels, info.Config.Env)
+		}
+		return nil
+	})
+	return v, err
 }
 
 // startContainerNode runs one node on fresh ports, retrying when the ports were taken

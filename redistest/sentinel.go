@@ -43,18 +43,7 @@ func NewSentinel(tb testing.TB, primary string, cfg SentinelConfig) *Sentinel {
 }
 
 func startSentinel(primary string, cfg SentinelConfig) (_ *Sentinel, err error) {
-	if cfg.MasterSet == "" {
-		cfg.MasterSet = "mymaster"
-	}
-	if cfg.Quorum == 0 {
-		cfg.Quorum = 1
-	}
-	if cfg.DownAfter == 0 {
-		cfg.DownAfter = time.Second
-	}
-	if cfg.FailoverMax == 0 {
-		cfg.FailoverMax = 5 * time.Second
-	}
+	cfg = cfg.withDefaults()
 	host, port, err := net.SplitHostPort(primary)
 	if err != nil {
 		return nil, err
@@ -81,18 +70,8 @@ func startSentinel(primary string, cfg SentinelConfig) (_ *Sentinel, err error) 
 		if err != nil {
 			return nil, err
 		}
-		conf := strings.Join([]string{
-			"port " + strconv.Itoa(ports[0]),
-			"bind 127.0.0.1",
-			"dir " + root,
-			fmt.Sprintf("sentinel monitor %s %s %s %d", cfg.MasterSet, host, port, cfg.Quorum),
-			fmt.Sprintf("sentinel down-after-milliseconds %s %d", cfg.MasterSet, cfg.DownAfter.Milliseconds()),
-			fmt.Sprintf("sentinel failover-timeout %s %d", cfg.MasterSet, cfg.FailoverMax.Milliseconds()),
-			fmt.Sprintf("sentinel parallel-syncs %s 1", cfg.MasterSet),
-			"",
-		}, "\n")
 		path := filepath.Join(root, "sentinel.conf")
-		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		if err := os.WriteFile(path, []byte(cfg.conf(ports[0], root, host, port)), 0o644); err != nil {
 			return nil, err
 		}
 		n := &localNode{bin: bin, dir: root, port: ports[0], args: []string{path, "--sentinel"}}
@@ -109,6 +88,38 @@ func startSentinel(primary string, cfg SentinelConfig) (_ *Sentinel, err error) 
 		}
 	}
 	return nil, last
+}
+
+// withDefaults fills in what cfg leaves zero.
+func (cfg SentinelConfig) withDefaults() SentinelConfig {
+	if cfg.MasterSet == "" {
+		cfg.MasterSet = "mymaster"
+	}
+	if cfg.Quorum == 0 {
+		cfg.Quorum = 1
+	}
+	if cfg.DownAfter == 0 {
+		cfg.DownAfter = time.Second
+	}
+	if cfg.FailoverMax == 0 {
+		cfg.FailoverMax = 5 * time.Second
+	}
+	return cfg
+}
+
+// conf is the sentinel.conf of a sentinel on port, in dir, monitoring the
+// primary at host:primaryPort.
+func (cfg SentinelConfig) conf(port int, dir, host, primaryPort string) string {
+	return strings.Join([]string{
+		"port " + strconv.Itoa(port),
+		"bind 127.0.0.1",
+		"dir " + dir,
+		fmt.Sprintf("sentinel monitor %s %s %s %d", cfg.MasterSet, host, primaryPort, cfg.Quorum),
+		fmt.Sprintf("sentinel down-after-milliseconds %s %d", cfg.MasterSet, cfg.DownAfter.Milliseconds()),
+		fmt.Sprintf("sentinel failover-timeout %s %d", cfg.MasterSet, cfg.FailoverMax.Milliseconds()),
+		fmt.Sprintf("sentinel parallel-syncs %s 1", cfg.MasterSet),
+		"",
+	}, "\n")
 }
 
 // Addr returns host:port of the sentinel.
