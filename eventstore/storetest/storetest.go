@@ -33,6 +33,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/internal/clusterscan"
 )
 
 // Factory returns a Store, in a fresh namespace, with opts applied after the
@@ -125,27 +126,16 @@ func collect(t *testing.T, seq iter.Seq2[eventstore.RecordedEvent, error]) []eve
 // NamespaceKeys returns every key of the store's namespace, on every node.
 func NamespaceKeys(t *testing.T, s *eventstore.Store) []string {
 	t.Helper()
-	ctx := ctxT(t)
 	var keys []string
-	for _, node := range s.Client().Nodes() {
-		var cursor uint64
-		for {
-			e, err := node.Do(ctx, node.B().Scan().Cursor(cursor).Match(s.Keys().Namespace()+":*").Count(1000).Build()).AsScanEntry()
-			if err != nil {
-				if strings.Contains(err.Error(), "READONLY") {
-					break
-				}
-				t.Fatalf("scan: %v", err)
-			}
-			keys = append(keys, e.Elements...)
-			if e.Cursor == 0 {
-				break
-			}
-			cursor = e.Cursor
-		}
+	err := clusterscan.Keys(ctxT(t), s.Client(), clusterscan.Options{Match: s.Keys().Namespace() + ":*"}, func(_ rueidis.Client, page []string) error {
+		keys = append(keys, page...)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("scan: %v", err)
 	}
 	slices.Sort(keys)
-	return slices.Compact(keys)
+	return keys
 }
 
 func testAppendAndRead(t *testing.T, newStore Factory) {
