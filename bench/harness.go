@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 
@@ -65,6 +66,16 @@ func fanOut(workers, total int, op func(w, i int) error) error {
 // parallel runs f(0..n-1) on 64 goroutines.
 func parallel(n int, f func(i int) error) error {
 	return fanOut(64, n, func(_, i int) error { return f(i) })
+}
+
+// depositAmount is the amount of a Deposited event; any other event is a
+// permanent failure.
+func depositAmount(ev eventstore.RecordedEvent) (int64, error) {
+	d, ok := ev.Data.(Deposited)
+	if !ok {
+		return 0, projection.Permanent(fmt.Errorf("unexpected %T", ev.Data))
+	}
+	return d.Amount, nil
 }
 
 // startRunner runs r until the returned stop is called; stop waits for Run

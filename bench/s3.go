@@ -162,11 +162,11 @@ func s3Ours(ctx context.Context, s *eventstore.Store, logger *slog.Logger) (int6
 		return 0, err
 	}
 	h := projection.Writes(func(ctx context.Context, ev eventstore.RecordedEvent, b *readmodel.Batch) error {
-		d, ok := ev.Data.(Deposited)
-		if !ok {
-			return projection.Permanent(fmt.Errorf("unexpected %T", ev.Data))
+		a, err := depositAmount(ev)
+		if err != nil {
+			return err
 		}
-		return b.Set(m, ev.Stream.ID, ev.Version, map[string]string{"amount": strconv.FormatInt(d.Amount, 10)})
+		return b.Set(m, ev.Stream.ID, ev.Version, map[string]string{"amount": strconv.FormatInt(a, 10)})
 	})
 	if err := s3Project(ctx, s, "ours", h, logger); err != nil {
 		return 0, err

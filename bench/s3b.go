@@ -128,16 +128,6 @@ func s3bManyToOne(c rueidis.Client, run int) (s3bSide, *readmodel.Rollup, error)
 	}), func() int64 { st := r.Stats(); return st.Applied + st.Skipped }}, r, nil
 }
 
-// depositAmount is the amount of a Deposited event; any other event is a
-// permanent failure.
-func depositAmount(ev eventstore.RecordedEvent) (int64, error) {
-	d, ok := ev.Data.(Deposited)
-	if !ok {
-		return 0, projection.Permanent(fmt.Errorf("unexpected %T", ev.Data))
-	}
-	return d.Amount, nil
-}
-
 // s3bBranch is the Rollup entry of account id: b0 to b99.
 func s3bBranch(id string) string {
 	k, _ := strconv.Atoi(strings.TrimPrefix(id, "acc-"))

@@ -36,11 +36,11 @@ type s5Seen struct {
 }
 
 func (h *s5Handler) write(ev eventstore.RecordedEvent, b *readmodel.Batch) (int64, error) {
-	d, ok := ev.Data.(Deposited)
-	if !ok {
-		return 0, projection.Permanent(fmt.Errorf("unexpected %T", ev.Data))
+	at, err := depositAmount(ev)
+	if err != nil {
+		return 0, err
 	}
-	return d.Amount, b.Set(h.m, ev.Stream.ID, ev.Version, map[string]string{"at": strconv.FormatInt(d.Amount, 10)})
+	return at, b.Set(h.m, ev.Stream.ID, ev.Version, map[string]string{"at": strconv.FormatInt(at, 10)})
 }
 
 func (h *s5Handler) record(starts []int64, evs []eventstore.RecordedEvent) {
