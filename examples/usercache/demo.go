@@ -27,7 +27,7 @@ const blockWorkaround = 100 * time.Millisecond
 // cacheTTL is the profiles' TTL: short, so that the demo sees an entry expire.
 const cacheTTL = time.Second
 
-// story is one run of the story.
+// story is one run: the store, the profiles read model in its schema versions, and the consumers.
 type story struct {
 	w      io.Writer
 	log    *slog.Logger
