@@ -23,7 +23,7 @@ const (
 // never writes a key (dlq, trim and compact go through the libraries).
 // eventstore/keys.go owns the layout: every shape below is asked of its
 // Keyspace (a key builder called with an empty id gives the prefix of that
-// kind), never spelled out here. Two prefixes belong to packages that
+// kind; ParseStreamKey reads an entity stream's), never spelled out here. Two prefixes belong to packages that
 // export no key builder, and are named once:
 const (
 	// projectionKeys starts every key of projection/keys.go, in a
@@ -53,13 +53,26 @@ type partitionRef struct {
 	partition int
 }
 
+// partitionPrefixes are the key prefixes of one category partition, from
+// the Keyspace.
+type partitionPrefixes struct {
+	partitionRef
+	tagged     string // every key in the partition's hash tag
+	log        string // the partition log (the whole key)
+	streams    string // entity streams
+	snapshots  string
+	projection string
+}
+
 // keyClassifier tells what a key of one namespace is. Keys in a partition's
 // hash tag are recognised by the tag (Keyspace.Tag) of each partition of the
 // known categories, so a key whose tag names no known category partition is
 // "other".
 type keyClassifier struct {
 	ks   eventstore.Keyspace
-	tags map[string]partitionRef // Keyspace.Tag -> partition
+	tags map[string]*partitionPrefixes // by Keyspace.Tag
+	// Namespace-wide prefixes.
+	namespace, categories, category, projection, readModel string
 }
 
 // classifier returns the key classifier that knows the partitions of cats
@@ -83,10 +96,20 @@ func (a *app) classifier(cats []string) (*keyClassifier, error) {
 // newKeyClassifier returns the classifier of namespace ks whose categories
 // have the given partition counts.
 func newKeyClassifier(ks eventstore.Keyspace, partitions map[string]int) *keyClassifier {
-	kc := &keyClassifier{ks: ks, tags: map[string]partitionRef{}}
+	kc := &keyClassifier{ks: ks, tags: map[string]*partitionPrefixes{},
+		namespace: ks.Key(""), categories: ks.Categories(), category: ks.Category(""),
+		projection: ks.Key(projectionKeys), readModel: ks.Key(readModelKeys)}
 	for c, n := range partitions {
+		empty := eventstore.Stream(c, "") // a builder given no id returns its kind's prefix
 		for p := range n {
-			kc.tags[ks.Tag(c, p)] = partitionRef{c, p}
+			kc.tags[ks.Tag(c, p)] = &partitionPrefixes{
+				partitionRef: partitionRef{c, p},
+				tagged:       ks.PartitionKey(c, p, ""),
+				log:          ks.Log(c, p),
+				streams:      ks.Stream(empty, p),
+				snapshots:    ks.Snapshot(empty, p),
+				projection:   ks.PartitionKey(c, p, projectionKeys),
+			}
 		}
 	}
 	return kc
@@ -95,14 +118,14 @@ func newKeyClassifier(ks eventstore.Keyspace, partitions map[string]int) *keyCla
 // classify tells what key is.
 func (kc *keyClassifier) classify(key string) keyInfo {
 	ki := keyInfo{Key: key, Kind: kindOther}
-	if !strings.HasPrefix(key, kc.ks.Key("")) {
+	if !strings.HasPrefix(key, kc.namespace) {
 		return ki
 	}
 	// A read model's key may hold a hash tag too (readmodel.Rollup's
-	// <ns>:rm:<name>:v<schema>:{<id>}): only a tag where Keyspace puts a
-	// partition's counts.
-	if ref, ok := kc.tags[hashTag(key)]; ok && strings.HasPrefix(key, kc.ks.PartitionKey(ref.category, ref.partition, "")) {
-		kc.classifyTagged(&ki, ref)
+	// <ns>:rm:<name>:v<schema>:{<id>}): a tag names a partition only where
+	// Keyspace puts a partition's tag.
+	if pp, ok := kc.tags[hashTag(key)]; ok && strings.HasPrefix(key, pp.tagged) {
+		kc.classifyTagged(&ki, pp)
 		return ki
 	}
 	kc.classifyNamespaceWide(&ki)
@@ -124,21 +147,19 @@ func hashTag(key string) string {
 	return key[i : i+j+2]
 }
 
-// classifyTagged classifies a key in the hash tag of partition ref.
-func (kc *keyClassifier) classifyTagged(ki *keyInfo, ref partitionRef) {
-	c, p := ref.category, ref.partition
-	ki.Category, ki.Partition = c, p
-	empty := eventstore.Stream(c, "")
+// classifyTagged classifies a key in the hash tag of partition pp.
+func (kc *keyClassifier) classifyTagged(ki *keyInfo, pp *partitionPrefixes) {
+	ki.Category, ki.Partition = pp.category, pp.partition
 	switch {
-	case ki.Key == kc.ks.Log(c, p):
+	case ki.Key == pp.log:
 		ki.Kind = kindLog
-	case strings.HasPrefix(ki.Key, kc.ks.Stream(empty, p)):
+	case strings.HasPrefix(ki.Key, pp.streams):
 		if sid, _, err := kc.ks.ParseStreamKey(ki.Key); err == nil {
 			ki.Kind, ki.Stream = kindStream, sid
 		}
-	case strings.HasPrefix(ki.Key, kc.ks.Snapshot(empty, p)):
+	case strings.HasPrefix(ki.Key, pp.snapshots):
 		ki.Kind = kindSnapshot
-	case strings.HasPrefix(ki.Key, kc.ks.PartitionKey(c, p, projectionKeys)):
+	case strings.HasPrefix(ki.Key, pp.projection):
 		ki.Kind = kindProj
 	}
 }
@@ -146,12 +167,12 @@ func (kc *keyClassifier) classifyTagged(ki *keyInfo, ref partitionRef) {
 // classifyNamespaceWide classifies a key outside every partition's tag.
 func (kc *keyClassifier) classifyNamespaceWide(ki *keyInfo) {
 	switch {
-	case ki.Key == kc.ks.Categories() || strings.HasPrefix(ki.Key, kc.ks.Category("")):
+	case ki.Key == kc.categories || strings.HasPrefix(ki.Key, kc.category):
 		ki.Kind = kindMeta
-	case strings.HasPrefix(ki.Key, kc.ks.Key(projectionKeys)):
+	case strings.HasPrefix(ki.Key, kc.projection):
 		ki.Kind = kindProj
-	case strings.HasPrefix(ki.Key, kc.ks.Key(readModelKeys)):
-		if model, schema, ok := parseReadModelKey(strings.TrimPrefix(ki.Key, kc.ks.Key(readModelKeys))); ok {
+	case strings.HasPrefix(ki.Key, kc.readModel):
+		if model, schema, ok := parseReadModelKey(strings.TrimPrefix(ki.Key, kc.readModel)); ok {
 			ki.Kind, ki.Model, ki.Schema = kindReadModel, model, schema
 		}
 	}

@@ -60,7 +60,7 @@ type subcommand interface {
 // command names a subcommand for the command line and the usage text.
 type command struct {
 	name, args, summary string
-	new                 func() subcommand
+	newCmd              func() subcommand
 }
 
 var commands = []command{
@@ -183,7 +183,7 @@ func (c *command) parse(g *globals, args []string, stderr io.Writer) (subcommand
 	fs := flag.NewFlagSet("streamfold "+c.name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	g.register(fs)
-	sub := c.new()
+	sub := c.newCmd()
 	sub.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: streamfold [global flags] %s [flags] %s\n\n%s\n\nflags:\n", c.name, c.args, c.summary)
