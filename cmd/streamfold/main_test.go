@@ -172,18 +172,25 @@ func mustContain(t *testing.T, what, s string, subs ...string) {
 	}
 }
 
-func TestCommands(t *testing.T) {
+// onEveryTarget runs test in parallel against a standalone server and a
+// cluster.
+func onEveryTarget(t *testing.T, test func(t *testing.T, tg *redistest.Target)) {
 	for _, tc := range []struct {
 		name   string
 		target func(testing.TB) *redistest.Target
 	}{{"standalone", redistest.Standalone}, {"cluster", redistest.Cluster}} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			tg := tc.target(t)
-			fixture(t, tg)
-			testCommands(t, tg)
+			test(t, tc.target(t))
 		})
 	}
+}
+
+func TestCommands(t *testing.T) {
+	onEveryTarget(t, func(t *testing.T, tg *redistest.Target) {
+		fixture(t, tg)
+		testCommands(t, tg)
+	})
 }
 
 func testCommands(t *testing.T, tg *redistest.Target) {
