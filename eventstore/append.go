@@ -81,73 +81,69 @@ type appendReq struct {
 }
 
 // prepare validates and encodes everything before anything is sent: invalid
-// input never reaches Redis (not even the category's metadata).
+// input never reaches Redis (not even the category's metadata). The streams
+// are validated here, once; routing them (place) does not check them again.
 func (s *Store) prepare(ctx context.Context, appends []StreamAppend) (*appendReq, error) {
-	if len(appends) == 0 {
-		return nil, ErrEmptyAppend
+	nev, err := checkAppends(appends)
+	if err != nil {
+		return nil, err
 	}
 	req := &appendReq{streams: appends, parts: make([]int, len(appends)), keys: make([]string, len(appends)), tombs: make([]string, len(appends))}
-	nev := 0
+	if err := s.encode(ctx, req, nev); err != nil {
+		return nil, err
+	}
+	if err := s.place(ctx, req); err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// checkAppends checks the shape of a transaction: valid stream ids, each
+// once, of one category, each with events and a valid expected version. It
+// returns the number of events.
+func checkAppends(appends []StreamAppend) (events int, err error) {
+	if len(appends) == 0 {
+		return 0, ErrEmptyAppend
+	}
 	for i, a := range appends {
 		if err := a.Stream.Validate(); err != nil {
-			return nil, err
+			return 0, err
 		}
 		if len(a.Events) == 0 {
-			return nil, fmt.Errorf("append to %s: %w", a.Stream, ErrEmptyAppend)
+			return 0, fmt.Errorf("append to %s: %w", a.Stream, ErrEmptyAppend)
 		}
 		if !a.Expected.valid() {
-			return nil, fmt.Errorf("append to %s: %w: invalid expected version %d", a.Stream, ErrInvalidEvent, int64(a.Expected))
+			return 0, fmt.Errorf("append to %s: %w: invalid expected version %d", a.Stream, ErrInvalidEvent, int64(a.Expected))
 		}
 		for j := range i {
 			if appends[j].Stream == a.Stream {
-				return nil, fmt.Errorf("append: %w: stream %s appears twice", ErrInvalidEvent, a.Stream)
+				return 0, fmt.Errorf("append: %w: stream %s appears twice", ErrInvalidEvent, a.Stream)
 			}
 		}
 		if a.Stream.Category != appends[0].Stream.Category {
-			return nil, &CrossPartitionError{A: appends[0].Stream, B: a.Stream, PartitionA: -1, PartitionB: -1}
+			return 0, &CrossPartitionError{A: appends[0].Stream, B: a.Stream, PartitionA: -1, PartitionB: -1}
 		}
-		nev += len(a.Events)
+		events += len(a.Events)
 	}
-	req.args = make([]string, 0, 1+len(appends)*5+nev*2)
-	req.args = append(req.args, strconv.Itoa(len(appends)))
-	now := s.opts.clock().UTC().UnixNano()
-	var seen map[uuid.UUID]struct{} // duplicate ids within one append; none to find in a single event
-	if nev > 1 {
-		seen = make(map[uuid.UUID]struct{}, nev)
+	return events, nil
+}
+
+// encode builds req's ARGV part: the number of streams, then per stream its
+// part (appendStreamPart) and per event its entry id (when the expected
+// version is exact) and envelope.
+func (s *Store) encode(ctx context.Context, req *appendReq, events int) error {
+	req.args = make([]string, 0, 1+len(req.streams)*5+events*2)
+	req.args = append(req.args, strconv.Itoa(len(req.streams)))
+	enc := eventEncoder{s: s, ctx: ctx, nanos: s.opts.clock().UTC().UnixNano()}
+	if events > 1 { // duplicate ids within one append; none to find in a single event
+		enc.seen = make(map[uuid.UUID]struct{}, events)
 	}
-	for i, a := range appends {
+	for i, a := range req.streams {
 		req.args = append(req.args, appendStreamPart(i+2, a)...)
 		for j := range a.Events {
-			ev := &a.Events[j]
-			ti := s.opts.registry.lookupType(ev.Data)
-			if ti == nil {
-				return nil, &UnknownEventTypeError{Type: fmt.Sprintf("%T", ev.Data), Stream: a.Stream}
-			}
-			if ev.ID == uuid.Nil {
-				// Filled in place so a caller that retries the same slice
-				// retries with the same ids.
-				id, err := uuid.NewV7()
-				if err != nil {
-					return nil, err
-				}
-				ev.ID = id
-			}
-			if seen != nil {
-				if _, dup := seen[ev.ID]; dup {
-					return nil, &InvalidEventError{Stream: a.Stream, Index: j, Reason: "event id " + ev.ID.String() + " appears twice"}
-				}
-				seen[ev.ID] = struct{}{}
-			}
-			data, err := codecFor(ctx, s.opts.codec, a.Stream).Marshal(ev.Data)
+			env, err := enc.envelope(a, j)
 			if err != nil {
-				return nil, &InvalidEventError{Stream: a.Stream, Index: j, Reason: "encode " + ti.name, Err: err}
-			}
-			env, err := encodeEnvelope(&envelope{id: ev.ID, typ: ti.name, schemaVersion: ti.schemaVersion, nanos: now, data: data, Metadata: ev.Metadata})
-			if err != nil {
-				return nil, &InvalidEventError{Stream: a.Stream, Index: j, Reason: "encode envelope", Err: err}
-			}
-			if len(env) > s.opts.maxEventSize {
-				return nil, &EventTooLargeError{Stream: a.Stream, Type: ti.name, Size: len(env), Max: s.opts.maxEventSize}
+				return err
 			}
 			req.bytes += len(env)
 			vid := ""
@@ -157,19 +153,73 @@ func (s *Store) prepare(ctx context.Context, appends []StreamAppend) (*appendReq
 			req.args = append(req.args, vid, rueidis.BinaryString(env))
 		}
 	}
-	for i, a := range appends {
-		p, key, err := s.locate(ctx, a.Stream)
+	return nil
+}
+
+// eventEncoder encodes the events of one transaction.
+type eventEncoder struct {
+	s     *Store
+	ctx   context.Context
+	nanos int64                  // the transaction's timestamp
+	seen  map[uuid.UUID]struct{} // event ids so far; nil for a single event
+}
+
+// envelope returns the encoded envelope of event j of a, giving the event
+// an id if it has none.
+func (e *eventEncoder) envelope(a StreamAppend, j int) ([]byte, error) {
+	ev := &a.Events[j]
+	ti := e.s.opts.registry.lookupType(ev.Data)
+	if ti == nil {
+		return nil, &UnknownEventTypeError{Type: fmt.Sprintf("%T", ev.Data), Stream: a.Stream}
+	}
+	if ev.ID == uuid.Nil {
+		// Filled in place so a caller that retries the same slice
+		// retries with the same ids.
+		id, err := uuid.NewV7()
 		if err != nil {
 			return nil, err
 		}
-		if i > 0 && p != req.parts[0] {
-			return nil, &CrossPartitionError{A: appends[0].Stream, B: a.Stream, PartitionA: req.parts[0], PartitionB: p}
-		}
-		req.parts[i], req.keys[i], req.tombs[i] = p, key, s.keys.Tombstone(a.Stream, p)
+		ev.ID = id
 	}
-	req.tag = s.keys.Tag(appends[0].Stream.Category, req.parts[0])
-	req.log = s.keys.Log(appends[0].Stream.Category, req.parts[0])
-	return req, nil
+	if e.seen != nil {
+		if _, dup := e.seen[ev.ID]; dup {
+			return nil, &InvalidEventError{Stream: a.Stream, Index: j, Reason: "event id " + ev.ID.String() + " appears twice"}
+		}
+		e.seen[ev.ID] = struct{}{}
+	}
+	data, err := codecFor(e.ctx, e.s.opts.codec, a.Stream).Marshal(ev.Data)
+	if err != nil {
+		return nil, &InvalidEventError{Stream: a.Stream, Index: j, Reason: "encode " + ti.name, Err: err}
+	}
+	env, err := encodeEnvelope(&envelope{id: ev.ID, typ: ti.name, schemaVersion: ti.schemaVersion, nanos: e.nanos, data: data, Metadata: ev.Metadata})
+	if err != nil {
+		return nil, &InvalidEventError{Stream: a.Stream, Index: j, Reason: "encode envelope", Err: err}
+	}
+	if limit := e.s.opts.maxEventSize; len(env) > limit {
+		return nil, &EventTooLargeError{Stream: a.Stream, Type: ti.name, Size: len(env), Max: limit}
+	}
+	return env, nil
+}
+
+// place routes req's streams, checked by checkAppends: their category's
+// partition count (creating the category if it is new), their partition,
+// which must be the same for all, and their keys.
+func (s *Store) place(ctx context.Context, req *appendReq) error {
+	first := req.streams[0].Stream
+	n, err := s.partitions(ctx, first.Category, true)
+	if err != nil {
+		return err
+	}
+	for i, a := range req.streams {
+		p := PartitionOf(a.Stream.ID, n)
+		if i > 0 && p != req.parts[0] {
+			return &CrossPartitionError{A: first, B: a.Stream, PartitionA: req.parts[0], PartitionB: p}
+		}
+		req.parts[i], req.keys[i], req.tombs[i] = p, s.keys.Stream(a.Stream, p), s.keys.Tombstone(a.Stream, p)
+	}
+	req.tag = s.keys.Tag(first.Category, req.parts[0])
+	req.log = s.keys.Log(first.Category, req.parts[0])
+	return nil
 }
 
 // execute sends a batch of transactions of one partition in one script call
@@ -229,6 +279,8 @@ func (s *Store) execute(ctx context.Context, batch []*appendReq) {
 	}
 }
 
+// decodeResult reads the script's reply for this transaction: its results,
+// or the error its status names.
 func (r *appendReq) decodeResult(m rueidis.RedisMessage) ([]AppendResult, error) {
 	arr, err := m.ToArray()
 	if err != nil || len(arr) == 0 {
@@ -238,43 +290,63 @@ func (r *appendReq) decodeResult(m rueidis.RedisMessage) ([]AppendResult, error)
 	if err != nil {
 		return nil, fmt.Errorf("append to %s: bad script reply: %w", r.streams[0].Stream, err)
 	}
-	status := appendStatus(st)
-	switch status {
+	switch status := appendStatus(st); status {
 	case appendAppended, appendReplayed:
+		return r.decodeWritten(arr, status == appendReplayed)
 	case appendDamaged:
-		if len(arr) != 4 {
-			return nil, fmt.Errorf("append to %s: bad damage reply", r.streams[0].Stream)
-		}
-		idx, _ := arr[1].AsInt64()
-		ver, _ := arr[2].AsInt64()
-		last, _ := arr[3].AsInt64()
-		if idx < 1 || int(idx) > len(r.streams) {
-			return nil, fmt.Errorf("append to %s: bad damage reply", r.streams[0].Stream)
-		}
-		return nil, &DamagedStreamError{Stream: r.streams[idx-1].Stream, Version: uint64(ver), Last: uint64(last)}
+		return nil, r.decodeDamage(arr)
 	case appendFailed:
-		// One write of this transaction failed; the others of the batch
-		// have their own outcomes.
-		if len(arr) != 3 {
-			return nil, fmt.Errorf("append to %s: bad failure reply", r.streams[0].Stream)
-		}
-		partial, _ := arr[1].AsInt64()
-		msg, _ := arr[2].ToString()
-		return nil, &AppendFailedError{Stream: r.streams[0].Stream, Partial: partial != 0, Reason: msg}
+		return nil, r.decodeFailure(arr)
 	case appendConflict:
-		if len(arr) != 3 {
-			return nil, fmt.Errorf("append to %s: bad conflict reply", r.streams[0].Stream)
-		}
-		idx, _ := arr[1].AsInt64()
-		actual, _ := arr[2].AsInt64()
-		if idx < 1 || int(idx) > len(r.streams) {
-			return nil, fmt.Errorf("append to %s: bad conflict reply", r.streams[0].Stream)
-		}
-		sa := r.streams[idx-1]
-		return nil, &WrongVersionError{Stream: sa.Stream, Expected: sa.Expected, Actual: uint64(actual)}
+		return nil, r.decodeConflict(arr)
 	default:
 		return nil, fmt.Errorf("append to %s: bad script reply: unknown status %d", r.streams[0].Stream, st)
 	}
+}
+
+// decodeDamage reads a damaged-stream reply: {DAMAGED, stream index, version, last}.
+func (r *appendReq) decodeDamage(arr []rueidis.RedisMessage) error {
+	if len(arr) != 4 {
+		return fmt.Errorf("append to %s: bad damage reply", r.streams[0].Stream)
+	}
+	idx, _ := arr[1].AsInt64()
+	ver, _ := arr[2].AsInt64()
+	last, _ := arr[3].AsInt64()
+	if idx < 1 || int(idx) > len(r.streams) {
+		return fmt.Errorf("append to %s: bad damage reply", r.streams[0].Stream)
+	}
+	return &DamagedStreamError{Stream: r.streams[idx-1].Stream, Version: uint64(ver), Last: uint64(last)}
+}
+
+// decodeFailure reads a failed-write reply: {FAILED, partial, message}. One
+// write of this transaction failed; the others of the batch have their own
+// outcomes.
+func (r *appendReq) decodeFailure(arr []rueidis.RedisMessage) error {
+	if len(arr) != 3 {
+		return fmt.Errorf("append to %s: bad failure reply", r.streams[0].Stream)
+	}
+	partial, _ := arr[1].AsInt64()
+	msg, _ := arr[2].ToString()
+	return &AppendFailedError{Stream: r.streams[0].Stream, Partial: partial != 0, Reason: msg}
+}
+
+// decodeConflict reads a wrong-version reply: {CONFLICT, stream index, actual version}.
+func (r *appendReq) decodeConflict(arr []rueidis.RedisMessage) error {
+	if len(arr) != 3 {
+		return fmt.Errorf("append to %s: bad conflict reply", r.streams[0].Stream)
+	}
+	idx, _ := arr[1].AsInt64()
+	actual, _ := arr[2].AsInt64()
+	if idx < 1 || int(idx) > len(r.streams) {
+		return fmt.Errorf("append to %s: bad conflict reply", r.streams[0].Stream)
+	}
+	sa := r.streams[idx-1]
+	return &WrongVersionError{Stream: sa.Stream, Expected: sa.Expected, Actual: uint64(actual)}
+}
+
+// decodeWritten reads the reply of a transaction written (or replayed):
+// {status, per stream {version, position per event}}.
+func (r *appendReq) decodeWritten(arr []rueidis.RedisMessage, replayed bool) ([]AppendResult, error) {
 	if len(arr) != len(r.streams)+1 {
 		return nil, fmt.Errorf("append to %s: bad script reply length", r.streams[0].Stream)
 	}
@@ -288,7 +360,7 @@ func (r *appendReq) decodeResult(m rueidis.RedisMessage) ([]AppendResult, error)
 		if err != nil {
 			return nil, fmt.Errorf("append to %s: bad version in reply: %w", sa.Stream, err)
 		}
-		res := AppendResult{Stream: sa.Stream, Partition: r.parts[i], Version: uint64(ver), Replayed: status == appendReplayed, Positions: make([]Position, len(sa.Events))}
+		res := AppendResult{Stream: sa.Stream, Partition: r.parts[i], Version: uint64(ver), Replayed: replayed, Positions: make([]Position, len(sa.Events))}
 		for j := range sa.Events {
 			ps, err := vals[j+1].ToString()
 			if err == nil && ps != "" {

@@ -241,6 +241,9 @@ type catCount struct {
 // (errors.Is ErrUnknownCategory) listing the namespace's categories. The
 // answer is cached for the life of the Store.
 func (s *Store) Partitions(ctx context.Context, category string) (int, error) {
+	if err := ValidateCategory(category); err != nil {
+		return 0, err
+	}
 	return s.partitions(ctx, category, false)
 }
 
@@ -250,13 +253,15 @@ func (s *Store) Partitions(ctx context.Context, category string) (int, error) {
 // to the category would. Use it to create a category before anything is
 // appended to it, for example before a projection that follows it starts.
 func (s *Store) CreateCategory(ctx context.Context, category string) (int, error) {
-	return s.partitions(ctx, category, true)
-}
-
-func (s *Store) partitions(ctx context.Context, category string, create bool) (int, error) {
 	if err := ValidateCategory(category); err != nil {
 		return 0, err
 	}
+	return s.partitions(ctx, category, true)
+}
+
+// partitions is Partitions (CreateCategory when create is set) for a
+// category the caller has validated.
+func (s *Store) partitions(ctx context.Context, category string, create bool) (int, error) {
 	if v, ok := s.cats.Load(category); ok {
 		c := v.(*catCount)
 		if last := c.checked.Load(); time.Since(time.Unix(0, last)) > categoryRecheck &&
@@ -358,12 +363,12 @@ func (s *Store) Categories(ctx context.Context) ([]string, error) {
 }
 
 // locate returns the partition and key of a stream, creating its category
-// if it is new (appends).
+// if it is new (as appends do).
 func (s *Store) locate(ctx context.Context, stream StreamID) (int, string, error) {
 	if err := stream.Validate(); err != nil {
 		return 0, "", err
 	}
-	n, err := s.CreateCategory(ctx, stream.Category)
+	n, err := s.partitions(ctx, stream.Category, true)
 	if err != nil {
 		return 0, "", err
 	}
@@ -377,7 +382,7 @@ func (s *Store) locateKnown(ctx context.Context, stream StreamID) (p int, key st
 	if err := stream.Validate(); err != nil {
 		return 0, "", false, err
 	}
-	n, err := s.Partitions(ctx, stream.Category)
+	n, err := s.partitions(ctx, stream.Category, false)
 	if errors.Is(err, ErrUnknownCategory) {
 		return 0, "", false, nil
 	}

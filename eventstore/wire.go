@@ -141,79 +141,103 @@ func decodeEnvelope(b []byte) (e envelope, err error) {
 	defer envDecPool.Put(d)
 	d.r.Reset(rest)
 	d.dec.Reset(&d.r)
-	dec := d.dec
-	n, err := dec.DecodeArrayLen()
+	n, err := d.dec.DecodeArrayLen()
 	if err != nil {
 		return e, err
 	}
 	if n < 4 || n > 32 {
 		return e, fmt.Errorf("envelope has %d elements", n)
 	}
-	if e.typ, err = dec.DecodeString(); err != nil {
+	if err := d.required(&e, rest); err != nil {
 		return e, err
+	}
+	if err := d.optional(&e, n); err != nil {
+		return e, err
+	}
+	// Elements past the seventh are from a newer writer: skip them.
+	for i := 7; i < n; i++ {
+		if err := d.dec.Skip(); err != nil {
+			return e, err
+		}
+	}
+	return e, nil
+}
+
+// required decodes the elements every envelope has: type, schema version,
+// unix nanos and data. rest is the array the decoder reads, which data
+// aliases.
+func (d *envDec) required(e *envelope, rest []byte) (err error) {
+	dec := d.dec
+	if e.typ, err = dec.DecodeString(); err != nil {
+		return err
 	}
 	sv, err := dec.DecodeInt64()
 	if err != nil {
-		return e, err
+		return err
 	}
 	e.schemaVersion = int(sv)
 	if e.nanos, err = dec.DecodeInt64(); err != nil {
-		return e, err
+		return err
 	}
 	// Decode the payload in place: its length prefix tells where it is.
 	start := len(rest) - d.r.Len()
 	dl, err := dec.DecodeBytesLen()
 	if err != nil {
-		return e, err
+		return err
 	}
 	hdr := len(rest) - d.r.Len() - start
 	if dl < 0 || dl > d.r.Len() {
-		return e, fmt.Errorf("envelope data length %d", dl)
+		return fmt.Errorf("envelope data length %d", dl)
 	}
 	e.data = rest[start+hdr : start+hdr+dl : start+hdr+dl]
-	if _, err := d.r.Seek(int64(dl), io.SeekCurrent); err != nil {
-		return e, err
-	}
+	_, err = d.r.Seek(int64(dl), io.SeekCurrent)
+	return err
+}
+
+// optional decodes the elements of an envelope of n elements that a writer
+// may omit when empty: correlation id, causation id, headers.
+func (d *envDec) optional(e *envelope, n int) (err error) {
 	if n >= 5 {
-		if e.CorrelationID, err = dec.DecodeString(); err != nil {
-			return e, err
+		if e.CorrelationID, err = d.dec.DecodeString(); err != nil {
+			return err
 		}
 	}
 	if n >= 6 {
-		if e.CausationID, err = dec.DecodeString(); err != nil {
-			return e, err
+		if e.CausationID, err = d.dec.DecodeString(); err != nil {
+			return err
 		}
 	}
 	if n >= 7 {
-		hn, err := dec.DecodeMapLen()
+		e.Headers, err = d.headers()
+	}
+	return err
+}
+
+// headers decodes the envelope's headers map (nil when empty).
+func (d *envDec) headers() (map[string]string, error) {
+	hn, err := d.dec.DecodeMapLen()
+	if err != nil {
+		return nil, err
+	}
+	if hn > d.r.Len() { // each pair takes at least two bytes: a bogus length
+		return nil, fmt.Errorf("envelope headers length %d", hn)
+	}
+	var h map[string]string
+	if hn > 0 {
+		h = make(map[string]string, hn)
+	}
+	for range hn {
+		k, err := d.dec.DecodeString()
 		if err != nil {
-			return e, err
+			return h, err
 		}
-		if hn > d.r.Len() { // each pair takes at least two bytes: a bogus length
-			return e, fmt.Errorf("envelope headers length %d", hn)
+		v, err := d.dec.DecodeString()
+		if err != nil {
+			return h, err
 		}
-		if hn > 0 {
-			e.Headers = make(map[string]string, hn)
-		}
-		for range hn {
-			k, err := dec.DecodeString()
-			if err != nil {
-				return e, err
-			}
-			v, err := dec.DecodeString()
-			if err != nil {
-				return e, err
-			}
-			e.Headers[k] = v
-		}
+		h[k] = v
 	}
-	// Elements past the seventh are from a newer writer: skip them.
-	for i := 7; i < n; i++ {
-		if err := dec.Skip(); err != nil {
-			return e, err
-		}
-	}
-	return e, nil
+	return h, nil
 }
 
 // entryDecoder turns stream entries into RecordedEvents.
@@ -227,65 +251,110 @@ type entryDecoder struct {
 // the event without Data, and an *UnknownEventTypeError; likewise an
 // *UpcastError when a payload of another schema version cannot be upcast.
 func (d entryDecoder) decodeEntry(ctx context.Context, key string, e rueidis.XRangeSlice, stream StreamID) (RecordedEvent, error) {
-	fromLog := stream.ID == ""
-	var ev RecordedEvent
-	corrupt := func(reason string, err error) (RecordedEvent, error) {
-		return RecordedEvent{}, &CorruptEntryError{Key: key, EntryID: e.ID, Reason: reason, Err: err}
+	ev, err := d.decode(ctx, e, stream)
+	if f, ok := err.(*entryFault); ok {
+		return RecordedEvent{}, &CorruptEntryError{Key: key, EntryID: e.ID, Reason: f.reason, Err: f.err}
 	}
-	var env, pos, ver string
-	var haveEnv bool
-	for _, fv := range e.FieldValues {
-		switch fv.Field {
-		case fieldEnvelope:
-			env, haveEnv = fv.Value, true
-		case fieldPos:
-			pos = fv.Value
-		case fieldStream:
-			stream.ID = fv.Value
-		case fieldVer:
-			ver = fv.Value
-		}
+	return ev, err
+}
+
+// entryFault is what makes an entry corrupt, before decodeEntry names the
+// entry in a *CorruptEntryError.
+type entryFault struct {
+	reason string
+	err    error
+}
+
+func (f *entryFault) Error() string { return f.reason }
+
+// decode is decodeEntry, reporting a corrupt entry as an *entryFault.
+func (d entryDecoder) decode(ctx context.Context, e rueidis.XRangeSlice, stream StreamID) (RecordedEvent, error) {
+	f := readFields(e.FieldValues)
+	if !f.haveEnv {
+		return RecordedEvent{}, &entryFault{reason: "no envelope field"}
 	}
-	if !haveEnv {
-		return corrupt("no envelope field", nil)
-	}
-	var err error
-	if fromLog {
-		if err := ValidateEntityID(stream.ID); err != nil {
-			return corrupt("bad stream field", err)
-		}
-		v, ok := versionid.Parse(ver)
-		if !ok {
-			return corrupt("bad version field", nil)
-		}
-		ev.Version = v
-		if ev.Position, err = ParsePosition(e.ID); err != nil {
-			return corrupt("bad entry id", err)
-		}
-	} else {
-		v, ok := versionid.Parse(e.ID)
-		if !ok {
-			return corrupt("entry id is not <version>-0", nil)
-		}
-		ev.Version = v
-		if pos != "" {
-			if ev.Position, err = ParsePosition(pos); err != nil {
-				return corrupt("bad position field", err)
-			}
-		}
-	}
-	en, err := decodeEnvelope([]byte(env))
+	ev, err := f.place(e.ID, stream)
 	if err != nil {
-		return corrupt("bad envelope", err)
+		return RecordedEvent{}, err
 	}
-	ev.Stream = stream
+	en, err := decodeEnvelope([]byte(f.env))
+	if err != nil {
+		return RecordedEvent{}, &entryFault{"bad envelope", err}
+	}
 	ev.ID = en.id
 	ev.Type = en.typ
 	ev.SchemaVersion = en.schemaVersion
 	ev.Time = time.Unix(0, en.nanos).UTC()
 	ev.Metadata = en.Metadata
 	ev.Raw = en.data
-	switch en.typ {
+	return d.payload(ctx, ev)
+}
+
+// entryFields are the fields of an entry (see the format above).
+type entryFields struct {
+	env, pos, stream, ver string
+	haveEnv, haveStream   bool
+}
+
+func readFields(fvs []rueidis.XRangeFieldValue) entryFields {
+	var f entryFields
+	for _, fv := range fvs {
+		switch fv.Field {
+		case fieldEnvelope:
+			f.env, f.haveEnv = fv.Value, true
+		case fieldPos:
+			f.pos = fv.Value
+		case fieldStream:
+			f.stream, f.haveStream = fv.Value, true
+		case fieldVer:
+			f.ver = fv.Value
+		}
+	}
+	return f
+}
+
+// place returns the event's stream, version and log position, from the
+// fields and the entry id of a log entry (stream.ID empty) or of an entity
+// stream entry.
+func (f entryFields) place(entryID string, stream StreamID) (RecordedEvent, error) {
+	var ev RecordedEvent
+	var err error
+	fromLog := stream.ID == ""
+	if f.haveStream {
+		stream.ID = f.stream
+	}
+	if fromLog {
+		if err := ValidateEntityID(stream.ID); err != nil {
+			return ev, &entryFault{"bad stream field", err}
+		}
+		v, ok := versionid.Parse(f.ver)
+		if !ok {
+			return ev, &entryFault{reason: "bad version field"}
+		}
+		ev.Version = v
+		if ev.Position, err = ParsePosition(entryID); err != nil {
+			return ev, &entryFault{"bad entry id", err}
+		}
+	} else {
+		v, ok := versionid.Parse(entryID)
+		if !ok {
+			return ev, &entryFault{reason: "entry id is not <version>-0"}
+		}
+		ev.Version = v
+		if f.pos != "" {
+			if ev.Position, err = ParsePosition(f.pos); err != nil {
+				return ev, &entryFault{"bad position field", err}
+			}
+		}
+	}
+	ev.Stream = stream
+	return ev, nil
+}
+
+// payload sets ev.Data: decoded, upcast from an older schema version, or
+// the marker of a deletion or a forgotten entity.
+func (d entryDecoder) payload(ctx context.Context, ev RecordedEvent) (RecordedEvent, error) {
+	switch ev.Type {
 	case DeletedType:
 		ev.Data = Deleted{}
 		return ev, nil
@@ -293,19 +362,19 @@ func (d entryDecoder) decodeEntry(ctx context.Context, key string, e rueidis.XRa
 		ev.Data = Forgotten{}
 		return ev, nil
 	}
-	ti := d.reg.lookupName(en.typ)
+	ti := d.reg.lookupName(ev.Type)
 	if ti == nil {
-		return ev, &UnknownEventTypeError{Type: en.typ, Stream: stream}
+		return ev, &UnknownEventTypeError{Type: ev.Type, Stream: ev.Stream}
 	}
-	if en.schemaVersion != ti.schemaVersion {
-		if ev.Data, err = d.upcast(codecFor(ctx, d.codec, stream), ti, stream, en.schemaVersion, ev.Raw); err != nil {
-			return ev, err
-		}
-		return ev, nil
+	codec := codecFor(ctx, d.codec, ev.Stream)
+	if ev.SchemaVersion != ti.schemaVersion {
+		var err error
+		ev.Data, err = d.upcast(codec, ti, ev.Stream, ev.SchemaVersion, ev.Raw)
+		return ev, err
 	}
 	ptr := reflect.New(ti.typ)
-	if err := codecFor(ctx, d.codec, stream).Unmarshal(ev.Raw, ptr.Interface()); err != nil {
-		return corrupt(fmt.Sprintf("cannot decode %s payload", en.typ), err)
+	if err := codec.Unmarshal(ev.Raw, ptr.Interface()); err != nil {
+		return ev, &entryFault{fmt.Sprintf("cannot decode %s payload", ev.Type), err}
 	}
 	ev.Data = ptr.Elem().Interface()
 	return ev, nil
