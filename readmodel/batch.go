@@ -16,7 +16,7 @@ var writesLua string
 
 var (
 	writesScript = rueidis.NewLuaScript(writesLua)
-	writesCall   = luascript.NewScript(writesLua) // batches, see evalMany
+	writesCall   = luascript.NewScript(writesLua) // batches, see Batch.Exec
 )
 
 // maxBatchCall bounds the writes of one script call (a script blocks the
@@ -170,26 +170,50 @@ func (b *Batch) Exec(ctx context.Context) ([]bool, error) {
 	if len(b.writes) == 0 {
 		return nil, nil
 	}
-	guard := guardOf(ctx)
-	cluster := b.client.Mode() == rueidis.ClientModeCluster
-	type group struct {
-		rollup bool // rollup.lua, else writes.lua
-		idx    []int
-		keys   []string
-		args   []string
+	groups := b.group(guardOf(ctx))
+	calls := make([]luascript.Call, len(groups))
+	for i, g := range groups {
+		calls[i] = luascript.Call{Script: writesCall, Keys: g.keys, Args: g.args}
+		if g.rollup {
+			calls[i].Script = rollupCall
+		}
 	}
+	applied := make([]bool, len(b.writes))
+	var firstErr error
+	for gi, res := range luascript.ExecMulti(ctx, b.client, calls) {
+		if err := b.collect(groups[gi], res, applied); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	return applied, firstErr
+}
+
+// batchGroup is the writes of one script call: writes.lua, or rollup.lua
+// for a rollup's, over keys of one hash slot.
+type batchGroup struct {
+	rollup bool
+	idx    []int // the writes, indexes into Batch.writes
+	keys   []string
+	args   []string
+}
+
+// group spreads the writes over script calls, one per hash slot and script
+// (per up to maxBatchCall writes), with their keys and arguments.
+//
+// A key's writes always share one group (one script call), so after a
+// failure the writes applied to each key are a prefix, in order, of its
+// writes: a later version is never applied while an earlier one of the
+// same key is not. A group is closed to new keys (not to the keys already
+// in it) when it reaches maxBatchCall writes.
+func (b *Batch) group(guard string) []*batchGroup {
 	type slotKind struct {
 		slot   uint16
 		rollup bool
 	}
-	// A key's writes always share one group (one script call), so after a
-	// failure the writes applied to each key are a prefix, in order, of
-	// its writes: a later version is never applied while an earlier one
-	// of the same key is not. A group is closed to new keys (not to the
-	// keys already in it) when it reaches maxBatchCall writes.
-	var groups []*group
-	open := map[slotKind]*group{}
-	byKey := map[string]*group{}
+	cluster := b.client.Mode() == rueidis.ClientModeCluster
+	var groups []*batchGroup
+	open := map[slotKind]*batchGroup{}
+	byKey := map[string]*batchGroup{}
 	for i, w := range b.writes {
 		g := byKey[w.key]
 		if g == nil {
@@ -199,7 +223,7 @@ func (b *Batch) Exec(ctx context.Context) ([]bool, error) {
 			}
 			g = open[sk]
 			if g == nil || len(g.idx) >= maxBatchCall {
-				g = &group{rollup: sk.rollup}
+				g = &batchGroup{rollup: sk.rollup}
 				open[sk] = g
 				groups = append(groups, g)
 			}
@@ -207,61 +231,53 @@ func (b *Batch) Exec(ctx context.Context) ([]bool, error) {
 		}
 		g.idx = append(g.idx, i)
 		g.keys = append(g.keys, w.key)
-		if w.r != nil {
-			g.args = append(g.args, w.source, strconv.FormatUint(w.version, 10), guard, strconv.Itoa(len(w.args)))
-		} else {
-			g.args = append(g.args, strconv.FormatUint(w.version, 10), guard, strconv.FormatInt(w.ttl, 10), w.op, w.m.missingPolicy(), w.source, strconv.Itoa(len(w.args)))
-		}
-		g.args = append(g.args, w.args...)
+		g.args = w.appendArgs(g.args, guard)
 	}
-	applied := make([]bool, len(b.writes))
-	var firstErr error
-	for gi, res := range evalMany(ctx, b.client, groups, func(g *group) (bool, []string, []string) { return g.rollup, g.keys, g.args }) {
-		g := groups[gi]
-		arr, err := res.ToArray()
-		if err == nil && len(arr) != len(g.idx) {
-			err = fmt.Errorf("%d results for %d writes", len(arr), len(g.idx))
-		}
-		if err != nil {
-			if firstErr == nil {
-				w := b.writes[g.idx[0]]
-				name := ""
-				if w.r != nil {
-					name = w.r.name
-				} else {
-					name = w.m.name
-				}
-				firstErr = fmt.Errorf("readmodel %s: batch of %d writes from %s: %w", name, len(g.idx), w.key, err)
-			}
-			continue
-		}
-		for j, i := range g.idx {
-			n, _ := arr[j].AsInt64()
-			w := b.writes[i]
-			if w.r != nil {
-				applied[i] = w.r.count(outcome(n))
-				continue
-			}
-			var err error
-			applied[i], err = w.m.count(w.id, w.version, w.source, outcome(n))
-			if err != nil && firstErr == nil {
-				firstErr = err
-			}
-		}
-	}
-	return applied, firstErr
+	return groups
 }
 
-// evalMany runs writes.lua (or rollup.lua, for a group kv says is a
-// rollup's) once per group in one round trip (see luascript.ExecMulti).
-func evalMany[G any](ctx context.Context, c rueidis.Client, groups []G, kv func(G) (bool, []string, []string)) []rueidis.RedisResult {
-	calls := make([]luascript.Call, len(groups))
-	for i, g := range groups {
-		rollup, keys, args := kv(g)
-		calls[i] = luascript.Call{Script: writesCall, Keys: keys, Args: args}
-		if rollup {
-			calls[i].Script = rollupCall
+// appendArgs appends the write's arguments for its script (writes.lua or
+// rollup.lua) to args.
+func (w *batchWrite) appendArgs(args []string, guard string) []string {
+	if w.r != nil {
+		args = append(args, w.source, strconv.FormatUint(w.version, 10), guard, strconv.Itoa(len(w.args)))
+	} else {
+		args = append(args, strconv.FormatUint(w.version, 10), guard, strconv.FormatInt(w.ttl, 10), w.op, w.m.missingPolicy(), w.source, strconv.Itoa(len(w.args)))
+	}
+	return append(args, w.args...)
+}
+
+// collect records the outcomes of group g's call, res, in applied and the
+// models' counters; it returns the call's error, or else the first write
+// refused (see Model.count).
+func (b *Batch) collect(g *batchGroup, res rueidis.RedisResult, applied []bool) error {
+	arr, err := res.ToArray()
+	if err == nil && len(arr) != len(g.idx) {
+		err = fmt.Errorf("%d results for %d writes", len(arr), len(g.idx))
+	}
+	if err != nil {
+		w := b.writes[g.idx[0]]
+		name := ""
+		if w.r != nil {
+			name = w.r.name
+		} else {
+			name = w.m.name
+		}
+		return fmt.Errorf("readmodel %s: batch of %d writes from %s: %w", name, len(g.idx), w.key, err)
+	}
+	var first error
+	for j, i := range g.idx {
+		n, _ := arr[j].AsInt64()
+		w := b.writes[i]
+		if w.r != nil {
+			applied[i] = w.r.count(outcome(n))
+			continue
+		}
+		var err error
+		applied[i], err = w.m.count(w.id, w.version, w.source, outcome(n))
+		if err != nil && first == nil {
+			first = err
 		}
 	}
-	return luascript.ExecMulti(ctx, c, calls)
+	return first
 }

@@ -13,8 +13,6 @@ import (
 	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/eventstore"
 	"github.com/streamfold/streamfold/internal/names"
-	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 )
 
@@ -119,21 +117,54 @@ func (o *options) setDefaults() {
 	}
 }
 
-func (o *options) validate() error {
+// newOptions applies opts over the defaults and checks them with the
+// namespace and the name. It returns every problem at once, joined, each
+// matching ErrInvalid and naming its option. A rollup refuses the options
+// of a Model's entry lifecycle.
+func newOptions(ns, name string, rollup bool, opts []Option) (options, error) {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	o.setDefaults()
+	var errs []error
+	if err := eventstore.ValidateNamespace(ns); err != nil {
+		errs = append(errs, fmt.Errorf("%w: %w", ErrInvalid, err))
+	}
+	if err := ValidateName(name); err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, o.validate()...)
+	if rollup && (o.ttl != 0 || o.tombstoneTTL != 0 || o.loader != nil) {
+		errs = append(errs, invalid("rollup %s: WithTTL, WithTombstoneTTL and WithLoader do not apply: an entry is the fold of many streams' events, "+
+			"built by its projection (rebuild it with projection.Rebuild into a new schema version)", name))
+	}
+	return o, errors.Join(errs...)
+}
+
+// validate returns the problems of o, each naming its option.
+func (o *options) validate() []error {
+	var errs []error
 	if o.schema < 1 {
-		return invalid("schema version %d must be positive", o.schema)
+		errs = append(errs, invalid("WithSchemaVersion: schema version %d must be positive", o.schema))
 	}
-	if o.ttl < 0 || o.tombstoneTTL < 0 || o.cacheTTL < 0 {
-		return invalid("negative TTL")
-	}
-	if o.ttl > 0 && o.ttl < time.Millisecond || o.tombstoneTTL > 0 && o.tombstoneTTL < time.Millisecond {
-		return invalid("TTL below a millisecond (Redis' resolution)")
+	for _, d := range []struct {
+		option string
+		ttl    time.Duration
+		redis  bool // a key's TTL in Redis, whose resolution is a millisecond
+	}{{"WithTTL", o.ttl, true}, {"WithTombstoneTTL", o.tombstoneTTL, true}, {"WithCacheTTL", o.cacheTTL, false}} {
+		switch {
+		case d.ttl < 0:
+			errs = append(errs, invalid("%s: negative TTL %v", d.option, d.ttl))
+		case d.redis && d.ttl > 0 && d.ttl < time.Millisecond:
+			errs = append(errs, invalid("%s: TTL %v below a millisecond (Redis' resolution)", d.option, d.ttl))
+		}
 	}
 	if o.ttl > 0 && o.loader == nil {
-		return invalid("WithTTL without WithLoader: an expired entry could not be rebuilt, and the patches arriving " +
-			"after its expiry would have no state to apply to; add WithLoader (for example a fold of the entity's events) or drop the TTL")
+		errs = append(errs, invalid("WithTTL without WithLoader: an expired entry could not be rebuilt, and the patches arriving "+
+			"after its expiry would have no state to apply to; add WithLoader (for example a fold of the entity's events) or drop the TTL"))
 	}
-	return nil
+	return errs
 }
 
 // Model is one read model at one schema version: a set of hashes, one per
@@ -165,50 +196,17 @@ const maxNameLen = 64
 
 // New returns the read model name of namespace ns (the event store's
 // namespace, see eventstore.WithNamespace) over client.
+//
+// New checks the namespace, the name and the options, and returns all
+// their problems at once (joined; each matches ErrInvalid).
 func New(client rueidis.Client, ns, name string, opts ...Option) (*Model, error) {
-	if err := eventstore.ValidateNamespace(ns); err != nil {
-		return nil, err
-	}
-	if err := ValidateName(name); err != nil {
-		return nil, err
-	}
-	var o options
-	for _, f := range opts {
-		f(&o)
-	}
-	o.setDefaults()
-	if err := o.validate(); err != nil {
+	o, err := newOptions(ns, name, false, opts)
+	if err != nil {
 		return nil, err
 	}
 	m := &Model{client: client, keys: eventstore.NewKeyspace(ns), name: name, opts: o}
-	m.observe()
+	observe(o.meter, name, true, m.Stats)
 	return m, nil
-}
-
-// observe registers the model's counters with the meter provider.
-func (m *Model) observe() {
-	mp := m.opts.meter
-	if mp == nil {
-		mp = otel.GetMeterProvider()
-	}
-	meter := mp.Meter("github.com/streamfold/streamfold/readmodel")
-	hits, _ := meter.Int64ObservableCounter("streamfold.readmodel.cache.hits", metric.WithDescription("Gets served from the client-side cache"))
-	misses, _ := meter.Int64ObservableCounter("streamfold.readmodel.cache.misses", metric.WithDescription("Gets that went to Redis"))
-	loads, _ := meter.Int64ObservableCounter("streamfold.readmodel.cache.loads", metric.WithDescription("misses filled by the loader"))
-	writes, _ := meter.Int64ObservableCounter("streamfold.readmodel.writes", metric.WithDescription("version-guarded writes: applied, skipped as not newer, or deferred to the loader (missing entry)"))
-	model := attribute.String("streamfold.readmodel", m.name)
-	// Registration fails only on instruments of another provider; the
-	// counters stay readable through Stats either way.
-	_, _ = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		st := m.Stats()
-		o.ObserveInt64(hits, st.Hits, metric.WithAttributes(model))
-		o.ObserveInt64(misses, st.Misses, metric.WithAttributes(model))
-		o.ObserveInt64(loads, st.Loads, metric.WithAttributes(model))
-		o.ObserveInt64(writes, st.Applied, metric.WithAttributes(model, attribute.String("outcome", "applied")))
-		o.ObserveInt64(writes, st.Skipped, metric.WithAttributes(model, attribute.String("outcome", "skipped")))
-		o.ObserveInt64(writes, st.Deferred, metric.WithAttributes(model, attribute.String("outcome", "deferred")))
-		return nil
-	}, hits, misses, loads, writes)
 }
 
 // Name returns the model's name.

@@ -12,9 +12,6 @@ import (
 	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/eventstore"
 	"github.com/streamfold/streamfold/internal/luascript"
-	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/metric"
 )
 
 //go:embed lua/rollup.lua
@@ -22,7 +19,7 @@ var rollupLua string
 
 var (
 	rollupScript = rueidis.NewLuaScript(rollupLua)
-	rollupCall   = luascript.NewScript(rollupLua) // batches, see evalMany
+	rollupCall   = luascript.NewScript(rollupLua) // batches, see Batch.Exec
 )
 
 // Rollup reserved field: the number of source events applied to an entry.
@@ -54,49 +51,16 @@ type Rollup struct {
 // client. Of the Options it takes WithSchemaVersion, WithCacheTTL and
 // WithMeterProvider; WithTTL, WithTombstoneTTL and WithLoader are refused
 // (ErrInvalid): an entry fed by many streams cannot be loaded from one,
-// and an expired entry would lose its sources' events.
+// and an expired entry would lose its sources' events. Like New, it returns
+// every problem of its arguments at once.
 func NewRollup(client rueidis.Client, ns, name string, opts ...Option) (*Rollup, error) {
-	if err := eventstore.ValidateNamespace(ns); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	if err := ValidateName(name); err != nil {
+	o, err := newOptions(ns, name, true, opts)
+	if err != nil {
 		return nil, err
-	}
-	var o options
-	for _, f := range opts {
-		f(&o)
-	}
-	o.setDefaults()
-	if err := o.validate(); err != nil {
-		return nil, err
-	}
-	if o.ttl != 0 || o.tombstoneTTL != 0 || o.loader != nil {
-		return nil, invalid("rollup %s: WithTTL, WithTombstoneTTL and WithLoader do not apply: an entry is the fold of many streams' events, "+
-			"built by its projection (rebuild it with projection.Rebuild into a new schema version)", name)
 	}
 	r := &Rollup{client: client, keys: eventstore.NewKeyspace(ns), name: name, opts: o}
-	r.observe()
+	observe(o.meter, name, false, r.Stats)
 	return r, nil
-}
-
-func (r *Rollup) observe() {
-	mp := r.opts.meter
-	if mp == nil {
-		mp = otel.GetMeterProvider()
-	}
-	meter := mp.Meter("github.com/streamfold/streamfold/readmodel")
-	hits, _ := meter.Int64ObservableCounter("streamfold.readmodel.cache.hits", metric.WithDescription("Gets served from the client-side cache"))
-	misses, _ := meter.Int64ObservableCounter("streamfold.readmodel.cache.misses", metric.WithDescription("Gets that went to Redis"))
-	writes, _ := meter.Int64ObservableCounter("streamfold.readmodel.writes", metric.WithDescription("version-guarded writes: applied, skipped as not newer, or deferred to the loader (missing entry)"))
-	model := attribute.String("streamfold.readmodel", r.name)
-	_, _ = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		st := r.Stats()
-		o.ObserveInt64(hits, st.Hits, metric.WithAttributes(model))
-		o.ObserveInt64(misses, st.Misses, metric.WithAttributes(model))
-		o.ObserveInt64(writes, st.Applied, metric.WithAttributes(model, attribute.String("outcome", "applied")))
-		o.ObserveInt64(writes, st.Skipped, metric.WithAttributes(model, attribute.String("outcome", "skipped")))
-		return nil
-	}, hits, misses, writes)
 }
 
 // Name returns the rollup's name.

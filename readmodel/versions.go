@@ -3,6 +3,7 @@ package readmodel
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -41,7 +42,7 @@ type Versions struct {
 // version (WithSchemaVersion is ignored); def is the version served while no
 // Switch has happened.
 func NewVersions(client rueidis.Client, ns, name string, def int, opts ...Option) (*Versions, error) {
-	m, err := New(client, ns, name, append(opts, WithSchemaVersion(def))...)
+	m, err := New(client, ns, name, withSchema(opts, def)...)
 	if err != nil {
 		return nil, err
 	}
@@ -56,12 +57,18 @@ func (vs *Versions) Model(v int) (*Model, error) {
 	if m, ok := vs.models[v]; ok {
 		return m, nil
 	}
-	m, err := New(vs.client, vs.keys.Namespace(), vs.name, append(vs.opts, WithSchemaVersion(v))...)
+	m, err := New(vs.client, vs.keys.Namespace(), vs.name, withSchema(vs.opts, v)...)
 	if err != nil {
 		return nil, err
 	}
 	vs.models[v] = m
 	return m, nil
+}
+
+// withSchema returns opts followed by WithSchemaVersion(v), in a new
+// slice: appending to opts could write into the caller's array.
+func withSchema(opts []Option, v int) []Option {
+	return append(slices.Clip(opts), WithSchemaVersion(v))
 }
 
 func (vs *Versions) pointer() string { return vs.keys.Key("rm:" + vs.name + ":active") }
