@@ -30,12 +30,7 @@ func (d Durability) enabled() bool { return d.Replicas > 0 }
 // round trip, as Redis requires; on a cluster it goes to the partition's
 // primary.
 func WithDurability(d Durability) Option {
-	return func(o *options) {
-		if d.Timeout == 0 {
-			d.Timeout = time.Second
-		}
-		o.durability = d
-	}
+	return func(o *options) { o.durability = d }
 }
 
 // ErrNotDurable: an append was applied on the primary but fewer replicas

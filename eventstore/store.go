@@ -5,7 +5,6 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strconv"
 	"sync"
@@ -14,8 +13,6 @@ import (
 
 	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/internal/luascript"
-	"go.opentelemetry.io/otel/metric"
-	"go.opentelemetry.io/otel/trace"
 )
 
 var (
@@ -53,135 +50,10 @@ type Store struct {
 	queues sync.Map // hash tag -> *commitQueue
 }
 
-type options struct {
-	namespace     string
-	partitions    int
-	catPartitions map[string]int
-	codec         Codec
-	registry      *Registry
-	maxEventSize  int
-	clock         func() time.Time
-	logger        *slog.Logger
-	groupCommit   bool
-	maxBatch      int
-	maxBatchBytes int
-	inflight      int
-	readPageSize  int
-	durability    Durability
-
-	tracerProvider trace.TracerProvider
-	meterProvider  metric.MeterProvider
-}
-
-// Option configures a Store.
-type Option func(*options)
-
-// WithNamespace sets the key prefix (default "sf"). Stores with different
-// namespaces share nothing; an ACL user can be limited to "~<ns>:*".
-func WithNamespace(ns string) Option { return func(o *options) { o.namespace = ns } }
-
-// WithPartitions sets the number of partitions of categories first used by
-// this store (default 16). A category's partition count is stored in Redis
-// when the category is first used and never changes; the stored count wins
-// over this option.
-func WithPartitions(n int) Option { return func(o *options) { o.partitions = n } }
-
-// WithCategoryPartitions sets the partition count of one category (see WithPartitions).
-func WithCategoryPartitions(category string, n int) Option {
-	return func(o *options) {
-		if o.catPartitions == nil {
-			o.catPartitions = map[string]int{}
-		}
-		o.catPartitions[category] = n
-	}
-}
-
-// WithCodec sets the payload codec (default Msgpack).
-func WithCodec(c Codec) Option { return func(o *options) { o.codec = c } }
-
-// WithRegistry sets the event type registry (default: a new, empty one, see Store.Registry).
-func WithRegistry(r *Registry) Option { return func(o *options) { o.registry = r } }
-
-// WithMaxEventSize bounds an event's encoded size, payload and metadata
-// (default 1 MiB). Larger events are refused with ErrEventTooLarge.
-func WithMaxEventSize(bytes int) Option { return func(o *options) { o.maxEventSize = bytes } }
-
-// WithClock sets the clock that timestamps appended events (default time.Now).
-func WithClock(now func() time.Time) Option { return func(o *options) { o.clock = now } }
-
-// WithLogger sets the logger (default slog.Default()).
-func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
-
-// WithGroupCommit sets how appends to one partition are grouped: at most
-// maxBatch appends per script call, and at most inflight calls per partition
-// at once (defaults 64 and 1). maxBatch 1 turns grouping off: every append is
-// its own script call, pipelined with the others by rueidis.
-func WithGroupCommit(maxBatch, inflight int) Option {
-	return func(o *options) { o.maxBatch, o.inflight = maxBatch, inflight }
-}
-
-func (o *options) setDefaults() {
-	if o.namespace == "" {
-		o.namespace = "sf"
-	}
-	if o.partitions == 0 {
-		o.partitions = 16
-	}
-	if o.codec == nil {
-		o.codec = Msgpack{}
-	}
-	if o.registry == nil {
-		o.registry = NewRegistry()
-	}
-	if o.maxEventSize == 0 {
-		o.maxEventSize = 1 << 20
-	}
-	if o.clock == nil {
-		o.clock = time.Now
-	}
-	if o.logger == nil {
-		o.logger = slog.Default()
-	}
-	if o.maxBatch == 0 {
-		o.maxBatch = 64
-	}
-	if o.inflight == 0 {
-		o.inflight = 1
-	}
-	if o.maxBatchBytes == 0 {
-		o.maxBatchBytes = 4 << 20
-	}
-	if o.readPageSize == 0 {
-		o.readPageSize = 256
-	}
-}
-
-func (o *options) validate() error {
-	if err := ValidateNamespace(o.namespace); err != nil {
-		return err
-	}
-	if o.partitions < 1 || o.partitions > MaxPartitions {
-		return fmt.Errorf("eventstore: partitions %d out of range 1..%d", o.partitions, MaxPartitions)
-	}
-	for c, n := range o.catPartitions {
-		if err := ValidateCategory(c); err != nil {
-			return err
-		}
-		if n < 1 || n > MaxPartitions {
-			return fmt.Errorf("eventstore: partitions %d of category %s out of range 1..%d", n, c, MaxPartitions)
-		}
-	}
-	if o.maxEventSize < 1 {
-		return fmt.Errorf("eventstore: max event size %d must be positive", o.maxEventSize)
-	}
-	if o.maxBatch < 1 || o.inflight < 1 {
-		return fmt.Errorf("eventstore: group commit batch %d and inflight %d must be positive", o.maxBatch, o.inflight)
-	}
-	return nil
-}
-
 // New returns a Store over client, which may be a standalone or a cluster
 // client. The store does not own the client: close it yourself after use.
+// New checks every option and returns all their problems at once (joined,
+// each naming its option).
 // New asks the server for its version (see ServerInfo) and refuses one older
 // than MinServerVersion (ErrUnsupportedServer).
 func New(client rueidis.Client, opts ...Option) (*Store, error) {
