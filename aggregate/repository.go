@@ -56,17 +56,21 @@ type Repository[S any] struct {
 
 type options struct {
 	snaps    *snapshot.Store
-	retry    retry
+	retry    Retry
 	logger   *slog.Logger
 	unlocked bool
 	tracer   trace.TracerProvider
 }
 
-// retry is how Update retries after a version conflict (see WithRetry); a
-// zero field means its default.
-type retry struct {
-	attempts  int           // tries in all
-	base, max time.Duration // the backoff before try n+1 is random, up to min(max, base·2ⁿ)
+// Retry is how Update retries after a version conflict (WithRetry): at
+// most Attempts tries in all, waiting a random time up to Base·2ⁿ (capped
+// at Max) before try n+1. A zero field means its default. Full jitter
+// spreads competing writers apart instead of letting them collide again in
+// lockstep.
+type Retry struct {
+	Attempts int           // tries in all (default 10)
+	Base     time.Duration // first backoff bound (default 1ms)
+	Max      time.Duration // cap of the backoff bound (default 100ms)
 }
 
 // Option configures a Repository.
@@ -82,14 +86,9 @@ func WithTracerProvider(tp trace.TracerProvider) Option { return func(o *options
 // it, or loads from snapshots will differ from loads from events.
 func WithSnapshots(snaps *snapshot.Store) Option { return func(o *options) { o.snaps = snaps } }
 
-// WithRetry sets how Update retries after a version conflict: at most
-// attempts tries in all, waiting a random time up to base·2ⁿ (capped at max)
-// before try n+1 (defaults 10, 1ms, 100ms; a zero value means its default).
-// Full jitter spreads competing writers apart instead of letting them
-// collide again in lockstep.
-func WithRetry(attempts int, base, max time.Duration) Option {
-	return func(o *options) { o.retry = retry{attempts: attempts, base: base, max: max} }
-}
+// WithRetry sets how Update retries after a version conflict (default
+// Retry{Attempts: 10, Base: time.Millisecond, Max: 100 * time.Millisecond}).
+func WithRetry(r Retry) Option { return func(o *options) { o.retry = r } }
 
 // WithoutLocalLock lets Updates of one aggregate in this process run
 // concurrently, competing through optimistic concurrency alone. By default
@@ -103,14 +102,14 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 
 // setDefaults fills what no option set.
 func (o *options) setDefaults() {
-	if o.retry.attempts == 0 {
-		o.retry.attempts = 10
+	if o.retry.Attempts == 0 {
+		o.retry.Attempts = 10
 	}
-	if o.retry.base == 0 {
-		o.retry.base = time.Millisecond
+	if o.retry.Base == 0 {
+		o.retry.Base = time.Millisecond
 	}
-	if o.retry.max == 0 {
-		o.retry.max = 100 * time.Millisecond
+	if o.retry.Max == 0 {
+		o.retry.Max = 100 * time.Millisecond
 	}
 	if o.logger == nil {
 		o.logger = slog.Default()
@@ -124,11 +123,11 @@ func (o *options) setDefaults() {
 func (o *options) validate() error {
 	var errs []error
 	r := o.retry
-	if r.attempts < 1 {
-		errs = append(errs, fmt.Errorf("aggregate: WithRetry: %d attempts, want at least 1", r.attempts))
+	if r.Attempts < 1 {
+		errs = append(errs, fmt.Errorf("aggregate: WithRetry: Attempts %d, want at least 1", r.Attempts))
 	}
-	if r.base < 0 || r.max < r.base {
-		errs = append(errs, fmt.Errorf("aggregate: WithRetry: delays must be 0 ≤ base ≤ max, got base %v, max %v", r.base, r.max))
+	if r.Base < 0 || r.Max < r.Base {
+		errs = append(errs, fmt.Errorf("aggregate: WithRetry: delays must be 0 ≤ Base ≤ Max, got Base %v, Max %v", r.Base, r.Max))
 	}
 	return errors.Join(errs...)
 }
@@ -322,7 +321,7 @@ func (r *Repository[S]) Update(ctx context.Context, id string, fn func(*Aggregat
 		if !errors.As(err, &wrong) {
 			return nil, err
 		}
-		if attempt >= r.opts.retry.attempts {
+		if attempt >= r.opts.retry.Attempts {
 			return nil, &ConflictError{Stream: a.Stream(), Attempts: attempt, Err: wrong}
 		}
 		if err := r.backoff(ctx, attempt); err != nil {
@@ -333,9 +332,9 @@ func (r *Repository[S]) Update(ctx context.Context, id string, fn func(*Aggregat
 
 // backoff sleeps a random time in [0, min(max, base·2^(attempt-1))).
 func (r *Repository[S]) backoff(ctx context.Context, attempt int) error {
-	d := r.opts.retry.max
+	d := r.opts.retry.Max
 	if attempt-1 < 30 {
-		d = min(d, r.opts.retry.base<<(attempt-1))
+		d = min(d, r.opts.retry.Base<<(attempt-1))
 	}
 	if d <= 0 {
 		return ctx.Err()

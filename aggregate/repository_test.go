@@ -115,7 +115,7 @@ func testConcurrentUpdates(t *testing.T, tg *redistest.Target, mode string) {
 	defer cancel()
 	typ := accountType(t)
 	workers, perWorker := 64, 30
-	opts := []aggregate.Option{aggregate.WithRetry(30, time.Millisecond, 20*time.Millisecond)}
+	opts := []aggregate.Option{aggregate.WithRetry(aggregate.Retry{Attempts: 30, Base: time.Millisecond, Max: 20 * time.Millisecond})}
 	if mode == "unlocked" {
 		// All 64 collide on every version: fewer commands keep it quick.
 		perWorker = 10
@@ -398,7 +398,7 @@ func TestRepositoryErrors(t *testing.T) {
 	e := newEnv(t, tg)
 	ctx := ctxT(t)
 	typ := accountType(t)
-	r := repo(t, e.store, typ, aggregate.WithRetry(3, time.Millisecond, time.Millisecond))
+	r := repo(t, e.store, typ, aggregate.WithRetry(aggregate.Retry{Attempts: 3, Base: time.Millisecond, Max: time.Millisecond}))
 
 	if _, err := r.Load(ctx, "bad{id}"); !errors.Is(err, eventstore.ErrInvalidStreamID) {
 		t.Fatalf("bad id: %v", err)
@@ -448,7 +448,7 @@ func TestRepositoryErrors(t *testing.T) {
 	}
 	// A cancelled context ends the retries.
 	cctx, cancel := context.WithCancel(ctx)
-	_, err = repo(t, e.store, typ, aggregate.WithRetry(100, time.Second, time.Second)).Update(cctx, "x", func(a *aggregate.Aggregate[Account]) error {
+	_, err = repo(t, e.store, typ, aggregate.WithRetry(aggregate.Retry{Attempts: 100, Base: time.Second, Max: time.Second})).Update(cctx, "x", func(a *aggregate.Aggregate[Account]) error {
 		e.store.Append(ctx, a.Stream(), eventstore.Any, eventstore.NewEvent(Deposited{Amount: 1}))
 		a.Raise(Deposited{Amount: 1})
 		cancel()
@@ -461,7 +461,7 @@ func TestRepositoryErrors(t *testing.T) {
 		t.Fatalf("bad category: %v", err)
 	}
 	// Every problem at once, the option's by its name.
-	_, err = aggregate.NewRepository(e.store, aggregate.NewType("bad-cat", applyAccount), aggregate.WithRetry(-1, 2*time.Second, time.Second))
+	_, err = aggregate.NewRepository(e.store, aggregate.NewType("bad-cat", applyAccount), aggregate.WithRetry(aggregate.Retry{Attempts: -1, Base: 2 * time.Second, Max: time.Second}))
 	if !errors.Is(err, eventstore.ErrInvalidStreamID) || strings.Count(err.Error(), "WithRetry") != 2 {
 		t.Fatalf("bad category, attempts and delays: %v", err)
 	}

@@ -183,7 +183,7 @@ func newHarness(t *testing.T, rt *rapid.T, tg *redistest.Target, nodes []rueidis
 	if h.snaps, err = snapshot.New(h.es, snapshot.WithPolicy(snapshot.Never()), snapshot.WithLogger(logger())); err != nil {
 		rt.Fatal(err)
 	}
-	retry := aggregate.WithRetry(3, time.Millisecond, 5*time.Millisecond)
+	retry := aggregate.WithRetry(aggregate.Retry{Attempts: 3, Base: time.Millisecond, Max: 5 * time.Millisecond})
 	if h.repoSnap, err = aggregate.NewRepository(h.es, accountType, aggregate.WithSnapshots(h.snaps), retry, aggregate.WithLogger(logger())); err != nil {
 		rt.Fatal(err)
 	}
