@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/eventstore"
 	"github.com/streamfold/streamfold/internal/clusterscan"
+	"github.com/streamfold/streamfold/internal/rediserr"
 )
 
 // CompactReport is one entity stream compacted (or, on a dry run, that
@@ -74,7 +74,7 @@ func (r *Retainer) scanEntityStreams(ctx context.Context, category string, rep *
 func (r *Retainer) record(key string, resp rueidis.RedisResult, rep *Report) error {
 	res, err := resp.AsIntSlice()
 	if err != nil {
-		if strings.Contains(err.Error(), "LFU") {
+		if rediserr.IsIdleTimeUnavailable(err) {
 			return ErrIdleTimeUnavailable
 		}
 		return fmt.Errorf("retention: compact %s: %w", key, err)

@@ -42,3 +42,11 @@ func IsNotOwner(err error) bool {
 	}
 	return strings.HasPrefix(re.Error(), "READONLY")
 }
+
+// IsIdleTimeUnavailable reports whether err is Redis refusing OBJECT
+// IDLETIME because an LFU maxmemory-policy is set (idle times are not
+// tracked then).
+func IsIdleTimeUnavailable(err error) bool {
+	re, ok := reply(err)
+	return ok && strings.Contains(re.Error(), "LFU")
+}
