@@ -82,7 +82,8 @@ type options struct {
 // Option configures a Retainer.
 type Option func(*options)
 
-// WithSnapshots sets the snapshot store that truncation reads.
+// WithSnapshots sets the snapshot store that truncation reads; New refuses
+// a policy with Truncate without it.
 func WithSnapshots(s *snapshot.Store) Option { return func(o *options) { o.snapshots = s } }
 
 // WithArchiver sets the archiver that keeps truncated events (default:
@@ -134,7 +135,7 @@ func New(store *eventstore.Store, policies []Policy, opts ...Option) (*Retainer,
 	}
 	o.setDefaults()
 	policies = slices.Clone(policies)
-	if err := errors.Join(o.validate(), validatePolicies(policies)); err != nil {
+	if err := errors.Join(o.validate(), validatePolicies(policies), needSnapshots(policies, o)); err != nil {
 		return nil, err
 	}
 	for i := range policies {
@@ -144,6 +145,21 @@ func New(store *eventstore.Store, policies []Policy, opts ...Option) (*Retainer,
 	}
 	compact, trimmer := newScripts()
 	return &Retainer{store: store, policies: policies, opts: o, compact: compact, trimmer: trimmer}, nil
+}
+
+// needSnapshots reports every policy that truncates while the Retainer has
+// no snapshot store to find what to truncate behind.
+func needSnapshots(policies []Policy, o options) error {
+	if o.snapshots != nil {
+		return nil
+	}
+	var errs []error
+	for _, p := range policies {
+		if p.Truncate {
+			errs = append(errs, fmt.Errorf("%w: category %s truncates behind snapshots but the Retainer has no snapshot store (WithSnapshots)", ErrInvalidPolicy, p.Category))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // validatePolicies reports every policy that cannot be applied, and every

@@ -25,9 +25,6 @@ type TruncateReport struct {
 // the only way to rebuild it. A snapshot is usable only if it belongs to the
 // stream's current life (Store.Info: Start <= its version <= Version).
 func (r *Retainer) truncateCategory(ctx context.Context, p Policy, dryRun bool, rep *Report) error {
-	if r.opts.snapshots == nil {
-		return fmt.Errorf("%w: category %s truncates behind snapshots but the Retainer has no snapshot store (WithSnapshots)", ErrInvalidPolicy, p.Category)
-	}
 	return r.scanEntityStreams(ctx, p.Category, rep, func(keys []string, ids []eventstore.StreamID) error {
 		for i, id := range ids {
 			if err := r.truncate(ctx, p, keys[i], id, dryRun, rep); err != nil {

@@ -142,15 +142,14 @@ func TestTruncateBehindSnapshot(t *testing.T) {
 
 func TestTruncateNeedsSnapshots(t *testing.T) {
 	s := newStore(t, redistest.Standalone(t))
-	r, err := retention.New(s, []retention.Policy{{Category: "account", Truncate: true}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Append(context.Background(), eventstore.Stream("account", "a"), eventstore.NoStream, eventstore.NewEvent(storetest.Deposited{})); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.Apply(context.Background(), true); !errors.Is(err, retention.ErrInvalidPolicy) {
+	// Refused when the Retainer is made, with every other problem, not at
+	// the first Apply.
+	_, err := retention.New(s, []retention.Policy{{Category: "account", Truncate: true}, {Category: "user", Truncate: true}}, retention.WithTrimLimit(-1))
+	if !errors.Is(err, retention.ErrInvalidPolicy) || !strings.Contains(err.Error(), "account") || !strings.Contains(err.Error(), "user") || !strings.Contains(err.Error(), "WithTrimLimit") {
 		t.Fatalf("truncation without a snapshot store: %v", err)
+	}
+	if _, err := retention.New(s, []retention.Policy{{Category: "account", Truncate: true}}, retention.WithSnapshots(newSnapshots(t, s))); err != nil {
+		t.Fatalf("with a snapshot store: %v", err)
 	}
 }
 
