@@ -170,10 +170,7 @@ func (o *options) validate() []error {
 // Model is one read model at one schema version: a set of hashes, one per
 // entity. It is safe for concurrent use.
 type Model struct {
-	client rueidis.Client
-	keys   eventstore.Keyspace
-	name   string
-	opts   options
+	place
 
 	hits, misses, loads, applied, skipped, deferred atomic.Int64
 }
@@ -200,13 +197,36 @@ const maxNameLen = 64
 // New checks the namespace, the name and the options, and returns all
 // their problems at once (joined; each matches ErrInvalid).
 func New(client rueidis.Client, ns, name string, opts ...Option) (*Model, error) {
-	o, err := newOptions(ns, name, false, opts)
+	pl, err := newPlace(client, ns, name, false, opts)
 	if err != nil {
 		return nil, err
 	}
-	m := &Model{client: client, keys: eventstore.NewKeyspace(ns), name: name, opts: o}
-	observe(o.meter, name, true, m.Stats)
+	m := &Model{place: pl}
+	observe(pl.opts.meter, name, true, m.Stats)
 	return m, nil
+}
+
+// place is where a Model or a Rollup lives, and its options.
+type place struct {
+	client rueidis.Client
+	keys   eventstore.Keyspace
+	name   string
+	opts   options
+}
+
+// newPlace checks its arguments (see newOptions) and returns the place.
+func newPlace(client rueidis.Client, ns, name string, rollup bool, opts []Option) (place, error) {
+	o, err := newOptions(ns, name, rollup, opts)
+	if err != nil {
+		return place{}, err
+	}
+	return place{client: client, keys: eventstore.NewKeyspace(ns), name: name, opts: o}, nil
+}
+
+// prefix is the start of every key of the read model: its name and schema
+// version, in the namespace.
+func (p *place) prefix() string {
+	return p.keys.Key("rm:" + p.name + ":v" + strconv.Itoa(p.opts.schema) + ":")
 }
 
 // Name returns the model's name.
@@ -216,9 +236,7 @@ func (m *Model) Name() string { return m.name }
 func (m *Model) SchemaVersion() int { return m.opts.schema }
 
 // Key returns the Redis key of entry id.
-func (m *Model) Key(id string) string {
-	return m.keys.Key("rm:" + m.name + ":v" + strconv.Itoa(m.opts.schema) + ":" + id)
-}
+func (m *Model) Key(id string) string { return m.prefix() + id }
 
 // Stats returns the model's counters.
 func (m *Model) Stats() Stats {
@@ -365,7 +383,17 @@ func (m *Model) write(ctx context.Context, guard, source, id string, version uin
 	argv := make([]string, 0, 7+len(args))
 	argv = append(argv, strconv.FormatUint(version, 10), guard, strconv.FormatInt(ttl.Milliseconds(), 10), op, m.missingPolicy(), source, strconv.Itoa(len(args)))
 	argv = append(argv, args...)
-	arr, err := writesScript.Exec(ctx, m.client, []string{m.Key(id)}, argv).ToArray()
+	o, err := execOne(ctx, m.client, writesScript, m.Key(id), argv)
+	if err != nil {
+		return 0, fmt.Errorf("readmodel %s: %s %q at version %d: %w", m.name, op, id, version, err)
+	}
+	return o, nil
+}
+
+// execOne runs script (writes.lua or rollup.lua) for one write of key and
+// returns its outcome.
+func execOne(ctx context.Context, c rueidis.Client, script *rueidis.Lua, key string, argv []string) (outcome, error) {
+	arr, err := script.Exec(ctx, c, []string{key}, argv).ToArray()
 	if err == nil && len(arr) != 1 {
 		err = fmt.Errorf("%d results for one write", len(arr))
 	}
@@ -373,10 +401,7 @@ func (m *Model) write(ctx context.Context, guard, source, id string, version uin
 	if err == nil {
 		n, err = arr[0].AsInt64()
 	}
-	if err != nil {
-		return 0, fmt.Errorf("readmodel %s: %s %q at version %d: %w", m.name, op, id, version, err)
-	}
-	return outcome(n), nil
+	return outcome(n), err
 }
 
 func (m *Model) exec(ctx context.Context, id string, version uint64, ttl time.Duration, op string, args []string) (bool, error) {

@@ -39,10 +39,7 @@ const fieldEvents = "_n"
 // projection (projection.Rebuild for a new schema version), never from one
 // stream on demand. It is safe for concurrent use.
 type Rollup struct {
-	client rueidis.Client
-	keys   eventstore.Keyspace
-	name   string
-	opts   options
+	place
 
 	hits, misses, applied, skipped atomic.Int64
 }
@@ -54,12 +51,12 @@ type Rollup struct {
 // and an expired entry would lose its sources' events. Like New, it returns
 // every problem of its arguments at once.
 func NewRollup(client rueidis.Client, ns, name string, opts ...Option) (*Rollup, error) {
-	o, err := newOptions(ns, name, true, opts)
+	pl, err := newPlace(client, ns, name, true, opts)
 	if err != nil {
 		return nil, err
 	}
-	r := &Rollup{client: client, keys: eventstore.NewKeyspace(ns), name: name, opts: o}
-	observe(o.meter, name, false, r.Stats)
+	r := &Rollup{place: pl}
+	observe(pl.opts.meter, name, false, r.Stats)
 	return r, nil
 }
 
@@ -72,9 +69,7 @@ func (r *Rollup) SchemaVersion() int { return r.opts.schema }
 // Key returns the Redis key of entry id's hash. Its other keys (the
 // sources' versions, sets, latest lists) start with it and share its hash
 // tag, {id}, so one script call writes them all on a cluster.
-func (r *Rollup) Key(id string) string {
-	return r.keys.Key("rm:" + r.name + ":v" + strconv.Itoa(r.opts.schema) + ":{" + id + "}")
-}
+func (r *Rollup) Key(id string) string { return r.prefix() + "{" + id + "}" }
 
 // Stats returns the rollup's counters: Hits and Misses of its reads,
 // Applied and Skipped (a source event already in the entry) of its writes.
@@ -164,18 +159,11 @@ func (r *Rollup) Apply(ctx context.Context, id string, source eventstore.StreamI
 	argv := make([]string, 0, 4+len(args))
 	argv = append(argv, source.String(), strconv.FormatUint(version, 10), guardOf(ctx), strconv.Itoa(len(args)))
 	argv = append(argv, args...)
-	arr, err := rollupScript.Exec(ctx, r.client, []string{r.Key(id)}, argv).ToArray()
-	if err == nil && len(arr) != 1 {
-		err = fmt.Errorf("%d results for one write", len(arr))
-	}
-	var n int64
-	if err == nil {
-		n, err = arr[0].AsInt64()
-	}
+	o, err := execOne(ctx, r.client, rollupScript, r.Key(id), argv)
 	if err != nil {
 		return false, fmt.Errorf("readmodel %s: apply %s v%d to %q: %w", r.name, source, version, id, err)
 	}
-	return r.count(outcome(n)), nil
+	return r.count(o), nil
 }
 
 func (r *Rollup) count(o outcome) bool {
