@@ -53,9 +53,9 @@ type Store struct {
 // New returns a Store over client, which may be a standalone or a cluster
 // client. The store does not own the client: close it yourself after use.
 // New checks every option and returns all their problems at once (joined,
-// each naming its option).
-// New asks the server for its version (see ServerInfo) and refuses one older
-// than MinServerVersion (ErrUnsupportedServer).
+// each naming its option). It then asks the server for its version (see
+// ServerInfo) and refuses one older than MinServerVersion
+// (ErrUnsupportedServer).
 func New(client rueidis.Client, opts ...Option) (*Store, error) {
 	var o options
 	for _, opt := range opts {

@@ -54,13 +54,10 @@ type envelope struct {
 	Metadata
 }
 
-type envEnc struct {
-	buf bytes.Buffer
-	enc *msgpack.Encoder
-}
-
+// envEncPool holds the envelope's encoders: encBuf as the codec's, without
+// its settings (encodeEnvelope calls the encoder's typed methods only).
 var envEncPool = sync.Pool{New: func() any {
-	m := &envEnc{}
+	m := &encBuf{}
 	m.enc = msgpack.NewEncoder(&m.buf)
 	return m
 }}
@@ -77,7 +74,7 @@ func encodeEnvelope(e *envelope) ([]byte, error) {
 	case e.CorrelationID != "":
 		n = 5
 	}
-	p := envEncPool.Get().(*envEnc)
+	p := envEncPool.Get().(*encBuf)
 	p.buf.Reset()
 	p.buf.Write(e.id[:])
 	enc := p.enc
