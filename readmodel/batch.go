@@ -2,21 +2,12 @@ package readmodel
 
 import (
 	"context"
-	_ "embed"
 	"fmt"
 	"strconv"
 
 	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/eventstore"
 	"github.com/streamfold/streamfold/internal/luascript"
-)
-
-//go:embed lua/writes.lua
-var writesLua string
-
-var (
-	writesScript = rueidis.NewLuaScript(writesLua)
-	writesCall   = luascript.NewScript(writesLua) // batches, see Batch.Exec
 )
 
 // maxBatchCall bounds the writes of one script call (a script blocks the

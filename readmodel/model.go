@@ -2,7 +2,6 @@ package readmodel
 
 import (
 	"context"
-	_ "embed"
 	"errors"
 	"fmt"
 	"strconv"
@@ -338,18 +337,6 @@ func checkField(f string) error {
 	}
 	return nil
 }
-
-// outcome is writes.lua's reply for one write.
-type outcome int64
-
-const (
-	outSkipped  outcome = 0 // not newer than the stored version (or not the next one)
-	outApplied  outcome = 1
-	outDeferred outcome = 2 // missing entry, Loader configured: a stale marker was left
-	outRefused  outcome = 3 // missing entry, no Loader: nothing written
-	outConflict outcome = 4 // update only: the key left the state the value was computed from
-	outMixed    outcome = 5 // the key is fed by another stream: nothing written
-)
 
 // missingPolicy tells writes.lua what a patch on a missing entry does.
 func (m *Model) missingPolicy() string {

@@ -2,7 +2,6 @@ package readmodel
 
 import (
 	"context"
-	_ "embed"
 	"fmt"
 	"math"
 	"slices"
@@ -11,15 +10,6 @@ import (
 
 	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/eventstore"
-	"github.com/streamfold/streamfold/internal/luascript"
-)
-
-//go:embed lua/rollup.lua
-var rollupLua string
-
-var (
-	rollupScript = rueidis.NewLuaScript(rollupLua)
-	rollupCall   = luascript.NewScript(rollupLua) // batches, see Batch.Exec
 )
 
 // Rollup reserved field: the number of source events applied to an entry.

@@ -29,20 +29,21 @@
 --                      greater member); the result does not depend on the
 --                      order of the adds
 --
--- KEYS[i]  the entry key K of write i (all in one slot on a cluster)
+-- KEYS[1..] the entry key K of write i (all in one slot on a cluster)
 -- ARGV     for each write i, in order:
 --            source ("<category>-<id>"), version, guard ("newer" | "next"),
 --            n (number of op arguments, a multiple of 4), then the n op
 --            arguments
 --
--- Returns an array with one integer per write: 1 applied, 0 skipped (the
+-- Codes: SKIPPED 0, APPLIED 1
+-- (defined in Go, readmodel/scripts.go, and prepended as Lua locals)
+--
+-- Returns an array with one code per write: APPLIED, or SKIPPED (the
 -- source's event is already in the entry, or not the next one).
 -- Errors (HINCRBY on a non-integer, a bad op, a malformed recorded version)
 -- abort the call: the writes before the failing one stay applied, so what
 -- applied of a key's writes is a prefix of them, and running the writes
 -- again applies exactly the rest.
-
-local APPLIED, SKIPPED = 1, 0
 
 local out = {}
 local a = 1

@@ -22,7 +22,7 @@
 --          the value was computed from, "0" for computed from empty (a
 --          fresh start, below) or "-" for not computed (no state to apply
 --          to); when the key is no longer in that state, nothing is written
---          and the reply is 4 (read again). Otherwise as set / as patch.
+--          and the reply is CONFLICT (read again). Otherwise as set / as patch.
 --   del    no arguments; the key becomes a tombstone {_v = v, _del = 1} so a
 --          redelivered older event cannot bring it back
 -- A patch (or update) starts from an empty entry only when that is the
@@ -32,9 +32,9 @@
 -- older tombstone) it is not applied, by the write's missing policy:
 --   defer  the key becomes a stale marker {_v = v, _stale = 1} (with the
 --          TTL): Get loads it with the model's Loader, an older loader
---          fill is skipped, later patches are deferred too; reply 2
---   fail   nothing is written, reply 3; the key's later writes in this
---          call are not applied either (reply 3), so what applies of a
+--          fill is skipped, later patches are deferred too; reply DEFERRED
+--   fail   nothing is written, reply REFUSED; the key's later writes in
+--          this call are not applied either (REFUSED), so what applies of a
 --          key's writes is a prefix of them
 -- With a TTL the key is PEXPIREd after the write; without one nothing is
 -- done ("set", "del" and a fresh start rewrite the key, so no TTL is left).
@@ -42,12 +42,12 @@
 -- Source: the entity stream whose event the write applies ("" when the
 -- caller does not say, e.g. a loader's fill). The key remembers it in
 -- "_s" (kept across set, del, deferral and fresh starts); a write from
--- another stream is refused before the guard (reply 5, nothing written,
--- and the key's later writes in this call get 5 too): the guard compares
+-- another stream is refused before the guard (reply MIXED, nothing
+-- written, and the key's later writes in this call get MIXED too): the guard compares
 -- versions of one stream, so an entry fed by several streams would skip
 -- events silently (a Rollup is the model for that).
 --
--- KEYS[i]   the read-model key of write i (all in one hash slot on a cluster)
+-- KEYS[1..] the read-model key of write i (all in one hash slot on a cluster)
 --
 -- ARGV      for each write i, in order:
 --             version, guard ("newer" | "next"), TTL ms ("0": none),
@@ -55,15 +55,16 @@
 --             missing policy ("defer" | "fail"), source ("" or "<category>-<id>"),
 --             n (number of op arguments), then the n op arguments (see above)
 --
--- Returns an array with one integer per write: 1 applied, 0 skipped (not
--- newer), 2 deferred, 3 refused (missing entry, policy fail), 4 conflict
--- (update only), 5 mixed (the key is fed by another stream).
+-- Codes: SKIPPED 0, APPLIED 1, DEFERRED 2, REFUSED 3, CONFLICT 4, MIXED 5
+-- (defined in Go, readmodel/scripts.go, and prepended as Lua locals)
+--
+-- Returns an array with one code per write: APPLIED, SKIPPED (not newer),
+-- DEFERRED, REFUSED (missing entry, policy fail), CONFLICT (update only),
+-- MIXED (the key is fed by another stream).
 -- Errors (a malformed stored "_v", HINCRBY on a non-integer, a bad op) abort
 -- the call: the writes before the failing one stay applied (Redis does not
 -- roll scripts back). That is safe because every write is version-guarded:
 -- running the batch again, or its writes one by one, skips what was applied.
-
-local APPLIED, SKIPPED, DEFERRED, REFUSED, CONFLICT, MIXED = 1, 0, 2, 3, 4, 5
 
 local out = {}
 local blocked = {} -- key -> the reply of its refused write
