@@ -110,7 +110,7 @@ func runS1(ctx context.Context, srv *server, sc scale, logger *slog.Logger) ([]R
 // round: raw XADD, ours without and with group commit, watermill's
 // publisher. The caller calls closeSides when done with them.
 func s1Sides(ctx context.Context, c rueidis.Client, srv *server) (sides []s1Side, closeSides func(), err error) {
-	plain, err := newAppender(c, "s1plain", eventstore.WithGroupCommit(1, 1))
+	plain, err := newAppender(c, "s1plain", eventstore.WithGroupCommit(eventstore.GroupCommit{MaxBatch: 1, InFlight: 1}))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -76,7 +76,7 @@ func BenchmarkAppendVsRawXADD(b *testing.B) {
 			reg := eventstore.NewRegistry()
 			eventstore.MustRegister[benchEvent](reg, "bench")
 			s, err := eventstore.New(tg.Client, eventstore.WithNamespace(tg.Namespace), eventstore.WithRegistry(reg),
-				eventstore.WithGroupCommit(mode.batch, mode.inflight), eventstore.WithPartitions(benchPartitions))
+				eventstore.WithGroupCommit(eventstore.GroupCommit{MaxBatch: mode.batch, InFlight: mode.inflight}), eventstore.WithPartitions(benchPartitions))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -75,12 +75,21 @@ func WithClock(now func() time.Time) Option { return func(o *options) { o.clock 
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
-// WithGroupCommit sets how appends to one partition are grouped: at most
-// maxBatch appends per script call, and at most inflight calls per partition
-// at once (defaults 64 and 1). maxBatch 1 turns grouping off: every append is
-// its own script call, pipelined with the others by rueidis.
-func WithGroupCommit(maxBatch, inflight int) Option {
-	return func(o *options) { o.maxBatch, o.inflight = maxBatch, inflight }
+// GroupCommit is how appends to one partition are grouped into script calls
+// (WithGroupCommit). A zero field means its default.
+type GroupCommit struct {
+	// MaxBatch is the most appends per script call (default 64). 1 turns
+	// grouping off: every append is its own script call, pipelined with
+	// the others by rueidis.
+	MaxBatch int
+	// InFlight is the most script calls per partition at once (default 1).
+	InFlight int
+}
+
+// WithGroupCommit sets how appends to one partition are grouped (default
+// GroupCommit{MaxBatch: 64, InFlight: 1}).
+func WithGroupCommit(g GroupCommit) Option {
+	return func(o *options) { o.maxBatch, o.inflight = g.MaxBatch, g.InFlight }
 }
 
 func (o *options) setDefaults() {
@@ -147,7 +156,7 @@ func (o *options) validate() error {
 		fail("WithMaxEventSize", "max event size %d must be positive", o.maxEventSize)
 	}
 	if o.maxBatch < 1 || o.inflight < 1 {
-		fail("WithGroupCommit", "group commit batch %d and inflight %d must be positive", o.maxBatch, o.inflight)
+		fail("WithGroupCommit", "MaxBatch %d and InFlight %d must not be negative", o.maxBatch, o.inflight)
 	}
 	if d := o.durability; d.Replicas < 0 || d.Timeout < 0 {
 		fail("WithDurability", "replicas %d and timeout %v must not be negative", d.Replicas, d.Timeout)

@@ -14,7 +14,7 @@ import (
 func TestNewJoinsEveryProblem(t *testing.T) {
 	_, err := eventstore.New(nil, eventstore.WithNamespace("bad ns"), eventstore.WithPartitions(-1),
 		eventstore.WithCategoryPartitions("a-b", 2), eventstore.WithCategoryPartitions("ok", 5000),
-		eventstore.WithMaxEventSize(-1), eventstore.WithGroupCommit(-1, 1),
+		eventstore.WithMaxEventSize(-1), eventstore.WithGroupCommit(eventstore.GroupCommit{MaxBatch: -1, InFlight: 1}),
 		eventstore.WithDurability(eventstore.Durability{Replicas: 1, Timeout: time.Microsecond}))
 	if !errors.Is(err, eventstore.ErrInvalidStreamID) {
 		t.Fatalf("want ErrInvalidStreamID: %v", err)

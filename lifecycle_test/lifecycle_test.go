@@ -168,10 +168,10 @@ func newHarness(t *testing.T, rt *rapid.T, tg *redistest.Target, nodes []rueidis
 	}
 	h.keys = shred.NewKeys(plain)
 	codec := eventstore.WithCodec(shred.NewCodec(eventstore.Msgpack{}, h.keys))
-	if h.es, err = eventstore.New(tg.Client, append(base, codec, eventstore.WithGroupCommit(1, 1))...); err != nil {
+	if h.es, err = eventstore.New(tg.Client, append(base, codec, eventstore.WithGroupCommit(eventstore.GroupCommit{MaxBatch: 1, InFlight: 1}))...); err != nil {
 		rt.Fatal(err)
 	}
-	if h.gc, err = eventstore.New(tg.Client, append(base, codec, eventstore.WithGroupCommit(16, 1))...); err != nil {
+	if h.gc, err = eventstore.New(tg.Client, append(base, codec, eventstore.WithGroupCommit(eventstore.GroupCommit{MaxBatch: 16, InFlight: 1}))...); err != nil {
 		rt.Fatal(err)
 	}
 	// Runners may start before the first append: create the category they

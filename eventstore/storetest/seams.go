@@ -232,7 +232,7 @@ func pauseWrites(t *testing.T, c rueidis.Client) func() {
 // own true outcome, whatever the others' (a wrong version, a stream whose
 // tail was removed, a key of another type, a retry).
 func testFailsAlone(t *testing.T, newStore Factory) {
-	s := newStore(t, eventstore.WithPartitions(1), eventstore.WithGroupCommit(64, 1))
+	s := newStore(t, eventstore.WithPartitions(1), eventstore.WithGroupCommit(eventstore.GroupCommit{MaxBatch: 64, InFlight: 1}))
 	ctx := ctxT(t)
 	c := s.Client()
 	ids := partitionMates(t, s, "cart", "c", 24)

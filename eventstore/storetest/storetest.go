@@ -732,7 +732,7 @@ func testGroupCommit(t *testing.T, newStore Factory) {
 		batch, inflight int
 	}{{"grouped", 64, 1}, {"grouped-2-inflight", 16, 2}, {"ungrouped", 1, 1}} {
 		t.Run(gc.name, func(t *testing.T) {
-			s := newStore(t, eventstore.WithPartitions(2), eventstore.WithGroupCommit(gc.batch, gc.inflight))
+			s := newStore(t, eventstore.WithPartitions(2), eventstore.WithGroupCommit(eventstore.GroupCommit{MaxBatch: gc.batch, InFlight: gc.inflight}))
 			ctx := ctxT(t)
 			const streams, perStream = 40, 10
 			var wg sync.WaitGroup
@@ -788,7 +788,7 @@ func testGroupCommit(t *testing.T, newStore Factory) {
 // context's error, not "outcome unknown" (it was never sent), its events are
 // never written, and the callers in flight and queued around it succeed.
 func testGivesUpWhileQueued(t *testing.T, newStore Factory, batch, inflight int) {
-	s := newStore(t, eventstore.WithPartitions(2), eventstore.WithGroupCommit(batch, inflight))
+	s := newStore(t, eventstore.WithPartitions(2), eventstore.WithGroupCommit(eventstore.GroupCommit{MaxBatch: batch, InFlight: inflight}))
 	ctx := ctxT(t)
 	ids := partitionMates(t, s, "held", "h", inflight+4) // one commit queue
 	// Warm up: the category's partition count is then cached (prepare asks
