@@ -20,6 +20,7 @@ import (
 type options struct {
 	namespace     string
 	partitions    int
+	partitionsSet bool // WithPartitions was given (not only the default)
 	catPartitions map[string]int
 	codec         Codec
 	registry      *Registry
@@ -46,8 +47,11 @@ func WithNamespace(ns string) Option { return func(o *options) { o.namespace = n
 // WithPartitions sets the number of partitions of categories first used by
 // this store (default 16). A category's partition count is stored in Redis
 // when the category is first used and never changes; the stored count wins
-// over this option.
-func WithPartitions(n int) Option { return func(o *options) { o.partitions = n } }
+// over this option (with a WARN when they differ; a store left at the
+// default, such as a tool's, uses the stored count quietly).
+func WithPartitions(n int) Option {
+	return func(o *options) { o.partitions, o.partitionsSet = n, true }
+}
 
 // WithCategoryPartitions sets the partition count of one category (see WithPartitions).
 func WithCategoryPartitions(category string, n int) Option {

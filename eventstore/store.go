@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"sync"
@@ -180,10 +181,11 @@ func (s *Store) recheckPartitions(ctx context.Context, category string, c *catCo
 // the configured count), else reported as an *UnknownCategoryError.
 func (s *Store) resolvePartitions(ctx context.Context, category string, create bool, want int) (int, error) {
 	configured := want == 0
+	chosen := false // the caller chose the count: a difference is worth a WARN
 	if configured {
-		want = s.opts.partitions
+		want, chosen = s.opts.partitions, s.opts.partitionsSet
 		if n, ok := s.opts.catPartitions[category]; ok {
-			want = n
+			want, chosen = n, true
 		}
 	}
 	key := s.keys.Category(category)
@@ -215,7 +217,11 @@ func (s *Store) resolvePartitions(ctx context.Context, category string, create b
 		return 0, &CorruptEntryError{Key: key, Reason: fmt.Sprintf("partitions %d out of range", got)}
 	}
 	if configured && int(got) != want {
-		s.opts.logger.Warn("eventstore: category was created with another partition count; using the stored one",
+		level := slog.LevelDebug // the default count: nothing was asked for
+		if chosen {
+			level = slog.LevelWarn
+		}
+		s.opts.logger.Log(ctx, level, "eventstore: category was created with another partition count; using the stored one",
 			"category", category, "stored", got, "configured", want)
 	}
 	return int(got), nil
