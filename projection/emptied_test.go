@@ -2,6 +2,7 @@ package projection_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"testing"
 	"time"
@@ -130,6 +131,63 @@ func TestRunnerRecreatesLostGroup(t *testing.T) {
 		checkFold(t, ctx, m, "b", 10, 2)
 		if w := logs.warnings(); len(w) != 1 {
 			t.Errorf("want one warning about the recreated groups, got %d: %q", len(w), w)
+		}
+	})
+}
+
+// A lost consumer group that Redis refuses to recreate (here the runner's
+// ACL user lost XGROUP after the group was destroyed) cannot be healed: Run
+// stops with a *StateLostError that says why. It used to call fail and
+// then spin in its maintenance loop, never returning.
+func TestRunStopsWhenStateCannotBeRecreated(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+		t.Parallel()
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		ns := tg.Namespace
+		user, pass := "lost-"+ns, "p-"+ns
+		acl := func(rules ...string) {
+			for _, n := range tg.Client.Nodes() {
+				if err := n.Do(ctx, n.B().Arbitrary("ACL").Args(append([]string{"SETUSER", user}, rules...)...).Build()).Error(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		acl("on", ">"+pass, "~*", "+@all")
+		t.Cleanup(func() {
+			for _, n := range tg.Client.Nodes() {
+				_ = n.Do(context.Background(), n.B().AclDeluser().Username(user).Build()).Error()
+			}
+		})
+		rc := tg.NewClient(t, func(o *rueidis.ClientOption) { o.Username, o.Password = user, pass })
+		s := newStore(t, rc, ns, 2)
+		m := newModel(t, rc, ns, "balances")
+		r, err := projection.NewRunner(s, projection.Projection{Name: "balances", Categories: []string{category}, Handler: counting(m)},
+			projection.WithLeaseTTL(time.Second), projection.WithBlock(200*time.Millisecond), projection.WithLogger(slog.New(newLogRecorder(t))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := appendAll(t, ctx, s, "a", 4, 2, 2)
+		done := make(chan error, 1)
+		go func() { done <- r.Run(ctx) }()
+		waitAll(t, ctx, r, last)
+
+		acl("-xgroup")
+		for p := range 2 {
+			if err := tg.Client.Do(ctx, tg.Client.B().XgroupDestroy().Key(s.Keys().Log(category, p)).Group("balances").Build()).Error(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		appendAll(t, ctx, s, "b", 4, 1, 2)
+		select {
+		case err := <-done:
+			var sl *projection.StateLostError
+			if !errors.Is(err, projection.ErrStateLost) || !errors.As(err, &sl) {
+				t.Fatalf("Run returned %v; want a *StateLostError", err)
+			}
+			t.Logf("Run: %v", err)
+		case <-ctx.Done():
+			t.Fatal("Run did not return after Redis refused to recreate the projection's group")
 		}
 	})
 }

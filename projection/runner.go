@@ -165,10 +165,12 @@ func (r *Runner) maintainUntilDone(ctx context.Context) {
 	tick := time.NewTicker(maintainEvery(r.opts.leaseTTL))
 	defer tick.Stop()
 	r.maintain(ctx)
-	for ctx.Err() == nil {
+	for {
 		select {
 		case <-ctx.Done():
+			return
 		case <-r.failed:
+			return
 		case <-tick.C:
 			r.maintain(ctx)
 		}
