@@ -40,6 +40,20 @@ func (l logRecorder) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
+// logged reports whether a message containing one of subs was logged.
+func (l logRecorder) logged(subs ...string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, r := range *l.recs {
+		for _, s := range subs {
+			if strings.Contains(r.Message, s) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // warnings returns the messages logged at WARN or above.
 func (l logRecorder) warnings() []string {
 	l.mu.Lock()

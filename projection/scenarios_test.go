@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"sync"
@@ -59,11 +60,25 @@ func TestTwoRunnersShareAndTakeOver(t *testing.T) {
 		s := newStore(t, tg.Client, tg.Namespace, 8)
 		m := newModel(t, tg.Client, tg.Namespace, "shared")
 		recs := []*recorder{{seen: map[string]int{}}, {seen: map[string]int{}}}
-		clientA := tg.NewClient(t)
+		// A connects as its own ACL user, so that the test can cut it off
+		// for good (see below).
+		userA, passA := "a-"+tg.Namespace, "p-"+tg.Namespace
+		for _, n := range tg.Client.Nodes() {
+			if err := n.Do(ctx, n.B().Arbitrary("ACL").Args("SETUSER", userA, "on", ">"+passA, "~*", "+@all").Build()).Error(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		t.Cleanup(func() {
+			for _, n := range tg.Client.Nodes() {
+				_ = n.Do(context.Background(), n.B().AclDeluser().Username(userA).Build()).Error()
+			}
+		})
+		clientA := tg.NewClient(t, func(o *rueidis.ClientOption) { o.Username, o.Password = userA, passA })
 		sa := newStore(t, clientA, tg.Namespace, 8)
+		logs := newLogRecorder(t)
 		mk := func(st *eventstore.Store, mm *readmodel.Model, i int) *projection.Runner {
 			r, err := projection.NewRunner(st, projection.Projection{Name: "shared", Categories: []string{category}, Handler: recs[i].wrap(counting(mm))},
-				projection.WithInstanceID(fmt.Sprintf("inst-%d", i)), projection.WithLeaseTTL(time.Second), projection.WithBlock(100*time.Millisecond), projection.WithLogger(testLogger(t)))
+				projection.WithInstanceID(fmt.Sprintf("inst-%d", i)), projection.WithLeaseTTL(time.Second), projection.WithBlock(100*time.Millisecond), projection.WithLogger(slog.New(logs)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -77,17 +92,37 @@ func TestTwoRunnersShareAndTakeOver(t *testing.T) {
 
 		last := appendAll(t, ctx, s, "x", 100, 20, 16)
 		waitAll(t, ctx, b, last)
-		for pos := range recs[0].seen {
-			if recs[1].seen[pos] > 0 {
-				t.Fatalf("event %s handled by both instances", pos)
+		// Delivery is at least once: an event handled by one instance and
+		// not yet acknowledged when its partition changes hands (a lease
+		// renewal that a loaded machine delays past the TTL) is handled by
+		// the other too, and the version guard makes it count once (checked
+		// below). Without a handover, an event handled by both instances
+		// means both read one partition.
+		distinct := len(recs[0].seen)
+		for pos := range recs[1].seen {
+			if recs[0].seen[pos] == 0 {
+				distinct++
+			} else if !logs.logged("partition lost", "handing back partition") {
+				t.Fatalf("event %s handled by both instances, and no partition changed hands", pos)
 			}
 		}
-		if len(recs[0].seen) == 0 || len(recs[1].seen) == 0 || len(recs[0].seen)+len(recs[1].seen) != 2000 {
-			t.Fatalf("handled %d + %d, want 2000 split over both", len(recs[0].seen), len(recs[1].seen))
+		if len(recs[0].seen) == 0 || len(recs[1].seen) == 0 || distinct != 2000 {
+			t.Fatalf("handled %d + %d (%d distinct), want 2000 split over both", len(recs[0].seen), len(recs[1].seen), distinct)
 		}
 
-		// A dies abruptly: its connection goes away, it can neither renew
+		// A dies abruptly: its connections go away, it can neither renew
 		// nor release. B takes its partitions when the leases expire.
+		// Closing A's client alone did not always do it: on a loaded
+		// machine a closed cluster client's lease and heartbeat scripts
+		// were seen still succeeding a minute later while its blocking
+		// reads failed, so A kept its leases (load average 20+, 3 of 6
+		// runs). Deleting A's ACL user disconnects it on every node and
+		// refuses it from then on, whatever the client does.
+		for _, n := range tg.Client.Nodes() {
+			if err := n.Do(ctx, n.B().AclDeluser().Username(userA).Build()).Error(); err != nil {
+				t.Fatal(err)
+			}
+		}
 		clientA.Close()
 		await(t, ctx, "takeover", func() bool { return len(b.Held()) == 8 })
 		stopA()
