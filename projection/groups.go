@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -35,7 +34,7 @@ func (r *Runner) setup(ctx context.Context) ([]unit, error) {
 			units = append(units, unit{cat, p})
 		}
 		for i, res := range r.client.DoMulti(ctx, cmds...) {
-			if err := res.Error(); err != nil && !isBusyGroup(err) {
+			if err := res.Error(); err != nil && !rediserr.IsBusyGroup(err) {
 				return nil, fmt.Errorf("projection %s: create group on %s/%d: %w", r.proj.Name, cat, i, err)
 			}
 		}
@@ -73,18 +72,6 @@ func (r *Runner) partitions(ctx context.Context, cat string) (int, error) {
 		}
 		wait = min(2*wait, 2*time.Second)
 	}
-}
-
-func isBusyGroup(err error) bool {
-	var re *rueidis.RedisError
-	return errors.As(err, &re) && strings.HasPrefix(re.Error(), "BUSYGROUP")
-}
-
-// isNoGroup reports Redis' refusal of a group command (in a script, too)
-// because the log or its consumer group does not exist.
-func isNoGroup(err error) bool {
-	var re *rueidis.RedisError
-	return errors.As(err, &re) && strings.Contains(re.Error(), "NOGROUP")
 }
 
 // consumerGroup is group name of a log, as XINFO GROUPS (res) reports it.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+	"github.com/streamfold/streamfold/internal/rediserr"
 	"github.com/streamfold/streamfold/internal/refusal"
 )
 
@@ -65,7 +66,7 @@ func (r *Runner) heal(ctx context.Context, why string) error {
 		switch {
 		case err == nil:
 			created++
-		case isBusyGroup(err):
+		case rediserr.IsBusyGroup(err):
 		default:
 			if _, redisErr := rueidis.IsRedisErr(err); !redisErr || refusal.Is(err) {
 				return err // not reached Redis, or refused for now: the next heal tries again

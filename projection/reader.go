@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/internal/rediserr"
 )
 
 // partition is one partition whose lease this instance holds. Its reader
@@ -109,12 +110,12 @@ func (p *partition) run() {
 	defer close(p.done)
 	defer p.hcancel()
 	err := p.prepare()
-	if isNoGroup(err) {
+	if rediserr.IsNoGroup(err) {
 		// The group is gone though the lease was free to take: Redis lost
 		// it (see Runner.heal). Recreate it and prepare again; still
 		// missing, it cannot be healed.
 		if err = p.r.heal(p.rctx, causeNoGroup); err == nil {
-			if err = p.prepare(); isNoGroup(err) {
+			if err = p.prepare(); rediserr.IsNoGroup(err) {
 				p.r.fail(&StateLostError{Projection: p.group, Reason: fmt.Sprintf("group on %s/%d missing after it was recreated", p.u.cat, p.u.p), Err: err})
 			}
 		}
@@ -259,7 +260,7 @@ func (p *partition) readFailed(s *readerState, err error) bool {
 	if p.stopping() {
 		return false
 	}
-	if isNoGroup(err) && p.r.heal(p.rctx, causeNoGroup) == nil {
+	if rediserr.IsNoGroup(err) && p.r.heal(p.rctx, causeNoGroup) == nil {
 		// Lost while we held the lease (XGROUP DESTROY, a restore):
 		// recreated at the log's start, read from our (empty) pending
 		// list on.

@@ -8,9 +8,9 @@ import (
 	"sync/atomic"
 
 	"github.com/redis/rueidis"
-
 	"github.com/streamfold/streamfold/eventstore"
 	"github.com/streamfold/streamfold/internal/clusterscan"
+	"github.com/streamfold/streamfold/internal/rediserr"
 	"github.com/streamfold/streamfold/readmodel"
 )
 
@@ -101,7 +101,7 @@ func Rebuild(ctx context.Context, store *eventstore.Store, p Projection, concurr
 		}
 		for part := range n {
 			log := ks.Log(cat, part)
-			if err := c.Do(ctx, c.B().XgroupCreate().Key(log).Group(p.Name).Id("$").Mkstream().Build()).Error(); err != nil && !isBusyGroup(err) {
+			if err := c.Do(ctx, c.B().XgroupCreate().Key(log).Group(p.Name).Id("$").Mkstream().Build()).Error(); err != nil && !rediserr.IsBusyGroup(err) {
 				return st, fmt.Errorf("rebuild %s: create group on %s/%d: %w", p.Name, cat, part, err)
 			}
 			g, err := findGroup(c.Do(ctx, c.B().XinfoGroups().Key(log).Build()), p.Name)

@@ -2,8 +2,6 @@
 // cluster. SCAN only sees the keys of the node it is sent to, so a cluster
 // is scanned node by node; replicas (READONLY) and nodes that own no slot
 // (MOVED) are skipped, and a key a replica lists too is reported once.
-// projection/rebuild.go still has its own copy (issue 14: to move here with
-// projection's part).
 package clusterscan
 
 import (

@@ -1,7 +1,7 @@
 // Package groupinfo parses XINFO GROUPS: the consumer groups of a stream
-// (a partition log), which retention reads to trim no further than the
-// slowest group needs and the CLI lists as projections. projection/status.go
-// still has its own copy (issue 14: to move here with projection's part).
+// (a partition log), which projection reads for its status and waits,
+// retention to trim no further than the slowest group needs, and the CLI to
+// list projections.
 package groupinfo
 
 import (

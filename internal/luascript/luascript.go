@@ -11,6 +11,10 @@
 // number of keys and arguments, a code missing, added or with another value,
 // a code the body never names, a bare number returned where a status is
 // expected), so a test fails as soon as one side changes without the other.
+//
+// Script (call.go) sends a script in the ways rueidis.Lua cannot: pipelined
+// with other calls, or on one connection with commands around it, EVALSHA
+// first and EVAL when Redis does not know the script (NOSCRIPT).
 package luascript
 
 import (

@@ -50,3 +50,17 @@ func IsIdleTimeUnavailable(err error) bool {
 	re, ok := reply(err)
 	return ok && strings.Contains(re.Error(), "LFU")
 }
+
+// IsBusyGroup reports whether err is Redis' BUSYGROUP: XGROUP CREATE of a
+// consumer group that exists.
+func IsBusyGroup(err error) bool {
+	re, ok := reply(err)
+	return ok && strings.HasPrefix(re.Error(), "BUSYGROUP")
+}
+
+// IsNoGroup reports whether err is Redis' NOGROUP (also from inside a
+// script): the stream or its consumer group does not exist.
+func IsNoGroup(err error) bool {
+	re, ok := reply(err)
+	return ok && strings.Contains(re.Error(), "NOGROUP")
+}
