@@ -194,10 +194,11 @@
 // once a second), with the count the logs already use; a runner keeps its
 // partitions. If another process re-created the category with another
 // count meanwhile, the runner cannot read the partitions the store now
-// routes to: Run stops gracefully and returns a *StateLostError
-// (errors.Is [ErrStateLost]), as it does when Redis refuses to recreate a
-// group (NOPERM, say). A Redis that cannot be reached is retried, with a
-// WARN per attempt.
+// routes to: it compares its categories' counts with Redis in every
+// maintenance round, and on a difference Run stops gracefully and returns a
+// *StateLostError (errors.Is [ErrStateLost]) that says to restart it, as
+// it does when Redis refuses to recreate a group (NOPERM, say). A Redis
+// that cannot be reached is retried, with a WARN at most every 30 seconds.
 //
 // # Shutdown
 //

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -190,4 +191,42 @@ func TestRunStopsWhenStateCannotBeRecreated(t *testing.T) {
 			t.Fatal("Run did not return after Redis refused to recreate the projection's group")
 		}
 	})
+}
+
+// A Redis that comes back empty and then gets the category from a process
+// configured with another partition count routes entities to partitions
+// this runner does not read (and an entity's later events to another log
+// than its earlier ones). The runner cannot heal that: Run stops with a
+// *StateLostError that says to restart it. It used to heal at its old count
+// and run on, never reading the new partitions' logs: no error, no log.
+func TestRunStopsWhenPartitionCountChanges(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	srv := redistest.NewServer(t, redistest.WithSource(redistest.SourceLocal))
+	c := srv.NewClient(t)
+	s := newStore(t, c, "recount", 4)
+	m := newModel(t, c, "recount", "balances")
+	r, err := projection.NewRunner(s, projection.Projection{Name: "balances", Categories: []string{category}, Handler: counting(m)},
+		projection.WithLeaseTTL(time.Second), projection.WithBlock(200*time.Millisecond), projection.WithLogger(slog.New(newLogRecorder(t))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := appendAll(t, ctx, s, "a", 5, 2, 4)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	waitAll(t, ctx, r, last)
+
+	flushAll(t, ctx, c)
+	other := newStore(t, c, "recount", 8)
+	appendAll(t, ctx, other, "b", 16, 1, 4)
+	select {
+	case err := <-done:
+		var sl *projection.StateLostError
+		if !errors.Is(err, projection.ErrStateLost) || !errors.As(err, &sl) || !strings.Contains(err.Error(), "8 partitions") {
+			t.Fatalf("Run returned %v; want a *StateLostError naming the new count", err)
+		}
+		t.Logf("Run: %v", err)
+	case <-ctx.Done():
+		t.Fatal("Run did not return after its category's partition count changed")
+	}
 }

@@ -20,6 +20,37 @@ const (
 	causeNoGroup   = "consumer group missing"
 )
 
+// checkCounts compares the partition counts of the runner's categories with
+// the stored ones (the store rereads a cached count once a second). The
+// store writes a lost count again on its next append; a different count
+// written meanwhile by another process routes entities to partitions this
+// runner does not read, and an entity's later events to another log than
+// its earlier ones: Run stops with a *StateLostError. Other errors (Redis
+// unreachable, the category not written again yet) are returned: the next
+// round tries again.
+func (r *Runner) checkCounts(ctx context.Context) error {
+	r.mu.Lock()
+	units := r.units
+	r.mu.Unlock()
+	counts := map[string]int{}
+	for _, u := range units {
+		counts[u.cat]++
+	}
+	for cat, want := range counts {
+		n, err := r.store.Partitions(ctx, cat)
+		if err != nil {
+			return err
+		}
+		if n != want {
+			err := &StateLostError{Projection: r.proj.Name, Reason: fmt.Sprintf(
+				"category %s now has %d partitions in Redis, the runner reads %d: restart the runner", cat, n, want)}
+			r.fail(err)
+			return err
+		}
+	}
+	return nil
+}
+
 // heal recreates what Redis lost of the projection's state: every missing
 // consumer group of the runner's partitions is created again at the start
 // of its log (whatever WithStart says: what the lost group had delivered is
@@ -34,28 +65,12 @@ const (
 func (r *Runner) heal(ctx context.Context, why string) error {
 	r.healMu.Lock()
 	defer r.healMu.Unlock()
+	if err := r.checkCounts(ctx); err != nil {
+		return err
+	}
 	r.mu.Lock()
 	units := r.units
 	r.mu.Unlock()
-	counts := map[string]int{}
-	for _, u := range units {
-		counts[u.cat]++
-	}
-	for cat, want := range counts {
-		// The store writes a lost count again on its next append; a
-		// different count written meanwhile by another process routes
-		// entities to partitions this runner does not read.
-		n, err := r.store.Partitions(ctx, cat)
-		if err != nil {
-			return err // Redis unreachable: the next heal tries again
-		}
-		if n != want {
-			err := &StateLostError{Projection: r.proj.Name, Reason: fmt.Sprintf(
-				"category %s now has %d partitions in Redis, the runner reads %d: restart the runner", cat, n, want)}
-			r.fail(err)
-			return err
-		}
-	}
 	cmds := make(rueidis.Commands, len(units))
 	for i, u := range units {
 		cmds[i] = r.client.B().XgroupCreate().Key(r.keys.ks.Log(u.cat, u.p)).Group(r.proj.Name).Id("0").Mkstream().Build()

@@ -2,6 +2,7 @@ package projection
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -32,6 +33,10 @@ func (r *Runner) maintain(ctx context.Context) {
 	}
 	live, heartbeat := r.heartbeat(ctx)
 	defer r.logHeld(live)
+	var lost *StateLostError
+	if err := r.checkCounts(ctx); errors.As(err, &lost) {
+		return // Run stops
+	}
 	held, units := r.reap()
 	r.renew(ctx, held)
 	if r.healWanted.Swap(false) {
@@ -39,7 +44,7 @@ func (r *Runner) maintain(ctx context.Context) {
 		if err := r.heal(ctx, causeLeaseLost); err != nil {
 			r.healWanted.Store(true)
 			if ctx.Err() == nil {
-				r.log.Warn("projection: recreating lost state failed; trying again", "err", err)
+				r.warns.warn(r.log, "heal", "projection: recreating lost state failed; trying again", "err", err)
 			}
 			return
 		}
