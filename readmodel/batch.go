@@ -37,7 +37,7 @@ type batchWrite struct {
 	key     string
 	version uint64
 	ttl     int64
-	op      string
+	op      writeOp // a Model write's (zero for a Rollup's)
 	source  string
 	args    []string
 }
@@ -63,7 +63,7 @@ func (b *Batch) Source(stream eventstore.StreamID) {
 	}
 }
 
-func (b *Batch) add(m *Model, id string, version uint64, ttl int64, op string, args []string) error {
+func (b *Batch) add(m *Model, id string, version uint64, ttl int64, op writeOp, args []string) error {
 	if b.err != nil {
 		return b.err
 	}
@@ -88,7 +88,7 @@ func (b *Batch) Set(m *Model, id string, version uint64, fields map[string]strin
 		}
 		args = append(args, f, v)
 	}
-	return b.add(m, id, version, m.opts.ttl.Milliseconds(), "set", args)
+	return b.add(m, id, version, m.opts.ttl.Milliseconds(), opSet, args)
 }
 
 // Patch queues m.Patch(id, version, ops...).
@@ -98,9 +98,9 @@ func (b *Batch) Patch(m *Model, id string, version uint64, ops ...Op) error {
 		if err := checkPatchOp(op); err != nil {
 			return err
 		}
-		args = append(args, string(op.kind), op.field, op.value)
+		args = append(args, codeArg(op.kind), op.field, op.value)
 	}
-	return b.add(m, id, version, m.opts.ttl.Milliseconds(), "patch", args)
+	return b.add(m, id, version, m.opts.ttl.Milliseconds(), opPatch, args)
 }
 
 // Apply queues r.Apply(id, source, version, ops...). Rollup and Model writes
@@ -130,13 +130,13 @@ func (b *Batch) Apply(r *Rollup, id string, source eventstore.StreamID, version 
 			return invalid("batch: %s v%d applied twice to rollup %s %q: give all of an event's ops for an entry in one Apply", source, version, r.name, id)
 		}
 	}
-	b.writes = append(b.writes, batchWrite{r: r, id: id, key: key, version: version, op: "apply", source: src, args: args})
+	b.writes = append(b.writes, batchWrite{r: r, id: id, key: key, version: version, source: src, args: args})
 	return nil
 }
 
 // Delete queues m.Delete(id, version).
 func (b *Batch) Delete(m *Model, id string, version uint64) error {
-	return b.add(m, id, version, m.opts.tombstoneTTL.Milliseconds(), "del", nil)
+	return b.add(m, id, version, m.opts.tombstoneTTL.Milliseconds(), opDel, nil)
 }
 
 // Exec sends the queued writes and empties the batch. It returns, per write
@@ -196,7 +196,7 @@ type batchGroup struct {
 // writes: a later version is never applied while an earlier one of the
 // same key is not. A group is closed to new keys (not to the keys already
 // in it) when it reaches maxBatchCall writes.
-func (b *Batch) group(guard string) []*batchGroup {
+func (b *Batch) group(guard guardMode) []*batchGroup {
 	type slotKind struct {
 		slot   uint16
 		rollup bool
@@ -229,11 +229,11 @@ func (b *Batch) group(guard string) []*batchGroup {
 
 // appendArgs appends the write's arguments for its script (writes.lua or
 // rollup.lua) to args.
-func (w *batchWrite) appendArgs(args []string, guard string) []string {
+func (w *batchWrite) appendArgs(args []string, guard guardMode) []string {
 	if w.r != nil {
-		args = append(args, w.source, strconv.FormatUint(w.version, 10), guard, strconv.Itoa(len(w.args)))
+		args = append(args, w.source, strconv.FormatUint(w.version, 10), codeArg(guard), strconv.Itoa(len(w.args)))
 	} else {
-		args = append(args, strconv.FormatUint(w.version, 10), guard, strconv.FormatInt(w.ttl, 10), w.op, w.m.missingPolicy(), w.source, strconv.Itoa(len(w.args)))
+		args = append(args, strconv.FormatUint(w.version, 10), codeArg(guard), strconv.FormatInt(w.ttl, 10), codeArg(w.op), codeArg(w.m.onMissing()), w.source, strconv.Itoa(len(w.args)))
 	}
 	return append(args, w.args...)
 }

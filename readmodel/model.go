@@ -275,17 +275,17 @@ func sourceOf(ctx context.Context) string {
 	return ""
 }
 
-func guardOf(ctx context.Context) string {
+func guardOf(ctx context.Context) guardMode {
 	if next, _ := ctx.Value(guardKey{}).(bool); next {
-		return "next"
+		return guardNext
 	}
-	return "newer"
+	return guardNewer
 }
 
 // Op is one change of a Patch (field ops) or of a Rollup.Apply (field
 // ops and the collection ops AddMember, RemoveMember, KeepLatest).
 type Op struct {
-	kind  byte
+	kind  opKind
 	field string // a field, or a collection's name
 	value string
 	extra string // KeepLatest: the score
@@ -294,7 +294,7 @@ type Op struct {
 
 // fieldOp reports whether op changes a hash field (the ops a Model has).
 func (op Op) fieldOp() bool {
-	return op.kind == 's' || op.kind == 'i' || op.kind == 'f' || op.kind == 'd'
+	return op.kind == kindSetField || op.kind == kindIncrBy || op.kind == kindIncrByFloat || op.kind == kindDelField
 }
 
 // checkPatchOp checks one op of a Model patch.
@@ -306,20 +306,20 @@ func checkPatchOp(op Op) error {
 }
 
 // SetField sets field to value.
-func SetField(field, value string) Op { return Op{kind: 's', field: field, value: value} }
+func SetField(field, value string) Op { return Op{kind: kindSetField, field: field, value: value} }
 
 // IncrBy adds n to an integer field (missing: 0).
 func IncrBy(field string, n int64) Op {
-	return Op{kind: 'i', field: field, value: strconv.FormatInt(n, 10)}
+	return Op{kind: kindIncrBy, field: field, value: strconv.FormatInt(n, 10)}
 }
 
 // IncrByFloat adds f to a float field (missing: 0).
 func IncrByFloat(field string, f float64) Op {
-	return Op{kind: 'f', field: field, value: strconv.FormatFloat(f, 'g', -1, 64)}
+	return Op{kind: kindIncrByFloat, field: field, value: strconv.FormatFloat(f, 'g', -1, 64)}
 }
 
 // DelField removes field.
-func DelField(field string) Op { return Op{kind: 'd', field: field} }
+func DelField(field string) Op { return Op{kind: kindDelField, field: field} }
 
 func (m *Model) check(id string, version uint64) error {
 	if err := validID(id); err != nil {
@@ -338,12 +338,12 @@ func checkField(f string) error {
 	return nil
 }
 
-// missingPolicy tells writes.lua what a patch on a missing entry does.
-func (m *Model) missingPolicy() string {
+// onMissing tells writes.lua what a patch on a missing entry does.
+func (m *Model) onMissing() missingPolicy {
 	if m.opts.loader != nil {
-		return "defer"
+		return missingDefer
 	}
-	return "fail"
+	return missingFail
 }
 
 // count records a write's outcome and turns a refusal into its error.
@@ -366,9 +366,9 @@ func (m *Model) count(id string, version uint64, source string, o outcome) (bool
 }
 
 // write runs one write under guard and returns its outcome (uncounted).
-func (m *Model) write(ctx context.Context, guard, source, id string, version uint64, ttl time.Duration, op string, args []string) (outcome, error) {
+func (m *Model) write(ctx context.Context, guard guardMode, source, id string, version uint64, ttl time.Duration, op writeOp, args []string) (outcome, error) {
 	argv := make([]string, 0, 7+len(args))
-	argv = append(argv, strconv.FormatUint(version, 10), guard, strconv.FormatInt(ttl.Milliseconds(), 10), op, m.missingPolicy(), source, strconv.Itoa(len(args)))
+	argv = append(argv, strconv.FormatUint(version, 10), codeArg(guard), strconv.FormatInt(ttl.Milliseconds(), 10), codeArg(op), codeArg(m.onMissing()), source, strconv.Itoa(len(args)))
 	argv = append(argv, args...)
 	o, err := execOne(ctx, m.client, writesScript, m.Key(id), argv)
 	if err != nil {
@@ -391,7 +391,7 @@ func execOne(ctx context.Context, c rueidis.Client, script *rueidis.Lua, key str
 	return outcome(n), err
 }
 
-func (m *Model) exec(ctx context.Context, id string, version uint64, ttl time.Duration, op string, args []string) (bool, error) {
+func (m *Model) exec(ctx context.Context, id string, version uint64, ttl time.Duration, op writeOp, args []string) (bool, error) {
 	source := sourceOf(ctx)
 	o, err := m.write(ctx, guardOf(ctx), source, id, version, ttl, op, args)
 	if err != nil {
@@ -415,7 +415,7 @@ func (m *Model) Set(ctx context.Context, id string, version uint64, fields map[s
 		}
 		args = append(args, f, v)
 	}
-	return m.exec(ctx, id, version, m.opts.ttl, "set", args)
+	return m.exec(ctx, id, version, m.opts.ttl, opSet, args)
 }
 
 // Patch changes some fields of entry id as of event version; it is skipped
@@ -449,9 +449,9 @@ func (m *Model) Patch(ctx context.Context, id string, version uint64, ops ...Op)
 		if err := checkPatchOp(op); err != nil {
 			return false, err
 		}
-		args = append(args, string(op.kind), op.field, op.value)
+		args = append(args, codeArg(op.kind), op.field, op.value)
 	}
-	return m.exec(ctx, id, version, m.opts.ttl, "patch", args)
+	return m.exec(ctx, id, version, m.opts.ttl, opPatch, args)
 }
 
 // Delete deletes entry id as of event version, leaving a tombstone.
@@ -459,7 +459,7 @@ func (m *Model) Delete(ctx context.Context, id string, version uint64) (bool, er
 	if err := m.check(id, version); err != nil {
 		return false, err
 	}
-	return m.exec(ctx, id, version, m.opts.tombstoneTTL, "del", nil)
+	return m.exec(ctx, id, version, m.opts.tombstoneTTL, opDel, nil)
 }
 
 // Get returns entry id through the client-side cache. On a miss (no entry,
@@ -520,11 +520,11 @@ func (m *Model) get(ctx context.Context, id string, fresh bool) (Entry, error) {
 			}
 			args = append(args, f, v)
 		}
-		// Guard "newer" whatever the caller's context: a fill is a whole
+		// Guard newer whatever the caller's context: a fill is a whole
 		// state, never write-through.
 		// No source: a fill is not an event of one stream; the entry
 		// keeps the stream recorded by the projection's writes.
-		o, err := m.write(ctx, "newer", "", id, le.Version, m.opts.ttl, "set", args)
+		o, err := m.write(ctx, guardNewer, "", id, le.Version, m.opts.ttl, opSet, args)
 		if err != nil {
 			return Entry{}, err
 		}

@@ -68,13 +68,15 @@ func (r *Rollup) Stats() Stats {
 }
 
 // AddMember adds member to the set named set (Rollup only).
-func AddMember(set, member string) Op { return Op{kind: 'a', field: set, value: member} }
+func AddMember(set, member string) Op { return Op{kind: kindAddMember, field: set, value: member} }
 
 // RemoveMember removes member from the set named set (Rollup only). Adds
 // and removes of one member by different source streams apply in the
 // order the projection handles them, which is no order across streams:
 // keep a member's adds and removes to one stream, or use counters.
-func RemoveMember(set, member string) Op { return Op{kind: 'r', field: set, value: member} }
+func RemoveMember(set, member string) Op {
+	return Op{kind: kindRemoveMember, field: set, value: member}
+}
 
 // KeepLatest puts member with score into the list named list and keeps
 // the n members of highest score (ties: the greater member); a member
@@ -82,7 +84,7 @@ func RemoveMember(set, member string) Op { return Op{kind: 'r', field: set, valu
 // or a business timestamp as score: the list is then the latest n, and it
 // does not depend on the order in which the sources' events are applied.
 func KeepLatest(list, member string, score float64, n int) Op {
-	return Op{kind: 't', field: list, value: member, extra: strconv.FormatFloat(score, 'g', -1, 64), keep: n}
+	return Op{kind: kindKeepLatest, field: list, value: member, extra: strconv.FormatFloat(score, 'g', -1, 64), keep: n}
 }
 
 // rollupArgs checks ops and returns them as rollup.lua's arguments.
@@ -97,7 +99,7 @@ func rollupArgs(ops []Op) ([]string, error) {
 			return nil, fmt.Errorf("collection: %w", err)
 		}
 		extra := ""
-		if op.kind == 't' {
+		if op.kind == kindKeepLatest {
 			if op.keep < 1 {
 				return nil, invalid("KeepLatest %q: keep %d, want at least 1", op.field, op.keep)
 			}
@@ -106,7 +108,7 @@ func rollupArgs(ops []Op) ([]string, error) {
 			}
 			extra = op.extra + " " + strconv.Itoa(op.keep)
 		}
-		args = append(args, string(op.kind), op.field, op.value, extra)
+		args = append(args, codeArg(op.kind), op.field, op.value, extra)
 	}
 	return args, nil
 }
@@ -147,7 +149,7 @@ func (r *Rollup) Apply(ctx context.Context, id string, source eventstore.StreamI
 		return false, err
 	}
 	argv := make([]string, 0, 4+len(args))
-	argv = append(argv, source.String(), strconv.FormatUint(version, 10), guardOf(ctx), strconv.Itoa(len(args)))
+	argv = append(argv, source.String(), strconv.FormatUint(version, 10), codeArg(guardOf(ctx)), strconv.Itoa(len(args)))
 	argv = append(argv, args...)
 	o, err := execOne(ctx, r.client, rollupScript, r.Key(id), argv)
 	if err != nil {

@@ -30,7 +30,7 @@ func (t *Typed[T]) Set(ctx context.Context, id string, version uint64, v T) (boo
 	if err := t.m.check(id, version); err != nil {
 		return false, err
 	}
-	return t.m.exec(ctx, id, version, t.m.opts.ttl, "set", []string{fieldDoc, string(b)})
+	return t.m.exec(ctx, id, version, t.m.opts.ttl, opSet, []string{fieldDoc, string(b)})
 }
 
 // Get returns entry id and its version (see Model.Get).
@@ -99,11 +99,11 @@ func (t *Typed[T]) Update(ctx context.Context, id string, version uint64, fn fun
 			}
 			args = []string{strconv.FormatUint(e.Version, 10)}
 		case st == stateMissing && version == 1 || st == stateDeleted && e.Version == version-1:
-			args = []string{"0"} // a fresh start: the zero T is the truth
+			args = []string{codeArg(expectFresh)} // a fresh start: the zero T is the truth
 		default:
-			args = []string{"-"} // no earlier state: deferred or refused
+			args = []string{codeArg(expectNone)} // no earlier state: deferred or refused
 		}
-		if args[0] != "-" {
+		if args[0] != codeArg(expectNone) {
 			if err := fn(&cur); err != nil {
 				return false, err
 			}
@@ -113,7 +113,7 @@ func (t *Typed[T]) Update(ctx context.Context, id string, version uint64, fn fun
 			}
 			args = append(args, fieldDoc, string(b))
 		}
-		o, err := m.write(ctx, guard, source, id, version, m.opts.ttl, "update", args)
+		o, err := m.write(ctx, guard, source, id, version, m.opts.ttl, opUpdate, args)
 		if err != nil {
 			return false, err
 		}
