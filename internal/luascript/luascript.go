@@ -9,8 +9,10 @@
 // in its header comment: its KEYS, its ARGV and a "Codes:" line. Check reads
 // that header and reports where it disagrees with the Go counterpart (the
 // number of keys and arguments, a code missing, added or with another value,
-// a code the body never names, a bare number returned where a status is
-// expected), so a test fails as soon as one side changes without the other.
+// a code the body never names, a name in capitals the body uses that is no
+// code, a bare number returned where a status is expected, a coded variable
+// compared with a literal), so a test fails as soon as one side changes
+// without the other.
 //
 // Script (call.go) sends a script in the ways rueidis.Lua cannot: pipelined
 // with other calls, or on one connection with commands around it, EVALSHA
@@ -60,6 +62,10 @@ type Contract struct {
 	// Statuses: the script replies with a status code first (a number, or
 	// the first element of an array); a bare number there is a drift.
 	Statuses bool
+	// Coded are the body's variables that hold a code read from ARGV (an
+	// op, a guard): every comparison of one (==, ~=) must be with the name
+	// of a code, never with a literal ('set', 2) or an unknown name.
+	Coded []string
 }
 
 // Header is what a script's header comment documents.
@@ -154,6 +160,7 @@ func Check(name, src string, c Contract) error {
 		doc[hc.Name] = hc.Value
 	}
 	body := Body(src)
+	code := stringRe.ReplaceAllString(body, "''") // a name in a string is no use of it
 	for _, gc := range c.Codes {
 		v, ok := doc[gc.Name]
 		switch {
@@ -163,12 +170,15 @@ func Check(name, src string, c Contract) error {
 			fail("code %s is %d in the header, %d in Go", gc.Name, v, gc.Value)
 		}
 		delete(doc, gc.Name)
-		if !regexp.MustCompile(`\b` + gc.Name + `\b`).MatchString(body) {
+		if !regexp.MustCompile(`\b` + gc.Name + `\b`).MatchString(code) {
 			fail("code %s is never used by the script's body", gc.Name)
 		}
 	}
 	for n, v := range doc {
 		fail("header's code %s (%d) is unknown to Go", n, v)
+	}
+	for _, msg := range checkNames(body, code, c) {
+		fail("%s", msg)
 	}
 	if c.Statuses {
 		// A status returned as a bare number: "return 2", "return {2, ...".
@@ -180,4 +190,54 @@ func Check(name, src string, c Contract) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+var (
+	// stringRe matches a Lua short string literal.
+	stringRe = regexp.MustCompile(`'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*"`)
+	// capsRe matches a name in capitals that is not a field (redis.LOG_WARNING).
+	capsRe = regexp.MustCompile(`(?:^|[^.\w])([A-Z][A-Z0-9_]+)\b`)
+	// operandRe matches the operand of a comparison: a string, a number or a name.
+	operandRe = `('(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*"|-?\d[\w.]*|[A-Za-z_]\w*)`
+)
+
+// checkNames reports the names in capitals of code (body, the script
+// without comments, without its strings) that are neither codes of c nor
+// KEYS and ARGV, and the comparisons in body of c.Coded variables with
+// anything but a code.
+func checkNames(body, code string, c Contract) []string {
+	codes := map[string]bool{}
+	for _, gc := range c.Codes {
+		codes[gc.Name] = true
+	}
+	var msgs []string
+	seen := map[string]bool{"KEYS": true, "ARGV": true}
+	for _, m := range capsRe.FindAllStringSubmatch(code, -1) {
+		if n := m[1]; !codes[n] && !seen[n] {
+			seen[n] = true
+			msgs = append(msgs, fmt.Sprintf("the body names %s, which is not a code of the Go counterpart", n))
+		}
+	}
+	for _, v := range c.Coded {
+		q := regexp.QuoteMeta(v)
+		after := regexp.MustCompile(`(?:^|[^.\w])` + q + `\s*(?:==|~=)\s*` + operandRe)
+		before := regexp.MustCompile(operandRe + `\s*(?:==|~=)\s*` + q + `\b`)
+		for line := range strings.Lines(body) {
+			var operands []string
+			for _, m := range after.FindAllStringSubmatch(line, -1) {
+				operands = append(operands, m[1])
+			}
+			for _, m := range before.FindAllStringSubmatch(line, -1) {
+				if m[1] != v {
+					operands = append(operands, m[1])
+				}
+			}
+			for _, o := range operands {
+				if !codes[o] {
+					msgs = append(msgs, fmt.Sprintf("%s is compared with %s, not a code: %s", v, o, strings.TrimSpace(line)))
+				}
+			}
+		}
+	}
+	return msgs
 }
