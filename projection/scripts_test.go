@@ -17,12 +17,12 @@ func TestScriptContracts(t *testing.T) {
 		name, src string
 		c         luascript.Contract
 	}{
-		{"lease.lua", leaseBodyLua, luascript.Contract{Keys: len(leaseRequest{}.keys()), Args: len(leaseRequest{}.args()), Codes: leaseCodes(), Statuses: true}},
+		{"lease.lua", leaseBodyLua, luascript.Contract{Keys: len(leaseRequest{}.keys()), Args: len(leaseRequest{}.args()), Codes: leaseCodes(), Statuses: true, Coded: []string{"op"}}},
 		// read: the fixed ARGV, then the ids to ack.
 		{"read.lua", readBodyLua, luascript.Contract{Keys: len(readRequest{}.keys()), Args: len(readRequest{}.args()), Codes: fencedCodes(), Statuses: true}},
 		// claim, deadletter: the header documents the longest op's ARGV.
-		{"claim.lua", claimBodyLua, luascript.Contract{Keys: len(claim.keys()), Args: len(claim.args()), Codes: claimCodes(), Statuses: true}},
-		{"deadletter.lua", deadLetterBodyLua, luascript.Contract{Keys: len(park.keys()), Args: len(park.args()), Codes: deadLetterCodes(), Statuses: true}},
+		{"claim.lua", claimBodyLua, luascript.Contract{Keys: len(claim.keys()), Args: len(claim.args()), Codes: claimCodes(), Statuses: true, Coded: []string{"op"}}},
+		{"deadletter.lua", deadLetterBodyLua, luascript.Contract{Keys: len(park.keys()), Args: len(park.args()), Codes: deadLetterCodes(), Statuses: true, Coded: []string{"op"}}},
 		{"members.lua", membersBodyLua, luascript.Contract{Keys: len(membersRequest{}.keys()), Args: len(membersRequest{}.args()), Codes: membersCodes()}},
 		{"status.lua", statusBodyLua, luascript.Contract{Keys: len(statusRequest{}.keys()), Args: len(statusRequest{}.args()), Codes: statusCodes(), Statuses: true}},
 	} {
