@@ -180,16 +180,7 @@ func TestRunStopsWhenStateCannotBeRecreated(t *testing.T) {
 			}
 		}
 		appendAll(t, ctx, s, "b", 4, 1, 2)
-		select {
-		case err := <-done:
-			var sl *projection.StateLostError
-			if !errors.Is(err, projection.ErrStateLost) || !errors.As(err, &sl) {
-				t.Fatalf("Run returned %v; want a *StateLostError", err)
-			}
-			t.Logf("Run: %v", err)
-		case <-ctx.Done():
-			t.Fatal("Run did not return after Redis refused to recreate the projection's group")
-		}
+		awaitStateLost(t, ctx, done, "recreate group", "Redis refused to recreate the projection's group")
 	})
 }
 
@@ -219,14 +210,21 @@ func TestRunStopsWhenPartitionCountChanges(t *testing.T) {
 	flushAll(t, ctx, c)
 	other := newStore(t, c, "recount", 8)
 	appendAll(t, ctx, other, "b", 16, 1, 4)
+	awaitStateLost(t, ctx, done, "8 partitions", "its category's partition count changed")
+}
+
+// awaitStateLost waits for Run's result on done: a *StateLostError whose
+// message names want, returned after what happened (after).
+func awaitStateLost(t *testing.T, ctx context.Context, done <-chan error, want, after string) {
+	t.Helper()
 	select {
 	case err := <-done:
 		var sl *projection.StateLostError
-		if !errors.Is(err, projection.ErrStateLost) || !errors.As(err, &sl) || !strings.Contains(err.Error(), "8 partitions") {
-			t.Fatalf("Run returned %v; want a *StateLostError naming the new count", err)
+		if !errors.Is(err, projection.ErrStateLost) || !errors.As(err, &sl) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("Run returned %v; want a *StateLostError naming %q", err, want)
 		}
 		t.Logf("Run: %v", err)
 	case <-ctx.Done():
-		t.Fatal("Run did not return after its category's partition count changed")
+		t.Fatalf("Run did not return after %s", after)
 	}
 }
