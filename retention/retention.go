@@ -47,10 +47,11 @@ type Policy struct {
 	SnapshotSchema int
 }
 
-// Validate reports a policy that cannot be applied.
+// Validate reports a policy that cannot be applied (errors.Is
+// ErrInvalidPolicy; a bad category is also eventstore.ErrInvalidStreamID).
 func (p Policy) Validate() error {
 	if err := eventstore.ValidateCategory(p.Category); err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
 	}
 	if p.LogMaxLen < 0 || p.LogMaxAge < 0 || p.CompactIdle < 0 || p.CompactMaxEntries < 0 || p.TruncateKeep < 0 {
 		return fmt.Errorf("%w: negative bound in policy for %s", ErrInvalidPolicy, p.Category)

@@ -300,11 +300,15 @@ func TestInvalidPolicy(t *testing.T) {
 		{{Category: "a", LogMaxLen: -1}},
 		{{Category: "a"}, {Category: "a"}},
 	} {
-		if _, err := retention.New(s, p); err == nil {
-			t.Errorf("%+v accepted", p)
+		if _, err := retention.New(s, p); !errors.Is(err, retention.ErrInvalidPolicy) {
+			t.Errorf("%+v: %v, want ErrInvalidPolicy", p, err)
 		}
 	}
 	// Every problem is reported at once, the option's by its name.
+	// A bad category is both an invalid policy and an invalid stream id.
+	if err := (retention.Policy{Category: "a:b"}).Validate(); !errors.Is(err, retention.ErrInvalidPolicy) || !errors.Is(err, eventstore.ErrInvalidStreamID) {
+		t.Errorf("bad category: %v, want ErrInvalidPolicy and ErrInvalidStreamID", err)
+	}
 	_, err := retention.New(s, []retention.Policy{{Category: "a:b"}, {Category: "c", TruncateKeep: -1}}, retention.WithTrimLimit(-1))
 	for _, want := range []string{"a:b", "policy for c", "WithTrimLimit(-1)"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
