@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/internal/refusal"
 )
 
 var (
@@ -360,7 +361,7 @@ func Invalidate(ctx context.Context, es *eventstore.Store, stream eventstore.Str
 	if err != nil {
 		return err
 	}
-	if err := rueidis.NewLuaScript(invalidateSource()).Exec(ctx, es.Client(), keys.all(), nil).Error(); err != nil {
+	if err := execScript(ctx, es.Client(), rueidis.NewLuaScript(invalidateSource()), keys.all(), nil).Error(); err != nil {
 		return fmt.Errorf("snapshot: invalidate %s: %w", stream, err)
 	}
 	return nil
@@ -389,7 +390,7 @@ func (s *Store) Save(ctx context.Context, stream eventstore.StreamID, sn Snapsho
 	if err != nil {
 		return false, err
 	}
-	n, err := s.saveScript.Exec(ctx, s.client, keys.all(), saveArgs(b)).AsInt64()
+	n, err := execScript(ctx, s.client, s.saveScript, keys.all(), saveArgs(b)).AsInt64()
 	if err != nil {
 		return false, fmt.Errorf("snapshot: save %s: %w", stream, err)
 	}
@@ -490,7 +491,7 @@ func (s *Store) loadFirstPage(ctx context.Context, stream eventstore.StreamID, s
 	if err != nil {
 		return keys, loadReply{}, err
 	}
-	resp, err := s.loadScript.Exec(ctx, s.client, keys.load(), loadArgs(schemaVersion, s.opts.pageSize)).ToArray()
+	resp, err := execScript(ctx, s.client, s.loadScript, keys.load(), loadArgs(schemaVersion, s.opts.pageSize)).ToArray()
 	var rep loadReply
 	if err == nil {
 		rep, err = parseLoadReply(resp)
@@ -572,4 +573,20 @@ func newLoadScript(srv eventstore.ServerInfo) *rueidis.Lua {
 		return rueidis.NewLuaScriptReadOnly(loadSource())
 	}
 	return rueidis.NewLuaScript(loadSource())
+}
+
+// execScript runs a script and runs it again while Redis refuses it without
+// running it (a slot migration splitting its keys: TRYAGAIN, ASK; LOADING;
+// BUSY), within ctx's deadline (internal/refusal), so a resharding does not
+// reach the callers. rueidis retries such refusals by itself only for
+// read-only scripts (EVAL_RO, Redis 7.0+); a save must not be resent after
+// a network error, when it may have run, so it is not marked retryable.
+// The reply is the last one: a refusal still there when the deadline comes.
+func execScript(ctx context.Context, c rueidis.Client, l *rueidis.Lua, keys, args []string) rueidis.RedisResult {
+	var res rueidis.RedisResult
+	_, _ = refusal.Retry(ctx, func() error {
+		res = l.Exec(ctx, c, keys, args)
+		return res.Error()
+	})
+	return res
 }
