@@ -146,21 +146,8 @@ func TestRunStopsWhenStateCannotBeRecreated(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		ns := tg.Namespace
-		user, pass := "lost-"+ns, "p-"+ns
-		acl := func(rules ...string) {
-			for _, n := range tg.Client.Nodes() {
-				if err := n.Do(ctx, n.B().Arbitrary("ACL").Args(append([]string{"SETUSER", user}, rules...)...).Build()).Error(); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-		acl("on", ">"+pass, "~*", "+@all")
-		t.Cleanup(func() {
-			for _, n := range tg.Client.Nodes() {
-				_ = n.Do(context.Background(), n.B().AclDeluser().Username(user).Build()).Error()
-			}
-		})
-		rc := tg.NewClient(t, func(o *rueidis.ClientOption) { o.Username, o.Password = user, pass })
+		user := newACLUser(t, ctx, tg, "lost", "~*", "+@all")
+		rc := user.client(t)
 		s := newStore(t, rc, ns, 2)
 		m := newModel(t, rc, ns, "balances")
 		r, err := projection.NewRunner(s, projection.Projection{Name: "balances", Categories: []string{category}, Handler: counting(m)},
@@ -173,7 +160,7 @@ func TestRunStopsWhenStateCannotBeRecreated(t *testing.T) {
 		go func() { done <- r.Run(ctx) }()
 		waitAll(t, ctx, r, last)
 
-		acl("-xgroup")
+		user.set(t, ctx, "-xgroup")
 		for p := range 2 {
 			if err := tg.Client.Do(ctx, tg.Client.B().XgroupDestroy().Key(s.Keys().Log(category, p)).Group("balances").Build()).Error(); err != nil {
 				t.Fatal(err)

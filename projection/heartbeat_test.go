@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/eventstore"
 	"github.com/streamfold/streamfold/projection"
 	"github.com/streamfold/streamfold/redistest"
@@ -26,18 +25,8 @@ func TestNoPartitionsWithoutHeartbeat(t *testing.T) {
 		ns := tg.Namespace
 		s := newStore(t, tg.Client, ns, 4)
 		m := newModel(t, tg.Client, ns, "hb")
-		user, pass := "hb-"+ns, "p-"+ns
-		for _, n := range tg.Client.Nodes() {
-			if err := n.Do(ctx, n.B().Arbitrary("ACL").Args("SETUSER", user, "on", ">"+pass, "~"+ns+":{*", "~"+ns+":cat*", "~"+ns+":categories", "~"+ns+":rm:*", "+@all").Build()).Error(); err != nil {
-				t.Fatal(err)
-			}
-		}
-		t.Cleanup(func() {
-			for _, n := range tg.Client.Nodes() {
-				_ = n.Do(context.Background(), n.B().AclDeluser().Username(user).Build()).Error()
-			}
-		})
-		rc := tg.NewClient(t, func(o *rueidis.ClientOption) { o.Username, o.Password = user, pass })
+		user := newACLUser(t, ctx, tg, "hb", "~"+ns+":{*", "~"+ns+":cat*", "~"+ns+":categories", "~"+ns+":rm:*", "+@all")
+		rc := user.client(t)
 		rs := newStore(t, rc, ns, 4)
 		logs := newLogRecorder(t)
 		mk := func(st *eventstore.Store, id string, l *slog.Logger) *projection.Runner {

@@ -261,3 +261,46 @@ func readUnacked(t testing.TB, ctx context.Context, c rueidis.Client, log, group
 		t.Fatalf("read as %s: %d entries, %v", consumer, len(got[log]), err)
 	}
 }
+
+// aclUser is a Redis ACL user on every node of a test's deployment, with
+// its own password, deleted with the test.
+type aclUser struct {
+	tg         *redistest.Target
+	name, pass string
+}
+
+// newACLUser creates the user "<prefix>-<namespace>" with rules (after "on"
+// and its password) on every node.
+func newACLUser(t testing.TB, ctx context.Context, tg *redistest.Target, prefix string, rules ...string) *aclUser {
+	t.Helper()
+	u := &aclUser{tg: tg, name: prefix + "-" + tg.Namespace, pass: "p-" + tg.Namespace}
+	u.set(t, ctx, append([]string{"on", ">" + u.pass}, rules...)...)
+	t.Cleanup(func() { _ = u.delete(context.Background()) })
+	return u
+}
+
+// set applies ACL SETUSER rules to the user on every node.
+func (u *aclUser) set(t testing.TB, ctx context.Context, rules ...string) {
+	t.Helper()
+	for addr, n := range u.tg.Client.Nodes() {
+		if err := n.Do(ctx, n.B().Arbitrary("ACL").Args(append([]string{"SETUSER", u.name}, rules...)...).Build()).Error(); err != nil {
+			t.Fatalf("ACL SETUSER %s on %s: %v", u.name, addr, err)
+		}
+	}
+}
+
+// delete removes the user from every node, which disconnects its clients
+// and refuses them from then on.
+func (u *aclUser) delete(ctx context.Context) error {
+	for addr, n := range u.tg.Client.Nodes() {
+		if err := n.Do(ctx, n.B().AclDeluser().Username(u.name).Build()).Error(); err != nil {
+			return fmt.Errorf("ACL DELUSER %s on %s: %w", u.name, addr, err)
+		}
+	}
+	return nil
+}
+
+// client returns a client of the deployment authenticated as the user.
+func (u *aclUser) client(t testing.TB) rueidis.Client {
+	return u.tg.NewClient(t, func(o *rueidis.ClientOption) { o.Username, o.Password = u.name, u.pass })
+}

@@ -62,18 +62,8 @@ func TestTwoRunnersShareAndTakeOver(t *testing.T) {
 		recs := []*recorder{{seen: map[string]int{}}, {seen: map[string]int{}}}
 		// A connects as its own ACL user, so that the test can cut it off
 		// for good (see below).
-		userA, passA := "a-"+tg.Namespace, "p-"+tg.Namespace
-		for _, n := range tg.Client.Nodes() {
-			if err := n.Do(ctx, n.B().Arbitrary("ACL").Args("SETUSER", userA, "on", ">"+passA, "~*", "+@all").Build()).Error(); err != nil {
-				t.Fatal(err)
-			}
-		}
-		t.Cleanup(func() {
-			for _, n := range tg.Client.Nodes() {
-				_ = n.Do(context.Background(), n.B().AclDeluser().Username(userA).Build()).Error()
-			}
-		})
-		clientA := tg.NewClient(t, func(o *rueidis.ClientOption) { o.Username, o.Password = userA, passA })
+		userA := newACLUser(t, ctx, tg, "a", "~*", "+@all")
+		clientA := userA.client(t)
 		sa := newStore(t, clientA, tg.Namespace, 8)
 		logs := newLogRecorder(t)
 		mk := func(st *eventstore.Store, mm *readmodel.Model, i int) *projection.Runner {
@@ -118,10 +108,8 @@ func TestTwoRunnersShareAndTakeOver(t *testing.T) {
 		// reads failed, so A kept its leases (load average 20+, 3 of 6
 		// runs). Deleting A's ACL user disconnects it on every node and
 		// refuses it from then on, whatever the client does.
-		for _, n := range tg.Client.Nodes() {
-			if err := n.Do(ctx, n.B().AclDeluser().Username(userA).Build()).Error(); err != nil {
-				t.Fatal(err)
-			}
+		if err := userA.delete(ctx); err != nil {
+			t.Fatal(err)
 		}
 		clientA.Close()
 		await(t, ctx, "takeover", func() bool { return len(b.Held()) == 8 })
