@@ -2,6 +2,7 @@ package snapshot_test
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -47,36 +48,25 @@ func TestLoadAndSaveDuringSlotMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := newSlotMover(t, ctx, c, streamKey)
-	for _, k := range m.keys() {
-		if strings.Contains(k, ":snap:") {
-			m.move(k)
-		}
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		time.Sleep(300 * time.Millisecond) // the load below is refused meanwhile
-		m.finish()
-	}()
+	m.moveKeys(t, ":snap:")
+	finished := m.finishWhenRefused()
 	snap, got := load(t, snaps, stream, 1)
 	if snap != 3 || len(got) != 2 {
 		t.Fatalf("load during the migration: snapshot v%d, events %v; want v3 and 4, 5", snap, got)
 	}
-	<-done
+	if err := <-finished; err != nil {
+		t.Fatal(err)
+	}
 
 	// The same for a save, migrating the slot back.
 	m = newSlotMover(t, ctx, c, streamKey)
-	for _, k := range m.keys() {
-		if strings.Contains(k, ":s:") {
-			m.move(k)
-		}
-	}
-	go func() {
-		time.Sleep(300 * time.Millisecond)
-		m.finish()
-	}()
+	m.moveKeys(t, ":s:")
+	finished = m.finishWhenRefused()
 	if ok, err := snaps.Save(ctx, stream, snapshot.Snapshot{Version: 5, SchemaVersion: 1, State: []byte("s5")}); err != nil || !ok {
 		t.Fatalf("save during the migration: %v %v", ok, err)
+	}
+	if err := <-finished; err != nil {
+		t.Fatal(err)
 	}
 	if snap, got := load(t, snaps, stream, 1); snap != 5 || len(got) != 0 {
 		t.Fatalf("after: snapshot v%d, events %v; want v5", snap, got)
@@ -86,7 +76,6 @@ func TestLoadAndSaveDuringSlotMigration(t *testing.T) {
 // slotMover migrates the slot of a key from its master to another, the way
 // redis-cli --cluster reshard does, one key at a time.
 type slotMover struct {
-	t            *testing.T
 	ctx          context.Context
 	slot         int64
 	from, to     rueidis.Client
@@ -97,7 +86,7 @@ type slotMover struct {
 
 func newSlotMover(t *testing.T, ctx context.Context, c rueidis.Client, key string) *slotMover {
 	t.Helper()
-	m := &slotMover{t: t, ctx: ctx, all: c.Nodes()}
+	m := &slotMover{ctx: ctx, all: c.Nodes()}
 	slot, err := c.Do(ctx, c.B().ClusterKeyslot().Key(key).Build()).AsInt64()
 	if err != nil {
 		t.Fatal(err)
@@ -121,42 +110,121 @@ func newSlotMover(t *testing.T, ctx context.Context, c rueidis.Client, key strin
 	if m.from == nil || m.to == nil {
 		t.Fatal("no source or target master for the slot")
 	}
-	m.setSlot(m.to, "IMPORTING", m.fromID)
-	m.setSlot(m.from, "MIGRATING", m.toID)
+	for _, err := range []error{m.setSlot(m.to, "IMPORTING", m.fromID), m.setSlot(m.from, "MIGRATING", m.toID)} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	return m
 }
 
-func (m *slotMover) setSlot(n rueidis.Client, state, id string) {
-	m.t.Helper()
+func (m *slotMover) setSlot(n rueidis.Client, state, id string) error {
 	if err := n.Do(m.ctx, n.B().Arbitrary("CLUSTER", "SETSLOT").Args(strconv.FormatInt(m.slot, 10), state, id).Build()).Error(); err != nil {
-		m.t.Fatalf("CLUSTER SETSLOT %d %s %s: %v", m.slot, state, id, err)
+		return fmt.Errorf("CLUSTER SETSLOT %d %s %s: %w", m.slot, state, id, err)
+	}
+	return nil
+}
+
+// moveKeys moves the slot's keys whose name contains part (the others stay
+// behind: the slot's keys are split between the two masters).
+func (m *slotMover) moveKeys(t *testing.T, part string) {
+	t.Helper()
+	if err := m.moveAll(func(k string) bool { return strings.Contains(k, part) }); err != nil {
+		t.Fatal(err)
 	}
 }
 
-func (m *slotMover) keys() []string {
-	m.t.Helper()
+// moveAll moves the keys still on the source that match.
+func (m *slotMover) moveAll(match func(string) bool) error {
 	ks, err := m.from.Do(m.ctx, m.from.B().ClusterGetkeysinslot().Slot(m.slot).Count(100).Build()).AsStrSlice()
 	if err != nil {
-		m.t.Fatal(err)
+		return err
 	}
-	return ks
-}
-
-func (m *slotMover) move(key string) {
-	m.t.Helper()
 	host, port, _ := strings.Cut(m.toAddr, ":")
-	if err := m.from.Do(m.ctx, m.from.B().Arbitrary("MIGRATE").Args(host, port, key, "0", "5000").Build()).Error(); err != nil {
-		m.t.Fatalf("MIGRATE %s: %v", key, err)
+	for _, k := range ks {
+		if !match(k) {
+			continue
+		}
+		if err := m.from.Do(m.ctx, m.from.B().Arbitrary("MIGRATE").Args(host, port, k, "0", "5000").Build()).Error(); err != nil {
+			return fmt.Errorf("MIGRATE %s: %w", k, err)
+		}
 	}
+	return nil
 }
 
-// finish moves the slot's other keys and gives the slot to the target on
-// every master.
-func (m *slotMover) finish() {
-	for _, k := range m.keys() {
-		m.move(k)
+// refused sums the TRYAGAIN and ASK replies of the two masters (INFO
+// errorstats): calls Redis refused or redirected without running them.
+func (m *slotMover) refused() (int64, error) {
+	var sum int64
+	for _, n := range []rueidis.Client{m.from, m.to} {
+		info, err := n.Do(m.ctx, n.B().Info().Section("errorstats").Build()).ToString()
+		if err != nil {
+			return 0, err
+		}
+		for line := range strings.Lines(info) {
+			for _, k := range []string{"errorstat_TRYAGAIN:count=", "errorstat_ASK:count="} {
+				if v, ok := strings.CutPrefix(strings.TrimSpace(line), k); ok {
+					c, _ := strconv.ParseInt(v, 10, 64)
+					sum += c
+				}
+			}
+		}
 	}
-	for _, n := range m.all {
-		_ = n.Do(m.ctx, n.B().Arbitrary("CLUSTER", "SETSLOT").Args(strconv.FormatInt(m.slot, 10), "NODE", m.toID).Build()).Error()
+	return sum, nil
+}
+
+// finishWhenRefused waits until Redis has refused a call since now (the call
+// the test makes next, while the slot's keys are split), then moves the
+// slot's other keys and gives the slot to the target on every master. The
+// channel gets the outcome: an error when nothing was refused before the
+// context ended (the test would not have exercised the migration).
+func (m *slotMover) finishWhenRefused() <-chan error {
+	out := make(chan error, 1)
+	before, err := m.refused()
+	if err != nil {
+		out <- err
+		return out
 	}
+	go func() {
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			n, err := m.refused()
+			if err != nil {
+				out <- err
+				return
+			}
+			if n > before {
+				break
+			}
+			select {
+			case <-m.ctx.Done():
+				out <- fmt.Errorf("no call was refused while the slot's keys were split: %w", m.ctx.Err())
+				return
+			case <-tick.C:
+			}
+		}
+		if err := m.moveAll(func(string) bool { return true }); err != nil {
+			out <- err
+			return
+		}
+		for _, n := range m.all {
+			if err := m.setSlotNode(n); err != nil {
+				out <- err
+				return
+			}
+		}
+		out <- nil
+	}()
+	return out
+}
+
+// setSlotNode gives the slot to the target on n (a replica refuses: its
+// master's view is what counts).
+func (m *slotMover) setSlotNode(n rueidis.Client) error {
+	err := m.setSlot(n, "NODE", m.toID)
+	if err != nil && strings.Contains(err.Error(), "READONLY") {
+		return nil
+	}
+	return err
 }
