@@ -3,9 +3,11 @@ package projection
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
@@ -125,23 +127,39 @@ func (o *options) setDefaults() {
 	}
 }
 
+// validate reports every option that cannot be applied, each by its
+// option's name, joined.
 func (o *options) validate() error {
+	var errs []error
+	fail := func(format string, args ...any) { errs = append(errs, invalid(format, args...)) }
 	if o.instance == "" || len(o.instance) > 200 {
-		return invalid("instance id %q: want 1 to 200 bytes", o.instance)
-	}
-	for _, r := range o.instance {
-		if r <= ' ' || r == 0x7f {
-			return invalid("instance id %q: no spaces or control characters", o.instance)
-		}
+		fail("WithInstanceID(%q): want 1 to 200 bytes", o.instance)
+	} else if strings.ContainsFunc(o.instance, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		fail("WithInstanceID(%q): no spaces or control characters", o.instance)
 	}
 	if o.start != FromBeginning && o.start != FromNow {
-		return invalid("start position %d", o.start)
+		fail("WithStart(%d): not a start position", o.start)
 	}
-	if o.batch < 1 || o.workers < 1 || o.maxInFlight < 1 {
-		return invalid("batch %d, workers %d and max in flight %d must be positive", o.batch, o.workers, o.maxInFlight)
+	if o.batch < 1 {
+		fail("WithBatch(%d): must be positive", o.batch)
 	}
-	if o.block < time.Millisecond || o.leaseTTL < 100*time.Millisecond || o.shutdownTimeout <= 0 || o.pruneIdle <= 0 {
-		return invalid("block %v (>= 1ms), lease TTL %v (>= 100ms), shutdown timeout %v and prune idle %v (> 0)", o.block, o.leaseTTL, o.shutdownTimeout, o.pruneIdle)
+	if o.workers < 1 {
+		fail("WithWorkers(%d): must be positive", o.workers)
 	}
-	return nil
+	if o.maxInFlight < 1 {
+		fail("WithMaxInFlight(%d): must be positive", o.maxInFlight)
+	}
+	if o.block < time.Millisecond {
+		fail("WithBlock(%v): at least 1ms", o.block)
+	}
+	if o.leaseTTL < 100*time.Millisecond {
+		fail("WithLeaseTTL(%v): at least 100ms", o.leaseTTL)
+	}
+	if o.shutdownTimeout <= 0 {
+		fail("WithShutdownTimeout(%v): must be positive", o.shutdownTimeout)
+	}
+	if o.pruneIdle <= 0 {
+		fail("WithPruneIdle(%v): must be positive", o.pruneIdle)
+	}
+	return errors.Join(errs...)
 }

@@ -2,6 +2,7 @@ package projection
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
@@ -70,15 +71,12 @@ func NewRunner(store *eventstore.Store, p Projection, opts ...Option) (*Runner, 
 	if store == nil {
 		return nil, invalid("nil store")
 	}
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
 	var o options
 	for _, f := range opts {
 		f(&o)
 	}
 	o.setDefaults()
-	if err := o.validate(); err != nil {
+	if err := errors.Join(p.Validate(), o.validate()); err != nil {
 		return nil, err
 	}
 	h := Chain(Chain(p.Handler, Recover()), o.middleware...)
