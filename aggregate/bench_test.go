@@ -9,6 +9,7 @@ import (
 	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/aggregate"
 	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/eventstore/storetest"
 	"github.com/streamfold/streamfold/redistest"
 	"github.com/streamfold/streamfold/snapshot"
 )
@@ -85,7 +86,7 @@ func BenchmarkLoad(b *testing.B) {
 // BenchmarkDecode measures events decoded per second: a whole load of a
 // 1000-event aggregate without snapshots (XRANGE pages, decoding and the
 // fold), and the decoding alone of the same 1000 entries already read
-// (eventstore.Store.DecodeStreamEntry, as the snapshot loader uses it).
+// (eventstore.Store.Decode, as the snapshot loader uses it).
 func BenchmarkDecode(b *testing.B) {
 	tg := redistest.Standalone(b)
 	es, err := eventstore.New(tg.Client, eventstore.WithNamespace(tg.Namespace))
@@ -107,7 +108,7 @@ func BenchmarkDecode(b *testing.B) {
 		b.Fatal(err)
 	}
 	stream := a.Stream()
-	_, key, err := es.Locate(ctx, stream)
+	_, key, err := storetest.Locate(ctx, es, stream)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -129,7 +130,7 @@ func BenchmarkDecode(b *testing.B) {
 		var last rueidis.XRangeSlice
 		for b.Loop() {
 			for _, e := range entries {
-				if _, err := es.DecodeStreamEntry(stream, key, e); err != nil {
+				if _, err := es.Decode(ctx, key, e); err != nil {
 					b.Fatal(err)
 				}
 				last = e

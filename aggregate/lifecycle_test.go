@@ -6,6 +6,7 @@ import (
 
 	"github.com/streamfold/streamfold/aggregate"
 	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/eventstore/storetest"
 	"github.com/streamfold/streamfold/redistest"
 	"github.com/streamfold/streamfold/snapshot"
 )
@@ -41,7 +42,7 @@ func TestDeleteAndRecreate(t *testing.T) {
 		if _, err := snaps.Save(ctx, stream, snapshot.Snapshot{Version: 10, SchemaVersion: 1, State: oldState}); err != nil {
 			t.Fatal(err)
 		}
-		p, _, err := e.store.Locate(ctx, stream)
+		p, _, err := storetest.Locate(ctx, e.store, stream)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -118,7 +119,7 @@ func TestLoadTruncatedBehindUnusableSnapshot(t *testing.T) {
 		}
 		flush(t, snaps)
 		trim := func(id string, minid string) {
-			_, key, err := e.store.Locate(ctx, eventstore.Stream("account", id))
+			_, key, err := storetest.Locate(ctx, e.store, eventstore.Stream("account", id))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -170,7 +171,7 @@ func TestUpdateAfterTailRemoved(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		_, key, _ := e.store.Locate(ctx, eventstore.Stream("account", "x"))
+		_, key, _ := storetest.Locate(ctx, e.store, eventstore.Stream("account", "x"))
 		c := tg.Client
 		if err := c.Do(ctx, c.B().Xdel().Key(key).Id("3-0").Build()).Error(); err != nil {
 			t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/streamfold/streamfold/aggregate"
 	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/eventstore/storetest"
 	"github.com/streamfold/streamfold/redistest"
 	"github.com/streamfold/streamfold/snapshot"
 )
@@ -286,7 +287,7 @@ func TestSnapshotMismatchedAndCorrupt(t *testing.T) {
 			t.Fatalf("after the save: snapshot %+v %v", sn, err)
 		}
 
-		partition, _, err := e.store.Locate(ctx, stream)
+		partition, _, err := storetest.Locate(ctx, e.store, stream)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -471,7 +472,7 @@ func TestRepositoryErrors(t *testing.T) {
 }
 
 // Issue 13 item 2: the write methods give the caller what waiting for a
-// projection needs, without Store.Last and Store.Locate.
+// projection needs, without Store.Last and looking up where the stream lives.
 func TestLastAppend(t *testing.T) {
 	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
 		t.Parallel()
@@ -486,7 +487,7 @@ func TestLastAppend(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, _, err := e.store.Locate(ctx, stream)
+			p, _, err := storetest.Locate(ctx, e.store, stream)
 			if err != nil {
 				t.Fatal(err)
 			}

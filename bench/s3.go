@@ -226,7 +226,7 @@ func s3Watermill(ctx context.Context, srv *server, s *eventstore.Store, logs []s
 			for msg := range ch {
 				entry := rueidis.XRangeSlice{ID: "0-1", FieldValues: []rueidis.XRangeFieldValue{
 					{Field: "s", Value: msg.Metadata.Get("s")}, {Field: "v", Value: msg.Metadata.Get("v")}, {Field: "e", Value: string(msg.Payload)}}}
-				ev, err := s.DecodeLogEntry(log, s3Category, entry)
+				ev, err := s.Decode(wctx, log, entry)
 				if err == nil {
 					d, _ := ev.Data.(Deposited)
 					err = gr.Set(wctx, "s3:wm:"+ev.Stream.ID, d.Amount, 0).Err()
@@ -277,7 +277,7 @@ func s3Guide(ctx context.Context, c rueidis.Client, s *eventstore.Store, logs []
 		}
 		for key, entries := range streams {
 			for _, e := range entries {
-				ev, err := s.DecodeLogEntry(key, s3Category, e)
+				ev, err := s.Decode(ctx, key, e)
 				if err != nil {
 					return done, err
 				}

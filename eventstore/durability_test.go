@@ -44,7 +44,7 @@ func TestDurabilityWithReplica(t *testing.T) {
 	if err != nil {
 		t.Fatalf("append with a replica: %v", err)
 	}
-	_, key, _ := s.Locate(ctx, id)
+	_, key, _ := storetest.Locate(ctx, s, id)
 	// Acknowledged by the replica: it is there now, without waiting.
 	if n, err := rc.Do(ctx, rc.B().Xlen().Key(key).Build()).AsInt64(); err != nil || n != 1 {
 		t.Fatalf("replica has %d entries (%v) after an acknowledged append", n, err)

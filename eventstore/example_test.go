@@ -256,3 +256,62 @@ func Example_expectedVersion() {
 	// true
 	// retried at version 2 -> 3
 }
+
+// Consuming a category's partition log with a consumer group of one's own
+// (the guide's XREADGROUP / XACK pattern) and decoding its entries with the
+// store's registry. Package projection does this, with leases, fencing and
+// dead letters; a small tool can do it by hand.
+func ExampleStore_Decode() {
+	ctx := context.Background()
+	srv, err := redistest.Start(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close()
+	client, err := srv.Client()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.Close()
+
+	type Deposited struct{ Amount int64 }
+	reg := eventstore.NewRegistry()
+	eventstore.MustRegister[Deposited](reg, "Deposited")
+	ns := "example-" + strings.ToLower(rand.Text()[:8])
+	store, err := eventstore.New(client, eventstore.WithNamespace(ns), eventstore.WithRegistry(reg))
+	if err != nil {
+		log.Fatal(err)
+	}
+	res, err := store.Append(ctx, eventstore.Stream("account", "alice"), eventstore.NoStream,
+		eventstore.NewEvent(Deposited{Amount: 100}), eventstore.NewEvent(Deposited{Amount: 50}))
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	// The log of alice's partition; a consumer of the whole category reads
+	// every partition (Store.Partitions).
+	logKey := store.Keys().Log("account", res.Partition)
+	if err := client.Do(ctx, client.B().XgroupCreate().Key(logKey).Group("audit").Id("0").Build()).Error(); err != nil {
+		log.Fatal(err)
+	}
+	streams, err := client.Do(ctx, client.B().Xreadgroup().Group("audit", "c1").Count(100).
+		Streams().Key(logKey).Id(">").Build()).AsXReadSlices()
+	if err != nil {
+		log.Fatal(err)
+	}
+	for key, entries := range streams {
+		for _, e := range entries {
+			ev, err := store.Decode(ctx, key, e)
+			if err != nil {
+				log.Fatal(err) // a real consumer would set the entry aside
+			}
+			fmt.Printf("%s v%d %s %+v\n", ev.Stream, ev.Version, ev.Type, ev.Data)
+			if err := client.Do(ctx, client.B().Xack().Key(key).Group("audit").Id(e.ID).Build()).Error(); err != nil {
+				log.Fatal(err)
+			}
+		}
+	}
+	// Output:
+	// account-alice v1 Deposited {Amount:100}
+	// account-alice v2 Deposited {Amount:50}
+}

@@ -48,6 +48,22 @@ func FuzzParseStreamKey(f *testing.F) {
 	})
 }
 
+func FuzzParseLogKey(f *testing.F) {
+	for _, s := range []string{"ns:{a:1}:log", "ns:{a:1}:logtrim", "ns:{a:1}:s:x", "ns:{:1}:log", "ns:{a:1}:log}:log"} {
+		f.Add(s)
+	}
+	k := NewKeyspace("ns")
+	f.Fuzz(func(t *testing.T, key string) {
+		cat, p, err := k.ParseLogKey(key)
+		if err != nil {
+			return
+		}
+		if got := k.Log(cat, p); got != key {
+			t.Fatalf("%q parsed to %s/%d, which builds %q", key, cat, p, got)
+		}
+	})
+}
+
 func FuzzParsePosition(f *testing.F) {
 	for _, s := range []string{"0-0", "1-1", "18446744073709551615-18446744073709551615", "-", "1-"} {
 		f.Add(s)

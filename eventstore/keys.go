@@ -151,9 +151,10 @@ func PartitionOf(id string, partitions int) int {
 	return int(fnv1a.String(id) % uint32(partitions))
 }
 
-// Keyspace builds the Redis keys of one namespace. Other Streamfold packages
-// (snapshot, projection, retention, tools) use it rather than formatting
-// keys themselves.
+// Keyspace is the layout of one namespace's Redis keys, part of the storage
+// format: Streamfold's packages (snapshot, projection, retention, the CLI)
+// build and classify keys with it, and so can a program or an operator that
+// reads or repairs them by hand (see Store.Decode).
 type Keyspace struct{ ns string }
 
 // NewKeyspace returns the key builder for namespace ns (validated by the caller).
@@ -232,28 +233,54 @@ func (k Keyspace) Key(name string) string { return k.ns + ":" + name }
 // ParseStreamKey is the inverse of Stream: it returns the StreamID and
 // partition encoded in an entity stream key of this namespace.
 func (k Keyspace) ParseStreamKey(key string) (StreamID, int, error) {
-	bad := func(reason string) (StreamID, int, error) {
-		return StreamID{}, 0, &InvalidStreamIDError{Field: "key", Value: key, Reason: reason}
-	}
-	rest, ok := strings.CutPrefix(key, k.ns+":{")
-	if !ok {
-		return bad("not in namespace " + k.ns)
-	}
-	tag, id, ok := strings.Cut(rest, "}:s:")
-	if !ok {
-		return bad("not an entity stream key")
-	}
-	cat, ps, ok := strings.Cut(tag, ":")
-	if !ok {
-		return bad("hash tag without partition")
-	}
-	p, err := strconv.Atoi(ps)
-	if err != nil || p < 0 || p >= MaxPartitions || strconv.Itoa(p) != ps {
-		return bad("bad partition")
+	cat, p, id, err := k.parseTagged(key, "s:", "an entity stream")
+	if err != nil {
+		return StreamID{}, 0, err
 	}
 	sid := StreamID{Category: cat, ID: id}
 	if err := sid.Validate(); err != nil {
 		return StreamID{}, 0, err
 	}
 	return sid, p, nil
+}
+
+// ParseLogKey is the inverse of Log: it returns the category and partition
+// of a partition log key of this namespace.
+func (k Keyspace) ParseLogKey(key string) (category string, partition int, err error) {
+	cat, p, rest, err := k.parseTagged(key, "log", "a partition log")
+	if err == nil && rest != "" {
+		err = &InvalidStreamIDError{Field: "key", Value: key, Reason: "not a partition log key"}
+	}
+	if err != nil {
+		return "", 0, err
+	}
+	if err := ValidateCategory(cat); err != nil {
+		return "", 0, err
+	}
+	return cat, p, nil
+}
+
+// parseTagged splits "<ns>:{<category>:<partition>}:<kind><rest>", a key of
+// the given kind in a partition's hash tag.
+func (k Keyspace) parseTagged(key, kind, what string) (category string, partition int, rest string, err error) {
+	bad := func(reason string) (string, int, string, error) {
+		return "", 0, "", &InvalidStreamIDError{Field: "key", Value: key, Reason: reason}
+	}
+	after, ok := strings.CutPrefix(key, k.ns+":{")
+	if !ok {
+		return bad("not in namespace " + k.ns)
+	}
+	tag, rest, ok := strings.Cut(after, "}:"+kind)
+	if !ok {
+		return bad("not " + what + " key")
+	}
+	cat, ps, ok := strings.Cut(tag, ":")
+	if !ok {
+		return bad("hash tag without partition")
+	}
+	p, perr := strconv.Atoi(ps)
+	if perr != nil || p < 0 || p >= MaxPartitions || strconv.Itoa(p) != ps {
+		return bad("bad partition")
+	}
+	return cat, p, rest, nil
 }

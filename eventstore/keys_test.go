@@ -60,6 +60,15 @@ func TestKeyLayout(t *testing.T) {
 			t.Errorf("%q: %v", key, err)
 		}
 	}
+	if cat, p, err := k.ParseLogKey(k.Log("account", 3)); err != nil || cat != "account" || p != 3 {
+		t.Fatalf("%s %d %v", cat, p, err)
+	}
+	for _, key := range []string{"other:{account:3}:log", k.LogTrimmed("account", 3), k.Stream(id, 3), "ns:{account:03}:log",
+		"ns:{account}:log", "ns:{account:-1}:log", "ns:{a b:1}:log", "ns:{account:3}:log:x"} {
+		if _, _, err := k.ParseLogKey(key); !errors.Is(err, ErrInvalidStreamID) {
+			t.Errorf("%q: %v", key, err)
+		}
+	}
 }
 
 func TestStreamPattern(t *testing.T) {

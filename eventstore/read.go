@@ -187,23 +187,26 @@ func (s *Store) ReadLog(ctx context.Context, category string, partition int, aft
 	}
 }
 
-// DecodeLogEntry decodes one partition-log entry of category, as read by a
-// consumer (package projection) with XREADGROUP.
-func (s *Store) DecodeLogEntry(key, category string, e rueidis.XRangeSlice) (RecordedEvent, error) {
-	// A codec that fetches keys (see StreamCodec) runs without a deadline
-	// here; it should cache.
-	return s.dec.decodeEntry(context.Background(), key, e, StreamID{Category: category})
-}
-
-// DecodeStreamEntry decodes one entry of the entity stream of stream, stored
-// at key, as read with XRANGE by another package (package snapshot reads a
-// snapshot and the entries after it in one script call). Errors are those of
-// Read: *CorruptEntryError, *UnknownEventTypeError, *UpcastError.
-func (s *Store) DecodeStreamEntry(stream StreamID, key string, e rueidis.XRangeSlice) (RecordedEvent, error) {
-	if stream.ID == "" {
-		return RecordedEvent{}, &InvalidStreamIDError{Field: "id", Value: "", Reason: "empty"}
+// Decode decodes one entry read from Redis without the store: from a
+// partition log (Keyspace.Log), as a consumer with its own consumer group
+// reads it with XREADGROUP, or from an entity stream (Keyspace.Stream). key
+// is the key the entry was read from; it tells the two apart and names the
+// stream or category. Upcasters and the store's codec apply as in Read (a
+// codec that fetches keys, such as package shred's, uses ctx). Errors are
+// those of Read (*CorruptEntryError, *UnknownEventTypeError, *UpcastError),
+// or an *InvalidStreamIDError when key is neither kind of key of this
+// store's namespace.
+func (s *Store) Decode(ctx context.Context, key string, e rueidis.XRangeSlice) (RecordedEvent, error) {
+	// The key is not validated further (ParseStreamKey would check the
+	// entity id, on every entry of a load): a key that is not the store's
+	// held nothing it wrote.
+	if cat, _, rest, err := s.keys.parseTagged(key, "log", ""); err == nil && rest == "" {
+		return s.dec.decodeEntry(ctx, key, e, StreamID{Category: cat})
 	}
-	return s.dec.decodeEntry(context.Background(), key, e, stream)
+	if cat, _, id, err := s.keys.parseTagged(key, "s:", ""); err == nil && id != "" {
+		return s.dec.decodeEntry(ctx, key, e, StreamID{Category: cat, ID: id})
+	}
+	return RecordedEvent{}, &InvalidStreamIDError{Field: "key", Value: key, Reason: "neither a partition log nor an entity stream key of namespace " + s.keys.Namespace()}
 }
 
 // asEntries reads an XRANGE-style reply, keeping field order.

@@ -86,10 +86,13 @@ func New(client rueidis.Client, opts ...Option) (*Store, error) {
 // Registry returns the store's event type registry.
 func (s *Store) Registry() *Registry { return s.opts.registry }
 
-// Keys returns the store's key layout.
+// Keys returns the store's key layout, for reading or repairing its keys by
+// hand (a consumer group of one's own on a partition log, see Decode; an
+// operator's redis-cli session).
 func (s *Store) Keys() Keyspace { return s.keys }
 
-// Client returns the Redis client the store uses.
+// Client returns the Redis client the store uses, for the packages built on
+// the store (they share its connections) and for reading its keys by hand.
 func (s *Store) Client() rueidis.Client { return s.client }
 
 // Codec returns the payload codec.
@@ -269,10 +272,4 @@ func (s *Store) locateKnown(ctx context.Context, stream StreamID) (p int, key st
 	}
 	p = PartitionOf(stream.ID, n)
 	return p, s.keys.Stream(stream, p), true, nil
-}
-
-// Locate returns the partition of a stream and the key of its entity stream.
-// Like an append, it creates the stream's category if it is new.
-func (s *Store) Locate(ctx context.Context, stream StreamID) (partition int, key string, err error) {
-	return s.locate(ctx, stream)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/eventstore/storetest"
 	"github.com/streamfold/streamfold/redistest"
 	"github.com/streamfold/streamfold/retention"
 )
@@ -34,7 +35,7 @@ func TestForeignEntries(t *testing.T) {
 			t.Fatal(err)
 		}
 		id := eventstore.Stream("acct", "foreign")
-		p, key, err := store.Locate(ctx, id)
+		p, key, err := storetest.Locate(ctx, store, id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -111,7 +112,7 @@ func TestForeignEntries(t *testing.T) {
 		}
 		// A key of the wrong type where a stream belongs: a clear error, no panic.
 		wid := eventstore.Stream("acct", "wrongtype")
-		_, wkey, _ := store.Locate(ctx, wid)
+		_, wkey, _ := storetest.Locate(ctx, store, wid)
 		if err := c.Do(ctx, c.B().Set().Key(wkey).Value("not a stream").Build()).Error(); err != nil {
 			t.Fatal(err)
 		}
@@ -302,7 +303,7 @@ func btoi(b bool) int {
 
 func mustKey(t testing.TB, s *eventstore.Store, id eventstore.StreamID) string {
 	t.Helper()
-	_, k, err := s.Locate(context.Background(), id)
+	_, k, err := storetest.Locate(context.Background(), s, id)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/eventstore/storetest"
 	"github.com/streamfold/streamfold/projection"
 	"github.com/streamfold/streamfold/readmodel"
 	"github.com/streamfold/streamfold/redistest"
@@ -530,7 +531,7 @@ func checkRedirectedWait(t *testing.T, c rueidis.Client, masters, replicas []str
 		t.Fatal(err)
 	}
 	rs := newResharder(t, masters)
-	_, key, err := store.Locate(ctx, id)
+	_, key, err := storetest.Locate(ctx, store, id)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/eventstore/storetest"
 	"github.com/streamfold/streamfold/projection"
 	"github.com/streamfold/streamfold/readmodel"
 	"github.com/streamfold/streamfold/redistest"
@@ -215,7 +216,7 @@ func TestProjectionForeignEntries(t *testing.T) {
 
 		// The foreign entries go into the log of g0's partition, between
 		// g0's events; the ghost goes wherever its entity lives.
-		p, _, err := store.Locate(ctx, eventstore.Stream("acct", "g0"))
+		p, _, err := storetest.Locate(ctx, store, eventstore.Stream("acct", "g0"))
 		if err != nil {
 			t.Fatal(err)
 		}

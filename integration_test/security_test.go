@@ -112,7 +112,7 @@ func TestACLRestrictedUser(t *testing.T) {
 			}
 			// A consumer group (created by the admin: projections are not
 			// covered here) holds the log trim back.
-			p, _, _ := store.Locate(ctx, id)
+			p, _, _ := storetest.Locate(ctx, store, id)
 			logKey := store.Keys().Log("acct", p)
 			if err := tg.Client.Do(ctx, tg.Client.B().XgroupCreate().Key(logKey).Group("g").Id("0").Build()).Error(); err != nil {
 				t.Fatal(err)
@@ -273,7 +273,7 @@ func TestHostileIDs(t *testing.T) {
 				continue
 			}
 			accepted++
-			p, key, _ := store.Locate(ctx, sid)
+			p, key, _ := storetest.Locate(ctx, store, sid)
 			logKey := store.Keys().Log("acct", p)
 			tag := store.Keys().Tag("acct", p)
 			if !strings.HasPrefix(key, tg.Namespace+":"+tag+":s:") || strings.Count(key, "{") != 1 || strings.Count(key, "}") != 1 {

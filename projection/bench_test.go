@@ -82,7 +82,7 @@ func BenchmarkProjectionVsGuideLoop(b *testing.B) {
 		}
 		for key, entries := range streams {
 			for _, e := range entries {
-				ev, err := s.DecodeLogEntry(key, category, e)
+				ev, err := s.Decode(ctx, key, e)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -161,7 +161,7 @@ func readLetters(ctx context.Context, c rueidis.Client, store *eventstore.Store,
 			return nil, fmt.Errorf("projection %s: dead letters of %s/%d: %w", name, cat, p, err)
 		}
 		for _, e := range es {
-			out = append(out, decodeLetter(store, key, cat, p, e))
+			out = append(out, decodeLetter(ctx, store, cat, p, e))
 		}
 		if len(es) < 500 {
 			return out, nil
@@ -170,7 +170,7 @@ func readLetters(ctx context.Context, c rueidis.Client, store *eventstore.Store,
 	}
 }
 
-func decodeLetter(store *eventstore.Store, key, cat string, p int, e rueidis.XRangeSlice) DeadLetter {
+func decodeLetter(ctx context.Context, store *eventstore.Store, cat string, p int, e rueidis.XRangeSlice) DeadLetter {
 	f := fieldMap(e.FieldValues)
 	l := DeadLetter{ID: e.ID, Category: cat, Partition: p, Kind: f["k"], Err: f["err"]}
 	l.Attempts, _ = strconv.Atoi(f["n"])
@@ -187,7 +187,7 @@ func decodeLetter(store *eventstore.Store, key, cat string, p int, e rueidis.XRa
 	l.Version, _ = versionid.Parse(f["v"]) // 0 when not a version id (a foreign letter's)
 	entry := rueidis.XRangeSlice{ID: f["pos"], FieldValues: []rueidis.XRangeFieldValue{
 		{Field: "s", Value: f["s"]}, {Field: "v", Value: f["v"]}, {Field: "e", Value: f["e"]}}}
-	ev, err := store.DecodeLogEntry(key, cat, entry)
+	ev, err := store.Decode(ctx, store.Keys().Log(cat, p), entry)
 	var unknown *eventstore.UnknownEventTypeError
 	if err != nil && !asUnknown(err, &unknown) {
 		l.decodeErr = err

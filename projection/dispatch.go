@@ -260,7 +260,7 @@ func (p *partition) dispatch(entries []rueidis.XRangeSlice) bool {
 // letter.
 func (p *partition) decode(e rueidis.XRangeSlice) task {
 	t := task{p: p, kind: taskEvent, pos: e.ID, entry: e}
-	ev, err := p.store.DecodeLogEntry(p.k.log, p.u.cat, e)
+	ev, err := p.store.Decode(p.hctx, p.k.log, e)
 	var unknown *eventstore.UnknownEventTypeError
 	if err != nil && !errors.As(err, &unknown) {
 		// Corrupt: dead-lettered, parking its entity if the entry

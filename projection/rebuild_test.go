@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/eventstore/storetest"
 	"github.com/streamfold/streamfold/projection"
 	"github.com/streamfold/streamfold/redistest"
 )
@@ -40,7 +41,7 @@ func TestRebuildRefusesTruncatedHistory(t *testing.T) {
 						}
 					}
 				}
-				_, key, _ := s.Locate(ctx, cut)
+				_, key, _ := storetest.Locate(ctx, s, cut)
 				c := s.Client()
 				if err := c.Do(ctx, c.B().Arbitrary("XTRIM").Keys(key).Args(tc.trim...).Build()).Error(); err != nil {
 					t.Fatal(err)
@@ -131,7 +132,7 @@ func TestRebuildRefusesHole(t *testing.T) {
 		defer cancel()
 		s := newStore(t, tg.Client, tg.Namespace, 1)
 		appendAll(t, ctx, s, "h", 2, 5, 1)
-		_, key, err := s.Locate(ctx, eventstore.Stream(category, "h1"))
+		_, key, err := storetest.Locate(ctx, s, eventstore.Stream(category, "h1"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -40,7 +40,7 @@ func TestCompactionKeepsWhatAppendsRelyOn(t *testing.T) {
 		// entry.
 		cutTail := eventstore.Stream("account", "cut-tail")
 		deposit(t, s, cutTail, eventstore.NoStream, 8)
-		_, tailKey, _ := s.Locate(ctx, cutTail)
+		_, tailKey, _ := storetest.Locate(ctx, s, cutTail)
 		if err := c.Do(ctx, c.B().Xdel().Key(tailKey).Id("7-0", "8-0").Build()).Error(); err != nil {
 			t.Fatal(err)
 		}

@@ -99,7 +99,7 @@ func TestCompaction(t *testing.T) {
 		if _, err := s.Append(ctx, empty, eventstore.NoStream, eventstore.NewEvent(storetest.Deposited{Amount: 1}), eventstore.NewEvent(storetest.Deposited{Amount: 2})); err != nil {
 			t.Fatal(err)
 		}
-		_, emptyKey, _ := s.Locate(ctx, empty)
+		_, emptyKey, _ := storetest.Locate(ctx, s, empty)
 		c := s.Client()
 		if err := c.Do(ctx, c.B().Xtrim().Key(emptyKey).Maxlen().Threshold("0").Build()).Error(); err != nil {
 			t.Fatal(err)
@@ -119,7 +119,7 @@ func TestCompaction(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, key0, _ := s.Locate(ctx, ids[0])
+		_, key0, _ := storetest.Locate(ctx, s, ids[0])
 		mem0 := memoryOf(t, s, key0)
 		// The emptied stream holds no node at all: already compact.
 		dry, err := r.Apply(ctx, true)
@@ -369,7 +369,7 @@ func TestRunSchedules(t *testing.T) {
 	if _, err := s.Append(ctx, id, eventstore.NoStream, eventstore.NewEvent(storetest.Deposited{Amount: 1})); err != nil {
 		t.Fatal(err)
 	}
-	_, key, _ := s.Locate(ctx, id)
+	_, key, _ := storetest.Locate(ctx, s, id)
 	before := memoryOf(t, s, key)
 	r, err := retention.New(s, []retention.Policy{{Category: "account", CompactIdle: time.Nanosecond}})
 	if err != nil {

@@ -58,7 +58,7 @@ func TestTruncateBehindSnapshot(t *testing.T) {
 		if _, err := snaps.Save(ctx, other, snapshot.Snapshot{Version: 8, SchemaVersion: 7, Time: day, State: []byte{0x90}}); err != nil {
 			t.Fatal(err)
 		}
-		p, _, _ := s.Locate(ctx, corrupt)
+		p, _, _ := storetest.Locate(ctx, s, corrupt)
 		c := s.Client()
 		if err := c.Do(ctx, c.B().Set().Key(s.Keys().Snapshot(corrupt, p)).Value("garbage").Build()).Error(); err != nil {
 			t.Fatal(err)
@@ -166,7 +166,7 @@ func TestTruncateIgnoresStaleSnapshot(t *testing.T) {
 		snaps := newSnapshots(t, s)
 		c := s.Client()
 		snapKey := func(id eventstore.StreamID) string {
-			p, _, err := s.Locate(ctx, id)
+			p, _, err := storetest.Locate(ctx, s, id)
 			if err != nil {
 				t.Fatal(err)
 			}

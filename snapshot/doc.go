@@ -13,7 +13,7 @@
 // Store.Load runs one script that reads the snapshot's fixed-width header,
 // and returns the snapshot with the first page of entries after its version
 // (XRANGE from "<version+1>-0"); only a longer tail is paged on with XRANGE.
-// Entries are decoded by eventstore (Store.DecodeStreamEntry), which owns
+// Entries are decoded by eventstore (Store.Decode), which owns
 // their wire format and upcasting. A snapshot of another schema version is
 // ignored (and replaced by the next one taken); a corrupt one is ignored with
 // a warning, counted in Stats.Ignored, and the entity loads from its events.

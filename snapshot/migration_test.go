@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/eventstore/storetest"
 	"github.com/streamfold/streamfold/redistest"
 	"github.com/streamfold/streamfold/snapshot"
 )
@@ -43,7 +44,7 @@ func TestLoadAndSaveDuringSlotMigration(t *testing.T) {
 	}
 
 	// Start migrating the slot and move only the snapshot key.
-	_, streamKey, err := es.Locate(ctx, stream)
+	_, streamKey, err := storetest.Locate(ctx, es, stream)
 	if err != nil {
 		t.Fatal(err)
 	}

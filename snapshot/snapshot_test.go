@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/eventstore/storetest"
 	"github.com/streamfold/streamfold/redistest"
 	"github.com/streamfold/streamfold/snapshot"
 )
@@ -127,7 +128,7 @@ func TestLoadAndSave(t *testing.T) {
 			t.Fatalf("snapshot at head: %d, %v", snap, got)
 		}
 		// Garbage under the key: ignored.
-		p, _, _ := es.Locate(ctx, st)
+		p, _, _ := storetest.Locate(ctx, es, st)
 		c := tg.Client
 		if err := c.Do(ctx, c.B().Set().Key(es.Keys().Snapshot(st, p)).Value("\x94\xcfgarbage").Build()).Error(); err != nil {
 			t.Fatal(err)
@@ -238,7 +239,7 @@ func TestStaleSnapshots(t *testing.T) {
 		if err := save(5); err != nil {
 			t.Fatal(err)
 		}
-		p, _, _ := es.Locate(ctx, st)
+		p, _, _ := storetest.Locate(ctx, es, st)
 		c := tg.Client
 		old, err := c.Do(ctx, c.B().Get().Key(es.Keys().Snapshot(st, p)).Build()).ToString()
 		if err != nil {

@@ -342,12 +342,17 @@ func (s *Store) Stats() Stats {
 // keysOf returns the keys a snapshot script touches: the snapshot, the
 // entity stream, its stream tombstone and its snapshot floor.
 func keysOf(ctx context.Context, es *eventstore.Store, stream eventstore.StreamID) (scriptKeys, error) {
-	p, entity, err := es.Locate(ctx, stream)
+	if err := stream.Validate(); err != nil {
+		return scriptKeys{}, err
+	}
+	// As an append would, this creates the category if it is new.
+	n, err := es.CreateCategory(ctx, stream.Category)
 	if err != nil {
 		return scriptKeys{}, err
 	}
+	p := eventstore.PartitionOf(stream.ID, n)
 	ks := es.Keys()
-	return scriptKeys{snapshot: ks.Snapshot(stream, p), stream: entity, tombstone: ks.Tombstone(stream, p), floor: ks.SnapshotFloor(stream, p)}, nil
+	return scriptKeys{snapshot: ks.Snapshot(stream, p), stream: ks.Stream(stream, p), tombstone: ks.Tombstone(stream, p), floor: ks.SnapshotFloor(stream, p)}, nil
 }
 
 // Invalidate deletes stream's snapshot and refuses, for good, every
@@ -477,7 +482,7 @@ func (s *Store) Load(ctx context.Context, stream eventstore.StreamID, schemaVers
 			yield(eventstore.RecordedEvent{}, &eventstore.StreamNotFoundError{Stream: stream})
 			return
 		}
-		last, more := s.yieldEntries(stream, keys.stream, rep.entries, yield)
+		last, more := s.yieldEntries(ctx, stream, keys.stream, rep.entries, yield)
 		if more && len(rep.entries) == s.opts.pageSize && last > 0 {
 			s.readFrom(ctx, stream, last+1, yield)
 		}
@@ -532,14 +537,14 @@ func (s *Store) restoreSnapshot(stream eventstore.StreamID, key string, schemaVe
 // yieldEntries decodes and yields the entries the load script returned
 // from the stream at key. It returns the version of the last one, and
 // whether the consumer wants more.
-func (s *Store) yieldEntries(stream eventstore.StreamID, key string, entries []rueidis.RedisMessage, yield func(eventstore.RecordedEvent, error) bool) (last uint64, more bool) {
+func (s *Store) yieldEntries(ctx context.Context, stream eventstore.StreamID, key string, entries []rueidis.RedisMessage, yield func(eventstore.RecordedEvent, error) bool) (last uint64, more bool) {
 	for i := range entries {
 		e, err := entries[i].AsXRangeSlice()
 		if err != nil {
 			yield(eventstore.RecordedEvent{}, fmt.Errorf("snapshot: load %s: %w", stream, err))
 			return last, false
 		}
-		ev, err := s.es.DecodeStreamEntry(stream, key, e)
+		ev, err := s.es.Decode(ctx, key, e)
 		if !yield(ev, err) {
 			return last, false
 		}

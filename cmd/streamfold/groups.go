@@ -387,7 +387,7 @@ func (a *app) describeEntries(log, category string, entries []pendingEntry) erro
 		if len(es) == 0 {
 			continue // trimmed while pending: the runner dead-letters it as "trimmed"
 		}
-		ev, err := a.store.DecodeLogEntry(log, category, es[0])
+		ev, err := a.store.Decode(a.ctx, log, es[0])
 		var unknown *eventstore.UnknownEventTypeError
 		if err != nil && !errors.As(err, &unknown) {
 			continue

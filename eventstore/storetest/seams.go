@@ -70,11 +70,11 @@ func testTailRemoved(t *testing.T, newStore Factory) {
 	c := s.Client()
 	ids := partitionMates(t, s, "account", "tail", 2)
 	id, other := ids[0], ids[1]
-	p, key, err := s.Locate(ctx, id)
+	p, key, err := Locate(ctx, s, id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, otherKey, _ := s.Locate(ctx, other)
+	_, otherKey, _ := Locate(ctx, s, other)
 	log := s.Keys().Log("account", p)
 	if _, err := s.Append(ctx, id, eventstore.NoStream, eventstore.NewEvent(Opened{Owner: "a"}), eventstore.NewEvent(Deposited{Amount: 1}), eventstore.NewEvent(Deposited{Amount: 2})); err != nil {
 		t.Fatal(err)
@@ -149,7 +149,7 @@ func checkOnlyEventRemoved(ctx context.Context, t *testing.T, s *eventstore.Stor
 	t.Helper()
 	c := s.Client()
 	lone := partitionMates(t, s, "account", "lone", 1)[0]
-	_, loneKey, _ := s.Locate(ctx, lone)
+	_, loneKey, _ := Locate(ctx, s, lone)
 	if _, err := s.Append(ctx, lone, eventstore.NoStream, eventstore.NewEvent(Opened{Owner: "l"})); err != nil {
 		t.Fatal(err)
 	}
@@ -246,9 +246,9 @@ func testFailsAlone(t *testing.T, newStore Factory) {
 			t.Fatal(err)
 		}
 	}
-	_, key0, _ := s.Locate(ctx, ids[0])
+	_, key0, _ := Locate(ctx, s, ids[0])
 	xdel(t, c, key0, "2-0")
-	_, key1, _ := s.Locate(ctx, ids[1])
+	_, key1, _ := Locate(ctx, s, ids[1])
 	if err := c.Do(ctx, c.B().Set().Key(key1).Value("not a stream").Build()).Error(); err != nil {
 		t.Fatal(err)
 	}

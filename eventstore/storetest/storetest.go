@@ -138,6 +138,21 @@ func NamespaceKeys(t *testing.T, s *eventstore.Store) []string {
 	return keys
 }
 
+// Locate returns the partition of stream and the key of its entity stream,
+// for a test that inspects or breaks the stream by hand. Like an append, it
+// creates the stream's category if it is new.
+func Locate(ctx context.Context, s *eventstore.Store, stream eventstore.StreamID) (partition int, key string, err error) {
+	if err := stream.Validate(); err != nil {
+		return 0, "", err
+	}
+	n, err := s.CreateCategory(ctx, stream.Category)
+	if err != nil {
+		return 0, "", err
+	}
+	p := eventstore.PartitionOf(stream.ID, n)
+	return p, s.Keys().Stream(stream, p), nil
+}
+
 func testAppendAndRead(t *testing.T, newStore Factory) {
 	clock := time.Date(2026, 1, 2, 3, 4, 5, 6000, time.FixedZone("X", 3600))
 	s := newStore(t, eventstore.WithClock(func() time.Time { return clock }))
@@ -155,7 +170,36 @@ func testAppendAndRead(t *testing.T, newStore Factory) {
 		t.Fatalf("version %d %v", v, err)
 	}
 	checkLogMirrorsStream(ctx, t, s, res.Partition, id, evs)
+	checkDecode(ctx, t, s, res.Partition, id, evs)
 	checkNeverExisted(ctx, t, s)
+}
+
+// checkDecode decodes the entries of the stream and of its partition log as
+// read with XRANGE (as a consumer of its own would read them) and compares
+// them with what Read returned; a key that is not the store's is refused.
+func checkDecode(ctx context.Context, t *testing.T, s *eventstore.Store, partition int, id eventstore.StreamID, evs []eventstore.RecordedEvent) {
+	t.Helper()
+	c, keys := s.Client(), s.Keys()
+	for _, key := range []string{keys.Stream(id, partition), keys.Log(id.Category, partition)} {
+		entries, err := c.Do(ctx, c.B().Xrange().Key(key).Start("-").End("+").Build()).AsXRangeSlices()
+		if err != nil || len(entries) != len(evs) {
+			t.Fatalf("xrange %s: %d entries, %v", key, len(entries), err)
+		}
+		for i, e := range entries {
+			ev, err := s.Decode(ctx, key, e)
+			if err != nil || ev.Stream != id || ev.Version != evs[i].Version || ev.ID != evs[i].ID || ev.Position != evs[i].Position || ev.Data != evs[i].Data {
+				t.Fatalf("decode %s entry %d: %+v %v, read %+v", key, i, ev, err, evs[i])
+			}
+		}
+		if i := strings.LastIndexByte(key, '}'); i > 0 {
+			for _, bad := range []string{"other" + key, key[:i+1] + ":snap:" + id.ID, keys.LogTrimmed(id.Category, partition)} {
+				_, err := s.Decode(ctx, bad, entries[0])
+				if !errors.Is(err, eventstore.ErrInvalidStreamID) {
+					t.Fatalf("decode from %q: %v", bad, err)
+				}
+			}
+		}
+	}
 }
 
 // appendTwoBatches appends to a new stream an Opened (carrying metadata)
@@ -666,7 +710,7 @@ func testTrimmedKeepsVersion(t *testing.T, newStore Factory) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, key, err := s.Locate(ctx, id)
+	_, key, err := Locate(ctx, s, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -796,7 +840,7 @@ func testGivesUpWhileQueued(t *testing.T, newStore Factory, batch, inflight int)
 	if _, err := s.Append(ctx, ids[0], eventstore.NoStream, eventstore.NewEvent(Note{})); err != nil {
 		t.Fatal(err)
 	}
-	part, _, err := s.Locate(ctx, ids[0])
+	part, _, err := Locate(ctx, s, ids[0])
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/eventstore"
+	"github.com/streamfold/streamfold/eventstore/storetest"
 	"github.com/streamfold/streamfold/redistest"
 	"github.com/streamfold/streamfold/retention/shred"
 	"github.com/streamfold/streamfold/snapshot"
@@ -60,7 +61,7 @@ func TestShredding(t *testing.T) {
 		}
 		// Nothing personal is stored in the clear, in the stream or in the log.
 		c := tg.Client
-		_, key, _ := s.Locate(ctx, alice)
+		_, key, _ := storetest.Locate(ctx, s, alice)
 		for _, k := range []string{key, s.Keys().Log("user", res.Partition)} {
 			raw, err := c.Do(ctx, c.B().Xrange().Key(k).Start("-").End("+").Build()).ToAny()
 			if err != nil {
@@ -88,7 +89,7 @@ func TestShredding(t *testing.T) {
 			t.Fatalf("other reader %+v", got)
 		}
 		// A snapshot with personal state is deleted with the key.
-		p, _, _ := s.Locate(ctx, alice)
+		p, _, _ := storetest.Locate(ctx, s, alice)
 		snap := s.Keys().Snapshot(alice, p)
 		if err := c.Do(ctx, c.B().Set().Key(snap).Value("alice@example.com").Build()).Error(); err != nil {
 			t.Fatal(err)
@@ -292,7 +293,7 @@ func TestForgetDamagedStream(t *testing.T) {
 		if _, err := s.Append(ctx, u, eventstore.NoStream, eventstore.NewEvent(Registered{Email: "d@example.com"}), eventstore.NewEvent(PlanChanged{Plan: "x"})); err != nil {
 			t.Fatal(err)
 		}
-		_, key, _ := s.Locate(ctx, u)
+		_, key, _ := storetest.Locate(ctx, s, u)
 		if err := tg.Client.Do(ctx, tg.Client.B().Xdel().Key(key).Id("2-0").Build()).Error(); err != nil {
 			t.Fatal(err)
 		}
