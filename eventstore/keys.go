@@ -104,6 +104,14 @@ func ValidateEntityID(id string) error {
 	if len(id) > MaxEntityIDLen {
 		return &InvalidStreamIDError{Field: "id", Value: id, Reason: fmt.Sprintf("longer than %d bytes", MaxEntityIDLen)}
 	}
+	if asciiVisible(id) {
+		return nil // the common case, without the Unicode tables
+	}
+	return validateRunes(id)
+}
+
+// validateRunes is ValidateEntityID's check of each character.
+func validateRunes(id string) error {
 	if !utf8.ValidString(id) {
 		return &InvalidStreamIDError{Field: "id", Value: id, Reason: "not valid UTF-8"}
 	}
@@ -128,6 +136,17 @@ func ValidateEntityID(id string) error {
 		return &InvalidStreamIDError{Field: "id", Value: id, Reason: fmt.Sprintf("%s %U %q at byte %d not allowed", what, r, r, i)}
 	}
 	return nil
+}
+
+// asciiVisible reports whether id is all printable ASCII other than the
+// space and braces: valid without looking further.
+func asciiVisible(id string) bool {
+	for i := 0; i < len(id); i++ {
+		if b := id[i]; b <= ' ' || b >= 0x7f || b == '{' || b == '}' {
+			return false
+		}
+	}
+	return true
 }
 
 // ValidateNamespace checks a key prefix: 1–64 characters of [A-Za-z0-9_.-].

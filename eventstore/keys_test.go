@@ -222,3 +222,14 @@ func TestValidateEntityIDRefusesInvisibleCharacters(t *testing.T) {
 		}
 	}
 }
+
+// The ASCII fast path of ValidateEntityID accepts exactly the ASCII ids the
+// character-by-character check accepts.
+func TestValidateEntityIDFastPathAgrees(t *testing.T) {
+	for b := range 0x80 {
+		id := "a" + string(rune(b)) + "z"
+		if fast, slow := asciiVisible(id), validateRunes(id) == nil; fast != slow {
+			t.Errorf("%q: fast path %t, full check %t", id, fast, slow)
+		}
+	}
+}
