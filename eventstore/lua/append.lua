@@ -62,29 +62,17 @@
 -- (nobody can have read it) and reports the stream as damaged. Transactions
 -- of several streams check the exact versions up front instead, since an
 -- earlier stream's writes could not be taken back.
+--
+-- The hot path (hot below): a transaction of one stream at an exact
+-- expected version whose last entry is the expected one is written
+-- straight away. Everything else goes through the general machinery, whose
+-- functions are only created when a call needs them (creating them costs
+-- ~1.2 µs a call, the general checks ~2 µs more than the hot path).
 
 local log = KEYS[1]
 
 -- current(key, tomb) and exact(key) are defined in version.lua, prepended
 -- when the script is built.
-
--- If events from..from+n-1 of the stream carry the ids of the envelopes
--- ARGV[first+1], ARGV[first+3], ..., return {from+n-1, pos...}; else nil.
-local function stored(key, from, n, first)
-  local r = redis.call('XRANGE', key, from .. '-0', (from + n - 1) .. '-0')
-  if #r ~= n then return nil end
-  local res = {from + n - 1}
-  for i = 1, n do
-    local fv = r[i][2]
-    local env, pos = nil, ''
-    for j = 1, #fv, 2 do
-      if fv[j] == 'e' then env = fv[j + 1] elseif fv[j] == 'p' then pos = fv[j + 1] end
-    end
-    if env == nil or string.sub(env, 1, 16) ~= string.sub(ARGV[first + 2 * i - 1], 1, 16) then return nil end
-    res[i + 1] = pos
-  end
-  return res
-end
 
 local function failed(r) return type(r) == 'table' and r.err ~= nil end
 
@@ -110,119 +98,173 @@ local function write(key, eid, exp, v, n, e)
   return r
 end
 
--- transaction checks and writes one transaction whose first stream's part
--- of ARGV starts at a, and returns its result.
-local function transaction(ns, a)
-  local start = a
-  local bases = {}      -- version before the append, per stream
-  local replays = {}    -- replayed results, per stream
-  local nreplay = 0
-  local conflict = nil
-  for s = 1, ns do
-    local ki = tonumber(ARGV[a])
-    local key, tomb = KEYS[ki], KEYS[ki + 1]
-    local exp = tonumber(ARGV[a + 2])
-    local expid = ARGV[a + 3]
-    local n = tonumber(ARGV[a + 4])
-    local first = a + 5
-    if exp < 0 and exp ~= EXPECT_ANY and exp ~= EXPECT_EXISTS then
-      error({err = 'ERR unknown expected version ' .. exp, partial = false})
+-- machinery builds the general path: it returns transaction(ns, a), which
+-- checks and writes one transaction whose first stream's part of ARGV
+-- starts at a and returns its result, raising {err, partial} when Redis
+-- refused one of its writes.
+local function machinery()
+  -- If events from..from+n-1 of the stream carry the ids of the envelopes
+  -- ARGV[first+1], ARGV[first+3], ..., return {from+n-1, pos...}; else nil.
+  local function stored(key, from, n, first)
+    local r = redis.call('XRANGE', key, from .. '-0', (from + n - 1) .. '-0')
+    if #r ~= n then return nil end
+    local res = {from + n - 1}
+    for i = 1, n do
+      local fv = r[i][2]
+      local env, pos = nil, ''
+      for j = 1, #fv, 2 do
+        if fv[j] == 'e' then env = fv[j + 1] elseif fv[j] == 'p' then pos = fv[j + 1] end
+      end
+      if env == nil or string.sub(env, 1, 16) ~= string.sub(ARGV[first + 2 * i - 1], 1, 16) then return nil end
+      res[i + 1] = pos
     end
-    local cur, lastid, live, gone
-    if exp > 0 then
-      local r = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
-      if #r > 0 and r[1][1] == expid then
-        cur, live = exp, true
+    return res
+  end
+
+  -- transaction checks and writes one transaction whose first stream's part
+  -- of ARGV starts at a, and returns its result.
+  local function transaction(ns, a)
+    local start = a
+    local bases = {}      -- version before the append, per stream
+    local replays = {}    -- replayed results, per stream
+    local nreplay = 0
+    local conflict = nil
+    for s = 1, ns do
+      local ki = tonumber(ARGV[a])
+      local key, tomb = KEYS[ki], KEYS[ki + 1]
+      local exp = tonumber(ARGV[a + 2])
+      local expid = ARGV[a + 3]
+      local n = tonumber(ARGV[a + 4])
+      local first = a + 5
+      if exp < 0 and exp ~= EXPECT_ANY and exp ~= EXPECT_EXISTS then
+        error({err = 'ERR unknown expected version ' .. exp, partial = false})
+      end
+      local cur, lastid, live, gone
+      if exp > 0 then
+        local r = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
+        if #r > 0 and r[1][1] == expid then
+          cur, live = exp, true
+        else
+          cur, lastid, live, gone = current(key, tomb)
+        end
+      elseif exp == 0 and redis.call('EXISTS', key) == 0 then
+        cur, live = tonumber(redis.call('GET', tomb) or '0') or 0, false
       else
         cur, lastid, live, gone = current(key, tomb)
       end
-    elseif exp == 0 and redis.call('EXISTS', key) == 0 then
-      cur, live = tonumber(redis.call('GET', tomb) or '0') or 0, false
-    else
-      cur, lastid, live, gone = current(key, tomb)
-    end
-    -- lastv: the version of the last stored event (0: none stored).
-    local lastv = cur
-    if live and lastid == nil and not (exp > 0 and cur == exp) then lastv = 0 end
-    if gone then return {DAMAGED, s, cur, lastv} end
-    if ns > 1 and live then
-      local x, g = exact(key)
-      if g or x > cur then return {DAMAGED, s, x, lastv} end
-    end
-    local replay = nil
-    if exp > 0 then
-      if not live then
-        conflict = conflict or {CONFLICT, s, 0}
-      elseif cur ~= exp then
-        -- Rare: the exact version, which is higher than the last entry's
-        -- when the tail was removed by hand.
+      -- lastv: the version of the last stored event (0: none stored).
+      local lastv = cur
+      if live and lastid == nil and not (exp > 0 and cur == exp) then lastv = 0 end
+      if gone then return {DAMAGED, s, cur, lastv} end
+      if ns > 1 and live then
         local x, g = exact(key)
-        if g or x > cur and lastid ~= nil then return {DAMAGED, s, x, lastv} end
-        cur = x
-        if cur ~= exp then
-          if cur >= exp + n then replay = stored(key, exp + 1, n, first) end
+        if g or x > cur then return {DAMAGED, s, x, lastv} end
+      end
+      local replay = nil
+      if exp > 0 then
+        if not live then
+          conflict = conflict or {CONFLICT, s, 0}
+        elseif cur ~= exp then
+          -- Rare: the exact version, which is higher than the last entry's
+          -- when the tail was removed by hand.
+          local x, g = exact(key)
+          if g or x > cur and lastid ~= nil then return {DAMAGED, s, x, lastv} end
+          cur = x
+          if cur ~= exp then
+            if cur >= exp + n then replay = stored(key, exp + 1, n, first) end
+            if not replay then conflict = conflict or {CONFLICT, s, cur} end
+          end
+        end
+      elseif exp == 0 then
+        if live then
+          cur = exact(key)
+          -- a retry of the append that began this life?
+          local from = (tonumber(redis.call('GET', tomb) or '0') or 0) + 1
+          if cur >= from + n - 1 then replay = stored(key, from, n, first) end
           if not replay then conflict = conflict or {CONFLICT, s, cur} end
         end
+      elseif not live then
+        if exp == EXPECT_EXISTS then conflict = conflict or {CONFLICT, s, 0} end
+      elseif cur >= n and lastid == string.sub(ARGV[first + 2 * n - 1], 1, 16) then
+        -- the stream ends with this batch's last event: a retry
+        replay = stored(key, cur - n + 1, n, first)
       end
-    elseif exp == 0 then
-      if live then
-        cur = exact(key)
-        -- a retry of the append that began this life?
-        local from = (tonumber(redis.call('GET', tomb) or '0') or 0) + 1
-        if cur >= from + n - 1 then replay = stored(key, from, n, first) end
-        if not replay then conflict = conflict or {CONFLICT, s, cur} end
-      end
-    elseif not live then
-      if exp == EXPECT_EXISTS then conflict = conflict or {CONFLICT, s, 0} end
-    elseif cur >= n and lastid == string.sub(ARGV[first + 2 * n - 1], 1, 16) then
-      -- the stream ends with this batch's last event: a retry
-      replay = stored(key, cur - n + 1, n, first)
+      bases[s] = cur
+      if replay then replays[s] = replay; nreplay = nreplay + 1 end
+      a = first + 2 * n
     end
-    bases[s] = cur
-    if replay then replays[s] = replay; nreplay = nreplay + 1 end
-    a = first + 2 * n
-  end
-  if conflict == nil and nreplay > 0 and nreplay < ns then
-    -- part of the transaction is already stored: not a retry of this transaction
+    if conflict == nil and nreplay > 0 and nreplay < ns then
+      -- part of the transaction is already stored: not a retry of this transaction
+      for s = 1, ns do
+        if replays[s] then return {CONFLICT, s, bases[s]} end
+      end
+    end
+    if conflict then return conflict end
+    if nreplay == ns then
+      local res = {REPLAYED}
+      for s = 1, ns do res[s + 1] = replays[s] end
+      return res
+    end
+    local res = {APPENDED}
+    a = start
     for s = 1, ns do
-      if replays[s] then return {CONFLICT, s, bases[s]} end
+      local key = KEYS[tonumber(ARGV[a])]
+      local eid = ARGV[a + 1]
+      local exp = tonumber(ARGV[a + 2])
+      local n = tonumber(ARGV[a + 4])
+      local r, err, clean = write(key, eid, exp, bases[s], n, a + 5)
+      if r == nil and clean and ns == 1 and string.find(err, 'equal or smaller', 1, true) then
+        -- The tail was removed by hand: the true version is higher.
+        local x = exact(key)
+        if x > bases[s] then return {DAMAGED, 1, x, bases[s]} end
+      end
+      if r == nil then
+        error({err = err, partial = not (clean and s == 1)})
+      end
+      res[s + 1] = r
+      a = a + 5 + 2 * n
     end
-  end
-  if conflict then return conflict end
-  if nreplay == ns then
-    local res = {REPLAYED}
-    for s = 1, ns do res[s + 1] = replays[s] end
     return res
   end
-  local res = {APPENDED}
-  a = start
-  for s = 1, ns do
-    local key = KEYS[tonumber(ARGV[a])]
-    local eid = ARGV[a + 1]
-    local exp = tonumber(ARGV[a + 2])
-    local n = tonumber(ARGV[a + 4])
-    local r, err, clean = write(key, eid, exp, bases[s], n, a + 5)
-    if r == nil and clean and ns == 1 and string.find(err, 'equal or smaller', 1, true) then
-      -- The tail was removed by hand: the true version is higher.
-      local x = exact(key)
-      if x > bases[s] then return {DAMAGED, 1, x, bases[s]} end
-    end
-    if r == nil then
-      error({err = err, partial = not (clean and s == 1)})
-    end
-    res[s + 1] = r
-    a = a + 5 + 2 * n
+
+  return transaction
+end
+
+-- hot is the hot path for the transaction of one stream whose part of ARGV
+-- starts at a: at an exact expected version (> 0) that the stream's last
+-- entry matches, it writes and returns the result; otherwise it returns
+-- nil with nothing read but that entry and nothing written.
+local function hot(a)
+  local expid = ARGV[a + 3]
+  if expid == '' then return nil end
+  local key = KEYS[tonumber(ARGV[a])]
+  local r = redis.pcall('XREVRANGE', key, '+', '-', 'COUNT', 1)
+  if failed(r) or #r == 0 or r[1][1] ~= expid then return nil end
+  local exp = tonumber(ARGV[a + 2])
+  local w, err, clean = write(key, ARGV[a + 1], exp, exp, tonumber(ARGV[a + 4]), a + 5)
+  if w then return {APPENDED, w} end
+  if clean and string.find(err, 'equal or smaller', 1, true) then
+    -- The tail was removed by hand: the true version is higher.
+    local x = exact(key)
+    if x > exp then return {DAMAGED, 1, x, exp} end
   end
-  return res
+  if clean then return {FAILED, 0, err} end
+  return {FAILED, 1, err}
 end
 
 local out = {}
 local a = 2
+local transaction = nil
 for t = 1, tonumber(ARGV[1]) do
   local ns = tonumber(ARGV[a])
   local next = a + 1
   for _ = 1, ns do next = next + 5 + 2 * tonumber(ARGV[next + 4]) end
-  local ok, res = pcall(transaction, ns, a + 1)
+  local ok, res = true, nil
+  if ns == 1 then ok, res = pcall(hot, a + 1) end
+  if ok and res == nil then
+    transaction = transaction or machinery()
+    ok, res = pcall(transaction, ns, a + 1)
+  end
   if ok then
     out[t] = res
   else
