@@ -3,6 +3,7 @@ package eventstore
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -15,7 +16,8 @@ import (
 
 // Observability goes through the OpenTelemetry API: without a provider
 // installed (the default global ones are no-ops) it costs a few no-op calls
-// per append. Appends carry the caller's trace context in each event's
+// per append (~0.3 µs, BenchmarkObserveNoop); attributes are built only for
+// a span that records. Appends carry the caller's trace context in each event's
 // headers (W3C "traceparent"/"tracestate"), so a projection's handler span
 // continues the trace of the command that appended the event.
 
@@ -35,6 +37,8 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 
 // instruments are the store's tracer and metrics.
 type instruments struct {
+	catAttrs  *sync.Map             // category -> metric.MeasurementOption of its attribute
+	producer  trace.SpanStartOption // the append span's kind, built once
 	tracer    trace.Tracer
 	appended  metric.Int64Counter
 	conflicts metric.Int64Counter
@@ -51,7 +55,7 @@ func newInstruments(o *options) instruments {
 		mp = otel.GetMeterProvider()
 	}
 	m := mp.Meter(instrumentation)
-	in := instruments{tracer: tp.Tracer(instrumentation)}
+	in := instruments{tracer: tp.Tracer(instrumentation), catAttrs: &sync.Map{}, producer: trace.WithSpanKind(trace.SpanKindProducer)}
 	// Instrument constructors only fail on invalid names; ours are fixed, and
 	// a failed one is a usable no-op.
 	in.appended, _ = m.Int64Counter("streamfold.events.appended", metric.WithDescription("events appended (not counting replays)"), metric.WithUnit("{event}"))
@@ -66,13 +70,19 @@ func newInstruments(o *options) instruments {
 // are not touched).
 func (s *Store) startAppend(ctx context.Context, appends []StreamAppend) (context.Context, trace.Span, time.Time) {
 	start := time.Now()
-	attrs := []attribute.KeyValue{attribute.Int("streamfold.streams", len(appends))}
-	if len(appends) > 0 {
-		attrs = append(attrs, attribute.String("streamfold.category", appends[0].Stream.Category), attribute.String("streamfold.stream", appends[0].Stream.String()))
-	}
-	ctx, span := s.inst.tracer.Start(ctx, "streamfold.append", trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
-	if !span.SpanContext().IsValid() {
-		return ctx, span, start
+	ctx, span := s.inst.tracer.Start(ctx, "streamfold.append", s.inst.producer)
+	if !span.IsRecording() {
+		// No provider, or not sampled: the attributes would be thrown
+		// away (building them cost most of a no-op append's overhead).
+		// The trace context still goes into the headers when valid.
+		if !span.SpanContext().IsValid() {
+			return ctx, span, start
+		}
+	} else {
+		span.SetAttributes(attribute.Int("streamfold.streams", len(appends)))
+		if len(appends) > 0 {
+			span.SetAttributes(attribute.String("streamfold.category", appends[0].Stream.Category), attribute.String("streamfold.stream", appends[0].Stream.String()))
+		}
 	}
 	carrier := propagation.MapCarrier{}
 	propagation.TraceContext{}.Inject(ctx, carrier)
@@ -95,12 +105,23 @@ func (s *Store) startAppend(ctx context.Context, appends []StreamAppend) (contex
 	return ctx, span, start
 }
 
+// categoryAttr returns the metric attribute option of a category, built
+// once (building an attribute set costs allocations on every append).
+func (in instruments) categoryAttr(cat string) metric.MeasurementOption {
+	if o, ok := in.catAttrs.Load(cat); ok {
+		return o.(metric.MeasurementOption)
+	}
+	o := metric.WithAttributeSet(attribute.NewSet(attribute.String("streamfold.category", cat)))
+	in.catAttrs.Store(cat, o)
+	return o
+}
+
 func (s *Store) endAppend(ctx context.Context, span trace.Span, start time.Time, appends []StreamAppend, res []AppendResult, err error) {
 	cat := ""
 	if len(appends) > 0 {
 		cat = appends[0].Stream.Category
 	}
-	attr := metric.WithAttributes(attribute.String("streamfold.category", cat))
+	attr := s.inst.categoryAttr(cat)
 	s.inst.duration.Record(ctx, time.Since(start).Seconds(), attr)
 	switch {
 	case err != nil:
@@ -121,7 +142,7 @@ func (s *Store) endAppend(ctx context.Context, span trace.Span, start time.Time,
 			n += len(r.Positions)
 		}
 		s.inst.appended.Add(ctx, int64(n), attr)
-		if len(res) > 0 {
+		if len(res) > 0 && span.IsRecording() {
 			span.SetAttributes(attribute.Int64("streamfold.version", int64(res[0].Version)), attribute.Bool("streamfold.replayed", replayed))
 		}
 	}
