@@ -100,15 +100,16 @@ func runS1(ctx context.Context, srv *server, sc scale, logger *slog.Logger) ([]R
 		return fmt.Sprintf("64 goroutines, 10k entities, ~100-byte payload, %d rounds × %d events interleaved; Redis used %.0f%% of a core for %s, %.0f%% for %s", rounds, perRound, 100*cpus[a], a, 100*cpus[b], b)
 	}
 	return []Result{
-		{Scenario: "S1-append", Metric: "appends (plain)", Unit: "events/s", Ours: f64(rates["plain"]), Baseline: "raw-xadd", BaselineValue: f64(rates["raw-xadd"]), Goal: "≥ 0.6", Notes: note("plain", "raw-xadd")},
-		{Scenario: "S1-append", Metric: "appends (group commit)", Unit: "events/s", Ours: f64(rates["grouped"]), Baseline: "raw-xadd", BaselineValue: f64(rates["raw-xadd"]), Goal: "≥ 1.0", Notes: note("grouped", "raw-xadd")},
-		{Scenario: "S1-append", Metric: "appends (group commit)", Unit: "events/s", Ours: f64(rates["grouped"]), Baseline: "watermill-publish", BaselineValue: f64(rates["watermill-publish"]), Goal: "≥ 2", Notes: note("grouped", "watermill-publish")},
+		{Scenario: "S1-append", Metric: "appends (plain)", Unit: "events/s", Ours: f64(rates["plain"]), Baseline: "naive-script", BaselineValue: f64(rates["naive-script"]), Goal: "≥ 1.0", Notes: note("plain", "naive-script")},
+		{Scenario: "S1-append", Metric: "appends (plain)", Unit: "events/s", Ours: f64(rates["plain"]), Baseline: "raw-xadd", BaselineValue: f64(rates["raw-xadd"]), Notes: note("plain", "raw-xadd")},
+		{Scenario: "S1-append", Metric: "appends (group commit)", Unit: "events/s", Ours: f64(rates["grouped"]), Baseline: "raw-xadd", BaselineValue: f64(rates["raw-xadd"]), Goal: "≥ 0.6", Notes: note("grouped", "raw-xadd")},
+		{Scenario: "S1-append", Metric: "appends (group commit)", Unit: "events/s", Ours: f64(rates["grouped"]), Baseline: "watermill-publish", BaselineValue: f64(rates["watermill-publish"]), Goal: "≥ 1.5", Notes: note("grouped", "watermill-publish")},
 	}, nil
 }
 
-// s1Sides builds S1's four ways of appending, in the order they run in a
-// round: raw XADD, ours without and with group commit, watermill's
-// publisher. The caller calls closeSides when done with them.
+// s1Sides builds S1's five ways of appending, in the order they run in a
+// round: raw XADD, the naive check-and-append script, ours without and with
+// group commit, watermill's publisher. The caller calls closeSides when done with them.
 func s1Sides(ctx context.Context, c rueidis.Client, srv *server) (sides []s1Side, closeSides func(), err error) {
 	plain, err := newAppender(c, "s1plain", eventstore.WithGroupCommit(eventstore.GroupCommit{MaxBatch: 1, InFlight: 1}))
 	if err != nil {
@@ -140,7 +141,8 @@ func s1Sides(ctx context.Context, c rueidis.Client, srv *server) (sides []s1Side
 	wmOp := func(_, i int) error {
 		return pub.Publish(fmt.Sprintf("s1wm:acc-%d", i%s1Entities), message.NewMessage(watermill.NewUUID(), payload))
 	}
-	sides = []s1Side{{"raw-xadd", rawOp}, {"plain", plain.op(ctx)}, {"grouped", grouped.op(ctx)}, {"watermill-publish", wmOp}}
+	naive := newNaiveAppender(c, payload)
+	sides = []s1Side{{"raw-xadd", rawOp}, {"naive-script", naive.op(ctx)}, {"plain", plain.op(ctx)}, {"grouped", grouped.op(ctx)}, {"watermill-publish", wmOp}}
 	return sides, func() { pub.Close(); gr.Close() }, nil
 }
 
