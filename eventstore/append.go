@@ -54,7 +54,7 @@ func (s *Store) appendMulti(ctx context.Context, appends []StreamAppend) ([]Appe
 		return nil, err
 	}
 	if s.opts.maxBatch > 1 {
-		return s.queue(req.tag).submit(ctx, s, req)
+		return s.queueOf(req).submit(ctx, s, req)
 	}
 	s.execute(ctx, []*appendReq{req})
 	if req.err != nil {
@@ -222,32 +222,11 @@ func (s *Store) place(ctx context.Context, req *appendReq) error {
 	return nil
 }
 
-// execute sends a batch of transactions of one partition in one script call
-// and hands every request its result.
+// execute sends a batch of transactions in one script call (of one
+// partition on a cluster; see Store.queueOf) and hands every request its
+// result.
 func (s *Store) execute(ctx context.Context, batch []*appendReq) {
-	nkeys := 1
-	nargs := 1
-	for _, r := range batch {
-		nkeys += 2 * len(r.keys)
-		nargs += len(r.args)
-	}
-	keys := make([]string, 0, nkeys)
-	args := make([]string, 0, nargs)
-	keys = append(keys, batch[0].log)
-	args = append(args, strconv.Itoa(len(batch)))
-	for _, r := range batch {
-		args = append(args, r.args[0])
-		// Rewrite the key indexes: each stream's part starts with the
-		// index of its key, followed by its tombstone's.
-		a := 1
-		for i := range r.streams {
-			keys = append(keys, r.keys[i], r.tombs[i])
-			args = append(args, strconv.Itoa(len(keys)-1))
-			n := appendStreamArgs + 2*len(r.streams[i].Events)
-			args = append(args, r.args[a+1:a+n]...)
-			a += n
-		}
-	}
+	keys, args := batchArgs(batch)
 	var resp []rueidis.RedisMessage
 	acked := -1
 	// A call Redis refused without running it (a slot being migrated,
@@ -277,6 +256,41 @@ func (s *Store) execute(ctx context.Context, batch []*appendReq) {
 			r.res = nil
 		}
 	}
+}
+
+// batchArgs builds the KEYS and ARGV of a batch's script call: per
+// transaction the index of its partition log (each log once) and its
+// part, with its streams' key indexes rewritten to where their keys are.
+func batchArgs(batch []*appendReq) (keys, args []string) {
+	nkeys, nargs := 0, 1
+	for _, r := range batch {
+		nkeys += 1 + 2*len(r.keys)
+		nargs += 1 + len(r.args)
+	}
+	keys = make([]string, 0, nkeys)
+	args = make([]string, 0, nargs)
+	args = append(args, strconv.Itoa(len(batch)))
+	logs := make(map[string]string, 1)
+	for _, r := range batch {
+		li, ok := logs[r.log]
+		if !ok {
+			keys = append(keys, r.log)
+			li = strconv.Itoa(len(keys))
+			logs[r.log] = li
+		}
+		args = append(args, li, r.args[0])
+		// Rewrite the key indexes: each stream's part starts with the
+		// index of its key, followed by its tombstone's.
+		a := 1
+		for i := range r.streams {
+			keys = append(keys, r.keys[i], r.tombs[i])
+			args = append(args, strconv.Itoa(len(keys)-1))
+			n := appendStreamArgs + 2*len(r.streams[i].Events)
+			args = append(args, r.args[a+1:a+n]...)
+			a += n
+		}
+	}
+	return keys, args
 }
 
 // decodeResult reads the script's reply for this transaction: its results,
@@ -387,7 +401,16 @@ type commitQueue struct {
 	pending  []*appendReq
 }
 
-func (s *Store) queue(tag string) *commitQueue {
+// queueOf returns the group-commit queue of req: its partition's on a
+// cluster, where a script's keys must share a slot; the store's one queue
+// on a standalone server, where one call carries appends of every
+// partition. A server whose mode New could not learn is treated as a
+// cluster.
+func (s *Store) queueOf(req *appendReq) *commitQueue {
+	tag := req.tag
+	if s.shareQueue {
+		tag = ""
+	}
 	if q, ok := s.queues.Load(tag); ok {
 		return q.(*commitQueue)
 	}

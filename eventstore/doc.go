@@ -51,17 +51,20 @@
 //
 // # Group commit
 //
-// Appends from many goroutines are pipelined by rueidis. Appends to the same
-// partition are also grouped: while one script call for a partition is in
-// flight, later appends to that partition queue up and go out together in the
-// next call (no timers, so a lone append is never delayed). Each grouped
-// append is still checked and applied on its own and gets its own outcome:
-// one refused by Redis (a key of another type, out of memory) fails alone
-// with an [AppendFailedError] while the others of the call are written. Each
-// caller waits only
-// until its own context ends: if it ends while its append is in flight, the
-// outcome is unknown, as after a network timeout, and retrying the same
-// events is safe.
+// Appends from many goroutines are pipelined by rueidis, and grouped: while
+// a queue's script calls are in flight, later appends queue up and go out
+// together in the next call (no timers, so a lone append is never delayed).
+// On a cluster each partition has its queue, since a script's keys must
+// share a slot; on a standalone server one queue serves the store and one
+// call carries appends of every partition, so batches grow with the number
+// of callers rather than with callers per partition (see [GroupCommit]).
+// Each grouped append is still checked and applied on its own and gets its
+// own outcome: one refused by Redis (a key of another type, out of memory)
+// fails alone with an [AppendFailedError] while the others of the call are
+// written. Each caller waits only until its own context ends: if it ends
+// while its append is in flight, the outcome is unknown, as after a network
+// timeout, and retrying the same events is safe; if it ends while the
+// append is still queued, nothing was sent.
 //
 // # Durability
 //

@@ -79,19 +79,24 @@ func WithClock(now func() time.Time) Option { return func(o *options) { o.clock 
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
-// GroupCommit is how appends to one partition are grouped into script calls
-// (WithGroupCommit). A zero field means its default.
+// GroupCommit is how appends are grouped into script calls
+// (WithGroupCommit). Appends wait in a queue while its calls are in flight
+// and go out together in the next one: on a cluster one queue per partition
+// (a script's keys share a slot), on a standalone server one queue for the
+// store, whose calls carry appends of every partition. A zero field means
+// its default.
 type GroupCommit struct {
 	// MaxBatch is the most appends per script call (default 64). 1 turns
 	// grouping off: every append is its own script call, pipelined with
-	// the others by rueidis.
+	// the others by rueidis (at most InFlight per partition).
 	MaxBatch int
-	// InFlight is the most script calls per partition at once (default 1).
+	// InFlight is the most script calls of a queue at once (default 1 per
+	// partition on a cluster, 4 for a standalone server's one queue).
 	InFlight int
 }
 
-// WithGroupCommit sets how appends to one partition are grouped (default
-// GroupCommit{MaxBatch: 64, InFlight: 1}).
+// WithGroupCommit sets how appends are grouped (default
+// GroupCommit{MaxBatch: 64}, InFlight as GroupCommit says).
 func WithGroupCommit(g GroupCommit) Option {
 	return func(o *options) { o.maxBatch, o.inflight = g.MaxBatch, g.InFlight }
 }
@@ -120,9 +125,6 @@ func (o *options) setDefaults() {
 	}
 	if o.maxBatch == 0 {
 		o.maxBatch = 64
-	}
-	if o.inflight == 0 {
-		o.inflight = 1
 	}
 	if o.maxBatchBytes == 0 {
 		o.maxBatchBytes = 4 << 20
@@ -159,7 +161,7 @@ func (o *options) validate() error {
 	if o.maxEventSize < 1 {
 		fail("WithMaxEventSize", "max event size %d must be positive", o.maxEventSize)
 	}
-	if o.maxBatch < 1 || o.inflight < 1 {
+	if o.maxBatch < 1 || o.inflight < 0 {
 		fail("WithGroupCommit", "MaxBatch %d and InFlight %d must not be negative", o.maxBatch, o.inflight)
 	}
 	if d := o.durability; d.Replicas < 0 || d.Timeout < 0 {

@@ -21,7 +21,7 @@ func TestScriptContracts(t *testing.T) {
 	}{
 		// append: KEYS[1] the log, then two keys per stream; ARGV is a
 		// list of transactions (appendStreamPart, appendStreamArgs).
-		{"append.lua", appendBodyLua, luascript.Contract{Keys: 1, Variadic: true, Codes: appendCodes(), Statuses: true}},
+		{"append.lua", appendBodyLua, luascript.Contract{Keys: 0, Variadic: true, Codes: appendCodes(), Statuses: true}},
 		{"delete.lua", deleteBodyLua, luascript.Contract{Keys: len(deleteRequest{}.keys()), Args: len(deleteRequest{}.args()), Codes: deleteCodes(), Statuses: true}},
 		{"info.lua", infoBodyLua, luascript.Contract{Keys: len(infoKeys("", ""))}},
 	} {

@@ -64,6 +64,10 @@ type ServerInfo struct {
 	StreamMetadata bool
 	// GroupLag: XINFO GROUPS reports a consumer group's lag (Redis 7.0).
 	GroupLag bool
+	// Cluster: the server runs in cluster mode, where a script's keys must
+	// share a slot. Otherwise one group-commit call carries appends of
+	// every partition (WithGroupCommit).
+	Cluster bool
 }
 
 // Known reports whether the server's version could be asked.
@@ -110,7 +114,7 @@ func probeServer(client rueidis.Client, log *slog.Logger) (ServerInfo, error) {
 	answers := make([]nodeAnswer, 0, len(nodes))
 	for addr, c := range nodes {
 		a := nodeAnswer{addr: addr}
-		a.server, a.version, a.err = nodeVersion(ctx, c)
+		a.server, a.version, a.mode, a.err = nodeVersion(ctx, c)
 		answers = append(answers, a)
 	}
 	slices.SortFunc(answers, func(a, b nodeAnswer) int { return strings.Compare(a.addr, b.addr) })
@@ -120,6 +124,7 @@ func probeServer(client rueidis.Client, log *slog.Logger) (ServerInfo, error) {
 // nodeAnswer is one node's answer to nodeVersion.
 type nodeAnswer struct {
 	addr, server, version string
+	mode                  string // "standalone", "cluster" or "sentinel"; "" when not told
 	err                   error
 }
 
@@ -145,6 +150,7 @@ func decideServer(answers []nodeAnswer, log *slog.Logger) (ServerInfo, error) {
 		if compareVersions(v, minimum) < 0 {
 			return ServerInfo{}, &UnsupportedServerError{Addr: a.addr, Server: a.server, Version: a.version}
 		}
+		info.Cluster = info.Cluster || a.mode == "cluster"
 		if !info.Known() || compareVersions(v, oldest) < 0 {
 			info.Server, info.Version, oldest = a.server, a.version, v
 		}
@@ -165,20 +171,20 @@ func decideServer(answers []nodeAnswer, log *slog.Logger) (ServerInfo, error) {
 	return info, nil
 }
 
-// nodeVersion asks one node for its server name and version: HELLO without
-// arguments (any user may send it: clients need it to connect), else the
-// redis_version of INFO server.
-func nodeVersion(ctx context.Context, c rueidis.Client) (name, version string, err error) {
+// nodeVersion asks one node for its server name, version and mode: HELLO
+// without arguments (any user may send it: clients need it to connect),
+// else the redis_version and redis_mode of INFO server.
+func nodeVersion(ctx context.Context, c rueidis.Client) (name, version, mode string, err error) {
 	m, herr := c.Do(ctx, c.B().Hello().Build()).AsStrMap()
 	if herr == nil && m["version"] != "" {
-		return cmp.Or(m["server"], "redis"), m["version"], nil
+		return cmp.Or(m["server"], "redis"), m["version"], m["mode"], nil
 	}
 	if _, ok := rueidis.IsRedisErr(herr); herr != nil && !ok {
-		return "", "", herr // the network: INFO would fail the same way
+		return "", "", "", herr // the network: INFO would fail the same way
 	}
 	s, err := c.Do(ctx, c.B().Info().Section("server").Build()).ToString()
 	if err != nil {
-		return "", "", fmt.Errorf("HELLO: %v; INFO server: %w", herr, err)
+		return "", "", "", fmt.Errorf("HELLO: %v; INFO server: %w", herr, err)
 	}
 	fields := map[string]string{}
 	for line := range strings.SplitSeq(strings.TrimPrefix(s, "txt:"), "\n") {
@@ -187,9 +193,9 @@ func nodeVersion(ctx context.Context, c rueidis.Client) (name, version string, e
 		}
 	}
 	if v := fields["valkey_version"]; v != "" {
-		return "valkey", v, nil
+		return "valkey", v, fields["redis_mode"], nil
 	}
-	return "redis", fields["redis_version"], nil
+	return "redis", fields["redis_version"], fields["redis_mode"], nil
 }
 
 // parseServerVersion reads "major.minor.patch" (a missing patch is 0).

@@ -40,6 +40,9 @@ func TestDecideServer(t *testing.T) {
 			answers: []nodeAnswer{ok("a", "redis", "7.4.1"), {addr: "b", err: errors.New("i/o timeout")}},
 			want:    ServerInfo{}, warns: "could not ask"},
 		{name: "no version", answers: []nodeAnswer{ok("a", "redis", "")}, want: ServerInfo{}, warns: "could not ask"},
+		{name: "cluster mode", answers: []nodeAnswer{{addr: "a", server: "redis", version: "7.0.15", mode: "cluster"},
+			{addr: "b", server: "redis", version: "7.0.15", mode: "cluster"}},
+			want: ServerInfo{Server: "redis", Version: "7.0.15", ReadOnlyScripts: true, StreamMetadata: true, GroupLag: true, Cluster: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf bytes.Buffer

@@ -47,8 +47,9 @@ type Store struct {
 	inst         instruments
 	server       ServerInfo // learnt at New (server.go)
 
-	cats   sync.Map // category name -> *catCount
-	queues sync.Map // hash tag -> *commitQueue
+	cats       sync.Map // category name -> *catCount
+	queues     sync.Map // hash tag ("" for all, see shareQueue) -> *commitQueue
+	shareQueue bool     // one group-commit queue for every partition (see queueOf)
 }
 
 // New returns a Store over client, which may be a standalone or a cluster
@@ -70,6 +71,16 @@ func New(client rueidis.Client, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	// One group-commit queue for every partition only where the client and
+	// the server agree that keys of several slots may share a script, and
+	// appends are grouped at all.
+	share := srv.Known() && !srv.Cluster && client.Mode() != rueidis.ClientModeCluster && o.maxBatch > 1
+	if o.inflight == 0 {
+		o.inflight = 1
+		if share {
+			o.inflight = 4
+		}
+	}
 	return &Store{
 		server:       srv,
 		client:       client,
@@ -80,6 +91,7 @@ func New(client rueidis.Client, opts ...Option) (*Store, error) {
 		deleteScript: rueidis.NewLuaScript(deleteLua),
 		infoScript:   srv.newScript(infoLua, true),
 		inst:         newInstruments(&o),
+		shareQueue:   share,
 	}, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/redis/rueidis"
 	"github.com/streamfold/streamfold/eventstore"
 	"github.com/streamfold/streamfold/eventstore/storetest"
 	"github.com/streamfold/streamfold/redistest"
@@ -39,4 +40,17 @@ func splitAddr(t *testing.T, addr string) (string, int64) {
 		t.Fatal(err)
 	}
 	return host, p
+}
+
+// New learns whether the server runs in cluster mode (HELLO's mode).
+func TestServerClusterMode(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+		s, err := eventstore.New(tg.Client, eventstore.WithNamespace(tg.Namespace))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := tg.Client.Mode() == rueidis.ClientModeCluster; s.Server().Cluster != want {
+			t.Fatalf("Server().Cluster = %t on a %s client", s.Server().Cluster, tg.Client.Mode())
+		}
+	})
 }

@@ -1,13 +1,18 @@
 -- append.lua: check expected versions and append events to entity streams
 -- and to their partition log, for a group of independent transactions.
 --
--- KEYS[1]     the partition log          <ns>:{<cat>:<p>}:log
--- KEYS[2..]   per stream, two keys (same hash tag):
+-- KEYS[1..]   per transaction, its partition's keys (one hash tag):
+--               the partition log        <ns>:{<cat>:<p>}:log
+--               per stream, two keys:
 --               the entity stream        <ns>:{<cat>:<p>}:s:<id>
 --               its stream tombstone     <ns>:{<cat>:<p>}:gone:<id>
+-- The transactions of one call share a partition on a cluster (one slot
+-- per script); on a standalone server one call carries transactions of
+-- every partition.
 --
 -- ARGV[1]     number of transactions T
 -- then, per transaction:
+--   L                                     key index of its partition log
 --   S                                     number of streams in it
 --   per stream:  key index (into KEYS: the stream; the tombstone follows it),
 --                entity id, expected, expected id, N,
@@ -69,18 +74,17 @@
 -- functions are only created when a call needs them (creating them costs
 -- ~1.2 µs a call, the general checks ~2 µs more than the hot path).
 
-local log = KEYS[1]
-
 -- current(key, tomb) and exact(key) are defined in version.lua, prepended
 -- when the script is built.
 
 local function failed(r) return type(r) == 'table' and r.err ~= nil end
 
--- write appends the n events of one stream after version v. It returns
+-- write appends the n events of one stream after version v (their log
+-- entries to log). It returns
 -- {version, pos...}, or nil and the error of the first write that failed
 -- and whether that write was the stream's first entity write (then the
 -- log entry it came with has been removed again and nothing is written).
-local function write(key, eid, exp, v, n, e)
+local function write(log, key, eid, exp, v, n, e)
   local r = {v + n}
   for i = 1, n do
     local vid = ARGV[e]
@@ -98,9 +102,10 @@ local function write(key, eid, exp, v, n, e)
   return r
 end
 
--- machinery builds the general path: it returns transaction(ns, a), which
--- checks and writes one transaction whose first stream's part of ARGV
--- starts at a and returns its result, raising {err, partial} when Redis
+-- machinery builds the general path: it returns transaction(log, ns, a),
+-- which checks and writes one transaction of ns streams whose first
+-- stream's part of ARGV starts at a (its log entries to log) and returns
+-- its result, raising {err, partial} when Redis
 -- refused one of its writes.
 local function machinery()
   -- If events from..from+n-1 of the stream carry the ids of the envelopes
@@ -122,8 +127,8 @@ local function machinery()
   end
 
   -- transaction checks and writes one transaction whose first stream's part
-  -- of ARGV starts at a, and returns its result.
-  local function transaction(ns, a)
+  -- of ARGV starts at a (log entries to log), and returns its result.
+  local function transaction(log, ns, a)
     local start = a
     local bases = {}      -- version before the append, per stream
     local replays = {}    -- replayed results, per stream
@@ -212,7 +217,7 @@ local function machinery()
       local eid = ARGV[a + 1]
       local exp = tonumber(ARGV[a + 2])
       local n = tonumber(ARGV[a + 4])
-      local r, err, clean = write(key, eid, exp, bases[s], n, a + 5)
+      local r, err, clean = write(log, key, eid, exp, bases[s], n, a + 5)
       if r == nil and clean and ns == 1 and string.find(err, 'equal or smaller', 1, true) then
         -- The tail was removed by hand: the true version is higher.
         local x = exact(key)
@@ -231,17 +236,18 @@ local function machinery()
 end
 
 -- hot is the hot path for the transaction of one stream whose part of ARGV
--- starts at a: at an exact expected version (> 0) that the stream's last
--- entry matches, it writes and returns the result; otherwise it returns
--- nil with nothing read but that entry and nothing written.
-local function hot(a)
+-- starts at a (its log entries to log): at an exact expected version (> 0)
+-- that the stream's last entry matches, it writes and returns the result;
+-- otherwise it returns nil with nothing read but that entry and nothing
+-- written.
+local function hot(log, a)
   local expid = ARGV[a + 3]
   if expid == '' then return nil end
   local key = KEYS[tonumber(ARGV[a])]
   local r = redis.pcall('XREVRANGE', key, '+', '-', 'COUNT', 1)
   if failed(r) or #r == 0 or r[1][1] ~= expid then return nil end
   local exp = tonumber(ARGV[a + 2])
-  local w, err, clean = write(key, ARGV[a + 1], exp, exp, tonumber(ARGV[a + 4]), a + 5)
+  local w, err, clean = write(log, key, ARGV[a + 1], exp, exp, tonumber(ARGV[a + 4]), a + 5)
   if w then return {APPENDED, w} end
   if clean and string.find(err, 'equal or smaller', 1, true) then
     -- The tail was removed by hand: the true version is higher.
@@ -256,14 +262,15 @@ local out = {}
 local a = 2
 local transaction = nil
 for t = 1, tonumber(ARGV[1]) do
-  local ns = tonumber(ARGV[a])
-  local next = a + 1
+  local log = KEYS[tonumber(ARGV[a])]
+  local ns = tonumber(ARGV[a + 1])
+  local next = a + 2
   for _ = 1, ns do next = next + 5 + 2 * tonumber(ARGV[next + 4]) end
   local ok, res = true, nil
-  if ns == 1 then ok, res = pcall(hot, a + 1) end
+  if ns == 1 then ok, res = pcall(hot, log, a + 2) end
   if ok and res == nil then
     transaction = transaction or machinery()
-    ok, res = pcall(transaction, ns, a + 1)
+    ok, res = pcall(transaction, log, ns, a + 2)
   end
   if ok then
     out[t] = res

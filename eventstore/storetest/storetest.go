@@ -78,6 +78,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"UnknownTypeOnRead", testUnknownTypeOnRead},
 		{"TrimmedStreamKeepsVersion", testTrimmedKeepsVersion},
 		{"GroupCommit", testGroupCommit},
+		{"GroupCommitAcrossPartitions", testGroupCommitAcrossPartitions},
 		{"PartitionsFixed", testPartitionsFixed},
 		{"OneSlotPerScript", testOneSlot},
 		{"Delete", testDelete},
@@ -823,6 +824,53 @@ func testGroupCommit(t *testing.T, newStore Factory) {
 				})
 			}
 		})
+	}
+}
+
+// testGroupCommitAcrossPartitions checks that on a standalone server the
+// appends of every partition share one group-commit queue: with the one
+// in-flight slot held by an append of one partition (writes paused), an
+// append of another partition waits in the queue (a caller that gives up
+// then gets its context's error, not "outcome unknown"), and both
+// partitions' appends then go out, correct, in one call. A cluster groups
+// per partition (one slot per script).
+func testGroupCommitAcrossPartitions(t *testing.T, newStore Factory) {
+	s := newStore(t, eventstore.WithPartitions(2), eventstore.WithGroupCommit(eventstore.GroupCommit{MaxBatch: 64, InFlight: 1}))
+	if s.Server().Cluster || !s.Server().Known() {
+		t.Skip("groups per partition here: " + s.Server().String())
+	}
+	ctx := ctxT(t)
+	a := partitionMates(t, s, "held", "a", 3)
+	var b []eventstore.StreamID
+	for i := 0; len(b) < 3; i++ {
+		if id := fmt.Sprintf("b%d", i); eventstore.PartitionOf(id, 2) != eventstore.PartitionOf(a[0].ID, 2) {
+			b = append(b, eventstore.Stream("held", id))
+		}
+	}
+	// Warm up both partitions (cached count, loaded script).
+	for _, id := range []eventstore.StreamID{a[0], b[0]} {
+		if _, err := s.Append(ctx, id, eventstore.NoStream, eventstore.NewEvent(Note{})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resume := pauseWrites(t, s.Client())
+	flying := (&backgroundAppends{t: t, ctx: ctx, s: s, ids: a[1:2]}).start("flying")
+	q := &backgroundAppends{t: t, ctx: ctx, s: s, ids: b[1:]}
+	quitter, queued := q.start("quitter"), q.start("queued")
+	quitter.cancel()
+	select {
+	case <-quitter.done:
+	case <-ctx.Done():
+		t.Fatalf("cancelled append did not return: %v", ctx.Err())
+	}
+	if !errors.Is(quitter.err, context.Canceled) || strings.Contains(quitter.err.Error(), "outcome unknown") {
+		t.Fatalf("append of the other partition, cancelled behind the held one: %+v %v; want its context's error and a "+
+			"known outcome: it should have waited in the store's one queue, not been sent on its own", quitter.res, quitter.err)
+	}
+	resume()
+	checkQueuedNeighbours(ctx, t, s, []*backgroundAppend{flying, queued})
+	if in, err := s.Info(ctx, quitter.id); err != nil || in.Version != 0 {
+		t.Fatalf("the cancelled append was written: %s is %+v %v", quitter.id, in, err)
 	}
 }
 
