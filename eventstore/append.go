@@ -296,6 +296,9 @@ func batchArgs(batch []*appendReq) (keys, args []string) {
 // decodeResult reads the script's reply for this transaction: its results,
 // or the error its status names.
 func (r *appendReq) decodeResult(m rueidis.RedisMessage) ([]AppendResult, error) {
+	if m.IsString() {
+		return r.decodeHot(m)
+	}
 	arr, err := m.ToArray()
 	if err != nil || len(arr) == 0 {
 		return nil, fmt.Errorf("append to %s: bad script reply: %v", r.streams[0].Stream, err)
@@ -316,6 +319,21 @@ func (r *appendReq) decodeResult(m rueidis.RedisMessage) ([]AppendResult, error)
 	default:
 		return nil, fmt.Errorf("append to %s: bad script reply: unknown status %d", r.streams[0].Stream, st)
 	}
+}
+
+// decodeHot reads the hot path's reply: the log position of the one event
+// of one stream, appended at the exact expected version.
+func (r *appendReq) decodeHot(m rueidis.RedisMessage) ([]AppendResult, error) {
+	sa := r.streams[0]
+	if len(r.streams) != 1 || len(sa.Events) != 1 || sa.Expected < 1 {
+		return nil, fmt.Errorf("append to %s: bad script reply: a position for %d streams", sa.Stream, len(r.streams))
+	}
+	ps, _ := m.ToString()
+	pos, err := ParsePosition(ps)
+	if err != nil {
+		return nil, fmt.Errorf("append to %s: bad position in reply: %w", sa.Stream, err)
+	}
+	return []AppendResult{{Stream: sa.Stream, Partition: r.parts[0], Version: uint64(sa.Expected) + 1, Positions: []Position{pos}}}, nil
 }
 
 // decodeDamage reads a damaged-stream reply: {DAMAGED, stream index, version, last}.

@@ -40,6 +40,11 @@
 -- (defined in Go, eventstore/scripts.go, and prepended as Lua locals)
 --
 -- Returns one element per transaction, in order:
+--   pos                               appended by the hot path: one stream,
+--                                     one event, at the exact expected
+--                                     version (so its version is expected+1):
+--                                     the event's log position, a string (a
+--                                     nested reply costs Redis ~1 µs an event)
 --   {APPENDED, {version, pos1..posN}, ...}   appended (one table per stream)
 --   {REPLAYED, {version, pos1..posN}, ...}   replay: the same event ids are
 --                                     already stored after the expected
@@ -248,7 +253,10 @@ local function hot(log, a)
   if failed(r) or #r == 0 or r[1][1] ~= expid then return nil end
   local exp = tonumber(ARGV[a + 2])
   local w, err, clean = write(log, key, ARGV[a + 1], exp, exp, tonumber(ARGV[a + 4]), a + 5)
-  if w then return {APPENDED, w} end
+  if w then
+    if #w == 2 then return w[2] end
+    return {APPENDED, w}
+  end
   if clean and string.find(err, 'equal or smaller', 1, true) then
     -- The tail was removed by hand: the true version is higher.
     local x = exact(key)
