@@ -78,6 +78,16 @@
 
 local out = {}
 local blocked = {} -- key -> the reply of its refused write
+
+-- A write that rewrites its whole key writes "_s" in the same HSET (one
+-- call less): withsrc(...) returns its arguments with '_s', cursrc before
+-- them when the current write has a source, and notes it in srcdone.
+local cursrc, srcdone
+local function withsrc(...)
+  if cursrc then srcdone = true; return '_s', cursrc, ... end
+  return ...
+end
+
 local a = 1
 for i = 1, #KEYS do
   local key = KEYS[i]
@@ -97,6 +107,7 @@ for i = 1, #KEYS do
     local cur, deleted, stale, src = h[1], h[2], h[3], h[4]
     if source ~= '' then src = source end
     local rewritten = false -- the key was deleted by this write: "_s" must be written again
+    cursrc, srcdone = src, false
     local stored = 0
     if cur then
       stored = tonumber(cur)
@@ -122,22 +133,14 @@ for i = 1, #KEYS do
       end
       if res == APPLIED and (live or fresh) then
         if cur then redis.call('DEL', key); rewritten = true end
-        if n > 1 then
-          redis.call('HSET', key, '_v', sv, unpack(ARGV, first + 1, first + n - 1))
-        else
-          redis.call('HSET', key, '_v', sv)
-        end
+        redis.call('HSET', key, '_v', sv, withsrc(unpack(ARGV, first + 1, first + n - 1)))
       elseif res == APPLIED then
         res = policy == MISSING_DEFER and DEFERRED or REFUSED
       end
     elseif op == OP_SET then
       -- A key without "_v" does not exist (every write sets it): no DEL.
       if cur then redis.call('DEL', key); rewritten = true end
-      if n > 0 then
-        redis.call('HSET', key, '_v', sv, unpack(ARGV, first, first + n - 1))
-      else
-        redis.call('HSET', key, '_v', sv)
-      end
+      redis.call('HSET', key, '_v', sv, withsrc(unpack(ARGV, first, first + n - 1)))
     elseif op == OP_PATCH then
       if live or fresh then
         -- A fresh start on a tombstone: the new life starts empty.
@@ -157,18 +160,18 @@ for i = 1, #KEYS do
     elseif op == OP_DEL then
       redis.call('DEL', key)
       rewritten = true
-      redis.call('HSET', key, '_v', sv, '_del', '1')
+      redis.call('HSET', key, '_v', sv, withsrc('_del', '1'))
     else
       return redis.error_reply('ERR unknown op ' .. ARGV[first - 4])
     end
     if res == DEFERRED then
       if cur then redis.call('DEL', key) end
       rewritten = true
-      redis.call('HSET', key, '_v', sv, '_stale', '1')
+      redis.call('HSET', key, '_v', sv, withsrc('_stale', '1'))
     elseif res == REFUSED then
       blocked[key] = REFUSED
     end
-    if (res == APPLIED or res == DEFERRED) and src and (rewritten or src ~= h[4]) then
+    if (res == APPLIED or res == DEFERRED) and src and not srcdone and (rewritten or src ~= h[4]) then
       redis.call('HSET', key, '_s', src)
     end
     if res == APPLIED or res == DEFERRED then
