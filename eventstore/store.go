@@ -50,6 +50,8 @@ type Store struct {
 	cats       sync.Map // category name -> *catCount
 	queues     sync.Map // hash tag ("" for all, see shareQueue) -> *commitQueue
 	shareQueue bool     // one group-commit queue for every partition (see queueOf)
+
+	lastDecoded atomic.Pointer[decodedKey] // Decode's last key (see decodeKey)
 }
 
 // New returns a Store over client, which may be a standalone or a cluster
