@@ -65,10 +65,15 @@ func FuzzParseLogKey(f *testing.F) {
 }
 
 func FuzzParsePosition(f *testing.F) {
-	for _, s := range []string{"0-0", "1-1", "18446744073709551615-18446744073709551615", "-", "1-"} {
+	for _, s := range []string{"0-0", "1-1", "18446744073709551615-18446744073709551615", "-", "1-", "007-1", "9999999999999999999-1", "1-+2", "1--2"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		if fp, ok := parsePositionFast(s); ok {
+			if sp, err := parsePositionSlow(s); err != nil || sp != fp {
+				t.Fatalf("%q: fast path %v, strconv %v %v", s, fp, sp, err)
+			}
+		}
 		p, err := ParsePosition(s)
 		if err != nil {
 			return
