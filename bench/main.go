@@ -3,6 +3,7 @@
 // bench-results.json plus a table.
 //
 //	go run . [-quick] [-out ../bench-results.json] [-only S1-append]
+//	go run . -markdown ../bench-results.json   (the README's table of a run)
 //
 // It uses REDIS_URL when set; otherwise it starts its own redis-server with
 // a fixed configuration (printed). It lives in its own module so that the
@@ -26,7 +27,15 @@ func main() {
 	quick := flag.Bool("quick", false, "run every scenario small (about 2 minutes)")
 	out := flag.String("out", "bench-results.json", "where to write the JSON results")
 	only := flag.String("only", "", "comma-separated scenario names to run (default all)")
+	markdown := flag.String("markdown", "", "print the README's table of a results file (written by -out) and exit")
 	flag.Parse()
+	if *markdown != "" {
+		if err := printMarkdownFile(os.Stdout, *markdown); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, *quick, *out, *only); err != nil {

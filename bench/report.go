@@ -118,3 +118,74 @@ func printTable(w io.Writer, results []Result) {
 	}
 	tw.Flush()
 }
+
+// printMarkdownFile prints the results file at path (see writeResults) as
+// the README's performance table, headed by the machine it was measured on.
+func printMarkdownFile(w io.Writer, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var rows []json.RawMessage
+	if err := json.Unmarshal(b, &rows); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	var env environment
+	var results []Result
+	for _, row := range rows {
+		var head struct {
+			Environment *environment `json:"environment"`
+		}
+		if err := json.Unmarshal(row, &head); err == nil && head.Environment != nil {
+			env = *head.Environment
+			continue
+		}
+		var r Result
+		if err := json.Unmarshal(row, &r); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		results = append(results, r)
+	}
+	fmt.Fprintf(w, "Measured with `make bench` on %d CPUs (%s), Go %s, Redis %s (%s), %s; Redis and the client share the cores. Every figure is measured beside its baseline in the same run.\n\n",
+		env.CPUs, env.CPU, strings.TrimPrefix(env.Go, "go"), env.Redis, env.Source, env.When.Format("2006-01-02"))
+	fmt.Fprintln(w, "| scenario | metric | ours | baseline | baseline value | ratio | goal | met |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+	num := func(p *float64) string {
+		if p == nil {
+			return "—"
+		}
+		v := *p
+		switch {
+		case v >= 1000:
+			return thousands(int64(v + 0.5))
+		case v >= 10:
+			return strconv.FormatFloat(v, 'f', 1, 64)
+		case v >= 0.1:
+			return strconv.FormatFloat(v, 'f', 2, 64)
+		}
+		return strconv.FormatFloat(v, 'f', 3, 64)
+	}
+	for _, r := range results {
+		met, goal, base := "—", r.Goal, r.Baseline
+		if r.MeetsGoal != nil {
+			met = map[bool]string{true: "yes", false: "**no**"}[*r.MeetsGoal]
+		}
+		if goal == "" {
+			goal = "—"
+		}
+		if base == "" {
+			base = "—"
+		}
+		fmt.Fprintf(w, "| %s | %s (%s) | %s | %s | %s | %s | %s | %s |\n", r.Scenario, r.Metric, r.Unit, num(r.Ours), base, num(r.BaselineValue), num(r.Ratio), goal, met)
+	}
+	return nil
+}
+
+// thousands formats n with commas between groups of three digits.
+func thousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	for i := len(s) - 3; i > 0 && s[i-1] != '-'; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
