@@ -86,10 +86,10 @@
 local function failed(r) return type(r) == 'table' and r.err ~= nil end
 
 -- write appends the n events of one stream after version v (their log
--- entries to log). It returns
--- {version, pos...}, or nil and the error of the first write that failed
--- and whether that write was the stream's first entity write (then the
--- log entry it came with has been removed again and nothing is written).
+-- entries to log). It returns {version, pos...}, or nil and the error of
+-- the first write that failed and whether that write was the stream's
+-- first entity write (then the log entry it came with has been removed
+-- again and nothing is written).
 local function write(log, key, eid, exp, v, n, e)
   local r = {v + n}
   for i = 1, n do
@@ -111,8 +111,7 @@ end
 -- machinery builds the general path: it returns transaction(log, ns, a),
 -- which checks and writes one transaction of ns streams whose first
 -- stream's part of ARGV starts at a (its log entries to log) and returns
--- its result, raising {err, partial} when Redis
--- refused one of its writes.
+-- its result, raising {err, partial} when Redis refused one of its writes.
 local function machinery()
   -- If events from..from+n-1 of the stream carry the ids of the envelopes
   -- ARGV[first+1], ARGV[first+3], ..., return {from+n-1, pos...}; else nil.
