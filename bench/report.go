@@ -92,19 +92,7 @@ func writeResults(path string, env environment, results []Result) error {
 func printTable(w io.Writer, results []Result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "scenario\tmetric\tours\tbaseline\tbaseline value\tratio\tgoal\tmet")
-	num := func(p *float64) string {
-		if p == nil {
-			return "—"
-		}
-		v := *p
-		switch {
-		case v >= 1000:
-			return strconv.FormatFloat(v, 'f', 0, 64)
-		case v >= 10:
-			return strconv.FormatFloat(v, 'f', 1, 64)
-		}
-		return strconv.FormatFloat(v, 'f', 3, 64)
-	}
+	num := func(p *float64) string { return figure(p, false) }
 	for _, r := range results {
 		met := "—"
 		if r.MeetsGoal != nil {
@@ -150,21 +138,7 @@ func printMarkdownFile(w io.Writer, path string) error {
 		env.CPUs, env.CPU, strings.TrimPrefix(env.Go, "go"), env.Redis, env.Source, env.When.Format("2006-01-02"))
 	fmt.Fprintln(w, "| scenario | metric | ours | baseline | baseline value | ratio | goal | met |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
-	num := func(p *float64) string {
-		if p == nil {
-			return "—"
-		}
-		v := *p
-		switch {
-		case v >= 1000:
-			return thousands(int64(v + 0.5))
-		case v >= 10:
-			return strconv.FormatFloat(v, 'f', 1, 64)
-		case v >= 0.1:
-			return strconv.FormatFloat(v, 'f', 2, 64)
-		}
-		return strconv.FormatFloat(v, 'f', 3, 64)
-	}
+	num := func(p *float64) string { return figure(p, true) }
 	for _, r := range results {
 		met, goal, base := "—", r.Goal, r.Baseline
 		if r.MeetsGoal != nil {
@@ -179,6 +153,26 @@ func printMarkdownFile(w io.Writer, path string) error {
 		fmt.Fprintf(w, "| %s | %s (%s) | %s | %s | %s | %s | %s | %s |\n", r.Scenario, r.Metric, r.Unit, num(r.Ours), base, num(r.BaselineValue), num(r.Ratio), goal, met)
 	}
 	return nil
+}
+
+// figure formats a table cell: "—" for none, whole numbers from 1000 (with
+// thousands separators for the README), else one to three decimals.
+func figure(p *float64, readme bool) string {
+	if p == nil {
+		return "—"
+	}
+	v := *p
+	switch {
+	case v >= 1000 && readme:
+		return thousands(int64(v + 0.5))
+	case v >= 1000:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case v >= 10:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	case v >= 0.1 && readme:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	}
+	return strconv.FormatFloat(v, 'f', 3, 64)
 }
 
 // thousands formats n with commas between groups of three digits.

@@ -264,12 +264,9 @@ func s3Watermill(ctx context.Context, srv *server, s *eventstore.Store, logs []s
 // s3Guide is the loop the guide shows: one consumer, XREADGROUP COUNT 10
 // over the logs, then one SET and one XACK per message.
 func s3Guide(ctx context.Context, c rueidis.Client, s *eventstore.Store, logs []string, n int) (int64, error) {
-	ids := make([]string, len(logs))
-	for i, log := range logs {
-		ids[i] = ">"
-		if err := c.Do(ctx, c.B().XgroupCreate().Key(log).Group("guide").Id("0").Build()).Error(); err != nil {
-			return 0, err
-		}
+	ids, err := createGroups(ctx, c, logs, "guide")
+	if err != nil {
+		return 0, err
 	}
 	var done int64
 	for done < int64(n) {
@@ -297,17 +294,27 @@ func s3Guide(ctx context.Context, c rueidis.Client, s *eventstore.Store, logs []
 	return done, nil
 }
 
+// createGroups creates group on every log, reading from the start, and
+// returns the XREADGROUP ids (">" for each log).
+func createGroups(ctx context.Context, c rueidis.Client, logs []string, group string) ([]string, error) {
+	ids := make([]string, len(logs))
+	for i, log := range logs {
+		ids[i] = ">"
+		if err := c.Do(ctx, c.B().XgroupCreate().Key(log).Group(group).Id("0").Build()).Error(); err != nil {
+			return nil, err
+		}
+	}
+	return ids, nil
+}
+
 // s3Batched is what a hand-written consumer with no guarantees does at
 // best: one consumer, XREADGROUP COUNT 500 over the logs, the SETs of a read
 // pipelined, then one XACK per log for all its entries. No fencing, no
 // version guard, no dead letters, no trimmed-pending detection.
 func s3Batched(ctx context.Context, c rueidis.Client, s *eventstore.Store, logs []string, n int) (int64, error) {
-	ids := make([]string, len(logs))
-	for i, log := range logs {
-		ids[i] = ">"
-		if err := c.Do(ctx, c.B().XgroupCreate().Key(log).Group("batched").Id("0").Build()).Error(); err != nil {
-			return 0, err
-		}
+	ids, err := createGroups(ctx, c, logs, "batched")
+	if err != nil {
+		return 0, err
 	}
 	var done int64
 	for done < int64(n) {
