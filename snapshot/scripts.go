@@ -45,21 +45,23 @@ func loadCodes() []luascript.Code {
 	}
 }
 
-// loadArgs is ARGV of load.lua: the schema version wanted, the page size.
+// loadArgs is ARGV of load.lua: the schema version wanted, the page size
+// (0: no entries, the caller reads them in the same MULTI).
 func loadArgs(schemaVersion, page int) []string {
 	return []string{strconv.Itoa(schemaVersion), strconv.Itoa(page)}
 }
 
-// loadReply is load.lua's reply {status, snapshot, entries, exists}.
+// loadReply is load.lua's reply {status, snapshot, entries, exists, version}.
 type loadReply struct {
 	status   loadStatus
 	snapshot rueidis.RedisMessage // its bytes when status is loadUsable
 	entries  []rueidis.RedisMessage
 	exists   bool
+	version  uint64 // the snapshot's when status is loadUsable, else 0
 }
 
 func parseLoadReply(resp []rueidis.RedisMessage) (loadReply, error) {
-	if len(resp) != 4 {
+	if len(resp) != 5 {
 		return loadReply{}, fmt.Errorf("load script returned %d elements", len(resp))
 	}
 	st, err := resp[0].AsInt64()
@@ -70,7 +72,11 @@ func parseLoadReply(resp []rueidis.RedisMessage) (loadReply, error) {
 	if err != nil {
 		return loadReply{}, fmt.Errorf("load script: exists: %w", err)
 	}
-	r := loadReply{status: loadStatus(st), snapshot: resp[1], exists: exists != 0}
+	v, err := resp[4].AsInt64()
+	if err != nil || v < 0 {
+		return loadReply{}, fmt.Errorf("load script: version %d: %v", v, err)
+	}
+	r := loadReply{status: loadStatus(st), snapshot: resp[1], exists: exists != 0, version: uint64(v)}
 	if r.exists {
 		if r.entries, err = resp[2].ToArray(); err != nil {
 			return loadReply{}, fmt.Errorf("load script: entries: %w", err)

@@ -3,6 +3,7 @@ package snapshot_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -318,4 +319,74 @@ func TestInvalidOptions(t *testing.T) {
 		t.Fatalf("zero options: %v", err)
 	}
 	s.Close(context.Background())
+}
+
+// A load whose snapshot is the one the stream's last load found reads it and
+// the events after it in one MULTI, without the script converting entries;
+// every other load runs the script. Loads stay right as the snapshot moves,
+// is invalidated, and the stream is deleted; on a server of its own the
+// one-step path is seen to run (MULTI calls).
+func TestLoadInOneStepFollowsTheSnapshot(t *testing.T) {
+	check := func(t *testing.T, tg *redistest.Target) {
+		es, s := newStores(t, tg, snapshot.WithPageSize(8))
+		ctx := ctxT(t)
+		st := eventstore.Stream("counter", "one-step")
+		want := func(step string, wantSnap uint64, wantEvents int) {
+			t.Helper()
+			for range 2 { // the script's load, then the one-step load
+				if snap, got := load(t, s, st, 1); snap != wantSnap || len(got) != wantEvents {
+					t.Fatalf("%s: snapshot %d and %d events, want %d and %d", step, snap, len(got), wantSnap, wantEvents)
+				}
+			}
+		}
+		save := func(v uint64) {
+			t.Helper()
+			if ok, err := s.Save(ctx, st, snapshot.Snapshot{Version: v, SchemaVersion: 1, State: []byte("s")}); !ok || err != nil {
+				t.Fatalf("save %d: %t %v", v, ok, err)
+			}
+		}
+		appendN(t, es, st, 1, 30)
+		want("no snapshot", 0, 30)
+		save(20)
+		want("snapshot at 20", 20, 10)
+		appendN(t, es, st, 31, 5)
+		want("more events", 20, 15)
+		save(30)
+		want("a newer snapshot", 30, 5)
+		save(35)
+		want("snapshot at the head", 35, 0)
+		if err := snapshot.Invalidate(ctx, es, st); err != nil {
+			t.Fatal(err)
+		}
+		want("invalidated", 0, 35)
+		if _, err := es.Delete(ctx, st, eventstore.Any); err != nil {
+			t.Fatal(err)
+		}
+		want("deleted", 0, 0)
+	}
+	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+		t.Parallel()
+		check(t, tg)
+	})
+	t.Run("one step runs", func(t *testing.T) {
+		srv := redistest.NewServer(t)
+		c := srv.NewClient(t)
+		tg := &redistest.Target{Name: "own", Namespace: "onestep", Client: c}
+		check(t, tg)
+		info, err := c.Do(ctxT(t), c.B().Info().Section("commandstats").Build()).ToString()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var multi int
+		for line := range strings.SplitSeq(info, "\n") {
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_multi:calls="); ok {
+				multi, _ = strconv.Atoi(strings.SplitN(rest, ",", 2)[0])
+			}
+		}
+		// Every want's second load at least, and the first after an
+		// unchanged snapshot: 7 wants.
+		if multi < 7 {
+			t.Fatalf("%d MULTI calls: the one-step load did not run\n%s", multi, info)
+		}
+	})
 }

@@ -5,12 +5,13 @@
 -- KEYS[2]  the entity stream   <ns>:{<cat>:<p>}:s:<id>     (same hash tag)
 -- KEYS[3]  its stream tombstone <ns>:{<cat>:<p>}:gone:<id>  (see eventstore's delete.lua)
 -- ARGV[1]  the schema version the reader wants
--- ARGV[2]  page size: at most this many entries are returned
+-- ARGV[2]  page size: at most this many entries are returned; 0: none
+--          (the caller reads them itself, in the same MULTI)
 --
 -- Codes: NONE 0, USABLE 1, OTHER_SCHEMA 2, UNREADABLE 3, EARLIER_LIFE 4
 -- (defined in Go, snapshot/scripts.go, and prepended as Lua locals)
 --
--- Returns {status, snapshot, entries, exists}:
+-- Returns {status, snapshot, entries, exists, version}:
 --   NONE          no snapshot;                   entries from the first event
 --   USABLE        snapshot usable (header        entries from <version+1>-0
 --                 parsed, schema as wanted)
@@ -23,13 +24,14 @@
 --   snapshot  the snapshot's bytes when status is USABLE, else ''
 --   entries   as XRANGE returns them
 --   exists    1 when the entity stream exists, else 0
+--   version   the snapshot's version when status is USABLE, else 0
 --
 -- The snapshot header is fixed-width msgpack (see wire.go), so the script
 -- reads the version and schema version from fixed offsets and never unpacks
 -- the state: its cost does not grow with the state's size. Read-only.
 
 local snap = redis.call('GET', KEYS[1])
-local status, from = NONE, '-'
+local status, from, version = NONE, '-', 0
 if snap then
   status = UNREADABLE
   -- 148 = fixarray(4), 207 = uint64, 206 = uint32
@@ -43,7 +45,7 @@ if snap then
     elseif v < (tonumber(redis.call('GET', KEYS[3]) or '0') or 0) + 1 or redis.call('EXISTS', KEYS[2]) == 0 then
       status = EARLIER_LIFE
     elseif v >= 1 then
-      status = USABLE
+      status, version = USABLE, v
       from = string.format('%.0f', v + 1) .. '-0'
     end
   end
@@ -51,7 +53,9 @@ if snap then
 else
   snap = ''
 end
-local entries = redis.call('XRANGE', KEYS[2], from, '+', 'COUNT', tonumber(ARGV[2]))
+local entries = {}
+local page = tonumber(ARGV[2])
+if page > 0 then entries = redis.call('XRANGE', KEYS[2], from, '+', 'COUNT', page) end
 local exists = 1
 if #entries == 0 then exists = redis.call('EXISTS', KEYS[2]) end
-return {status, snap, entries, exists}
+return {status, snap, entries, exists, version}
