@@ -24,13 +24,30 @@ import (
 // them waited that long to be applied).
 func maintainEvery(ttl time.Duration) time.Duration { return min(ttl/3, time.Second) }
 
+// healTimeout bounds a maintenance round's healing (see maintain).
+const healTimeout = 30 * time.Second
+
+// shuttingDown reports whether a maintenance call's context ended because
+// the runner is stopping (cancelled), not at the round's deadline: a
+// failure then is not worth a warning.
+func shuttingDown(ctx context.Context) bool { return errors.Is(ctx.Err(), context.Canceled) }
+
 // maintain runs every maintainEvery: heartbeat, lease renewal, reaping of stopped
 // partitions, and rebalancing (each live instance aims at its fair share
 // of the partitions, ceil(partitions/instances)).
-func (r *Runner) maintain(ctx context.Context) {
-	if ctx.Err() != nil {
+//
+// Its Redis calls share one lease TTL: past it, a lease not renewed has
+// lapsed anyway, and a call to an unresponsive Redis (paused, its host
+// gone) can otherwise wait on reconnections for far longer, the round
+// never reaching the renewal that gives the partitions up (one runner still
+// held its leases a minute into an outage under load). Healing, which
+// recreates groups on every partition, gets its own, longer bound.
+func (r *Runner) maintain(parent context.Context) {
+	if parent.Err() != nil {
 		return
 	}
+	ctx, cancel := context.WithTimeout(parent, r.opts.leaseTTL)
+	defer cancel()
 	live, heartbeat := r.heartbeat(ctx)
 	defer r.logHeld(live)
 	var lost *StateLostError
@@ -41,9 +58,12 @@ func (r *Runner) maintain(ctx context.Context) {
 	r.renew(ctx, held)
 	if r.healWanted.Swap(false) {
 		// Before acquiring: the partitions taken next find their groups.
-		if err := r.heal(ctx, causeLeaseLost); err != nil {
+		hctx, hcancel := context.WithTimeout(parent, max(r.opts.leaseTTL, healTimeout))
+		err := r.heal(hctx, causeLeaseLost)
+		hcancel()
+		if err != nil {
 			r.healWanted.Store(true)
-			if ctx.Err() == nil {
+			if parent.Err() == nil {
 				r.warns.warn(r.log, "heal", "projection: recreating lost state failed; trying again", "err", err)
 			}
 			return
@@ -65,7 +85,7 @@ func (r *Runner) maintain(ctx context.Context) {
 func (r *Runner) heartbeat(ctx context.Context) (int64, error) {
 	q := membersRequest{key: r.keys.members(), instance: r.opts.instance, ttl: r.opts.leaseTTL}
 	live, err := r.sc.members.Exec(ctx, r.client, q.keys(), q.args()).AsInt64()
-	if err != nil && ctx.Err() == nil {
+	if err != nil && !shuttingDown(ctx) {
 		r.warns.warn(r.log, "heartbeat", "projection: heartbeat failed; taking no partition until it succeeds", "err", err)
 	}
 	return max(live, 1), err
@@ -144,7 +164,7 @@ func (r *Runner) take(ctx context.Context, units []unit, off, want int) {
 		}
 		p, err := r.acquire(ctx, u)
 		if err != nil {
-			if ctx.Err() == nil {
+			if !shuttingDown(ctx) {
 				r.warns.warn(r.log, "acquire", "projection: acquire failed", "category", u.cat, "partition", u.p, "err", err)
 			}
 			continue
@@ -195,7 +215,7 @@ func (r *Runner) renew(ctx context.Context, held []*partition) {
 		default:
 			if time.Since(time.Unix(0, p.renewedAt.Load())) > r.opts.leaseTTL-r.opts.leaseTTL/4 {
 				p.lose("lease not renewed in time: " + err.Error())
-			} else if ctx.Err() == nil {
+			} else if !shuttingDown(ctx) {
 				r.warns.warn(r.log, "renew", "projection: lease renewal failed", "category", p.u.cat, "partition", p.u.p, "err", err)
 			}
 		}
