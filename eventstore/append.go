@@ -326,7 +326,7 @@ func (r *appendReq) decodeResult(m rueidis.RedisMessage) ([]AppendResult, error)
 func (r *appendReq) decodeHot(m rueidis.RedisMessage) ([]AppendResult, error) {
 	sa := r.streams[0]
 	if len(r.streams) != 1 || len(sa.Events) != 1 || sa.Expected < 1 {
-		return nil, fmt.Errorf("append to %s: bad script reply: a position for %d streams", sa.Stream, len(r.streams))
+		return nil, fmt.Errorf("append to %s: bad script reply: a lone position for %d streams, %d events", sa.Stream, len(r.streams), len(sa.Events))
 	}
 	ps, _ := m.ToString()
 	pos, err := ParsePosition(ps)

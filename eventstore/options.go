@@ -87,8 +87,8 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 // its default.
 type GroupCommit struct {
 	// MaxBatch is the most appends per script call (default 64). 1 turns
-	// grouping off: every append is its own script call, pipelined with
-	// the others by rueidis (at most InFlight per partition).
+	// grouping off: every append is its own script call, sent at once and
+	// pipelined with the others by rueidis (InFlight does not apply).
 	MaxBatch int
 	// InFlight is the most script calls of a queue at once (default 1 per
 	// partition on a cluster, 4 for a standalone server's one queue).

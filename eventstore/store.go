@@ -74,9 +74,8 @@ func New(client rueidis.Client, opts ...Option) (*Store, error) {
 		return nil, err
 	}
 	// One group-commit queue for every partition only where the client and
-	// the server agree that keys of several slots may share a script, and
-	// appends are grouped at all.
-	share := srv.Known() && !srv.Cluster && client.Mode() != rueidis.ClientModeCluster && o.maxBatch > 1
+	// the server agree that keys of several slots may share a script.
+	share := srv.Known() && !srv.Cluster && client.Mode() != rueidis.ClientModeCluster
 	if o.inflight == 0 {
 		o.inflight = 1
 		if share {
