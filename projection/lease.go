@@ -41,7 +41,8 @@ func shuttingDown(ctx context.Context) bool { return errors.Is(ctx.Err(), contex
 // gone) can otherwise wait on reconnections for far longer, the round
 // never reaching the renewal that gives the partitions up (one runner still
 // held its leases a minute into an outage under load). Healing, which
-// recreates groups on every partition, gets its own, longer bound.
+// recreates groups on every partition, gets its own, longer bound, and the
+// rebalance a lease TTL of its own after it.
 func (r *Runner) maintain(parent context.Context) {
 	if parent.Err() != nil {
 		return
@@ -77,7 +78,10 @@ func (r *Runner) maintain(parent context.Context) {
 		// the live instances could never take them over.
 		return
 	}
-	r.rebalance(ctx, units, held, live)
+	// Its own lease TTL: healing may have used the round's time.
+	bctx, bcancel := context.WithTimeout(parent, r.opts.leaseTTL)
+	defer bcancel()
+	r.rebalance(bctx, units, held, live)
 }
 
 // heartbeat tells members.lua this instance is alive and returns the number
