@@ -118,6 +118,7 @@ func runS5(ctx context.Context, srv *server, sc scale, logger *slog.Logger) ([]R
 		return nil, err
 	}
 	total := int(dur.Seconds() * s5Rate)
+	commandStats(ctx, c, "")
 	ld, err := s5Drive(ctx, s, total)
 	if err != nil {
 		return nil, err
@@ -125,6 +126,7 @@ func runS5(ctx context.Context, srv *server, sc scale, logger *slog.Logger) ([]R
 	if err := s5AwaitApplied(ctx, r, ld.lastRes); err != nil {
 		return nil, err
 	}
+	commandStats(ctx, c, "s5")
 	return s5Report(h, ld, total, dur)
 }
 

@@ -227,19 +227,28 @@ func (s *Store) place(ctx context.Context, req *appendReq) error {
 // result.
 func (s *Store) execute(ctx context.Context, batch []*appendReq) {
 	keys, args := batchArgs(batch)
-	var resp []rueidis.RedisMessage
+	var reply rueidis.RedisMessage
 	acked := -1
 	// A call Redis refused without running it (a slot being migrated,
 	// LOADING, BUSY) wrote nothing: it is sent again, the whole batch, until
 	// the batch's deadline. See retryRefused.
 	err := s.retryRefused(ctx, func() (err error) {
 		if s.opts.durability.enabled() {
-			resp, acked, err = s.execDurable(ctx, keys, args)
+			reply, acked, err = s.execDurable(ctx, keys, args)
 		} else {
-			resp, err = s.appendScript.Exec(ctx, s.client, keys, args).ToArray()
+			reply, err = s.appendScript.Exec(ctx, s.client, keys, args).ToMessage()
 		}
 		return err
 	})
+	var resp []rueidis.RedisMessage
+	if err == nil {
+		if reply.IsString() && args[0] == loneCall {
+			// The lone path's reply: the position of a lone call's event.
+			resp = []rueidis.RedisMessage{reply}
+		} else {
+			resp, err = reply.ToArray()
+		}
+	}
 	if err == nil && len(resp) != len(batch) {
 		err = fmt.Errorf("append script returned %d results for %d transactions", len(resp), len(batch))
 	}
@@ -258,10 +267,32 @@ func (s *Store) execute(ctx context.Context, batch []*appendReq) {
 	}
 }
 
+// loneCall is ARGV[1] of append.lua's lone call: one lone transaction alone.
+const loneCall = "0"
+
+// lone reports whether r is a lone transaction of append.lua: one stream,
+// one event, an exact expected version > 0. Its part of ARGV leaves out
+// what the general layout needs for others (S, expected, N).
+func (r *appendReq) lone() bool {
+	return len(r.streams) == 1 && len(r.streams[0].Events) == 1 && r.streams[0].Expected > 0
+}
+
+// appendLone appends to args a lone transaction's entity id, expected id,
+// entry id and envelope, taken from its general part (S, key index, entity
+// id, expected, expected id, N, entry id, envelope).
+func (r *appendReq) appendLone(args []string) []string {
+	return append(args, r.args[2], r.args[4], r.args[6], r.args[7])
+}
+
 // batchArgs builds the KEYS and ARGV of a batch's script call: per
-// transaction the index of its partition log (each log once) and its
-// part, with its streams' key indexes rewritten to where their keys are.
+// transaction the index of its partition log (each log once, negated for
+// a lone transaction) and its part, with its streams' key indexes
+// rewritten to where their keys are. A batch of one lone transaction is a
+// lone call: the log, stream and tombstone keys; 0 and its lone part.
 func batchArgs(batch []*appendReq) (keys, args []string) {
+	if r := batch[0]; len(batch) == 1 && r.lone() {
+		return []string{r.log, r.keys[0], r.tombs[0]}, r.appendLone(append(make([]string, 0, 5), loneCall))
+	}
 	nkeys, nargs := 0, 1
 	for _, r := range batch {
 		nkeys += 1 + 2*len(r.keys)
@@ -277,6 +308,11 @@ func batchArgs(batch []*appendReq) (keys, args []string) {
 			keys = append(keys, r.log)
 			li = strconv.Itoa(len(keys))
 			logs[r.log] = li
+		}
+		if r.lone() {
+			keys = append(keys, r.keys[0], r.tombs[0])
+			args = r.appendLone(append(args, "-"+li, strconv.Itoa(len(keys)-1)))
+			continue
 		}
 		args = append(args, li, r.args[0])
 		// Rewrite the key indexes: each stream's part starts with the

@@ -68,7 +68,7 @@ var appendCall = luascript.NewScript(appendLua)
 // MOVED and ASK, and both commands go again together to the node named
 // (after ASKING for an ASK). Other refusals (TRYAGAIN, ...) are retried by
 // the caller (retryRefused).
-func (s *Store) execDurable(ctx context.Context, keys, args []string) ([]rueidis.RedisMessage, int, error) {
+func (s *Store) execDurable(ctx context.Context, keys, args []string) (rueidis.RedisMessage, int, error) {
 	res, err := s.durableCall(ctx, s.client, false, keys, args)
 	if err == nil {
 		err = res[0].Error()
@@ -84,17 +84,17 @@ func (s *Store) execDurable(ctx context.Context, keys, args []string) ([]rueidis
 		}
 	}
 	if err != nil {
-		return nil, 0, err
+		return rueidis.RedisMessage{}, 0, err
 	}
-	resp, err := res[0].ToArray()
+	reply, err := res[0].ToMessage()
 	if err != nil {
-		return nil, 0, err
+		return rueidis.RedisMessage{}, 0, err
 	}
 	n, err := res[1].AsInt64()
 	if err != nil {
-		return nil, 0, fmt.Errorf("WAIT: %w", err)
+		return rueidis.RedisMessage{}, 0, fmt.Errorf("WAIT: %w", err)
 	}
-	return resp, int(n), nil
+	return reply, int(n), nil
 }
 
 // durableCall sends the script (EVAL after NOSCRIPT) and WAIT on one

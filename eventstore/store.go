@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,11 +28,26 @@ var (
 	infoBodyLua string
 
 	// The sources sent: the codes of the Go counterpart (scripts.go), the
-	// shared version functions, the script.
-	appendLua = luascript.Prelude(appendCodes()...) + versionLua + appendBodyLua
+	// shared version functions, the script. append.lua takes them after its
+	// lone path (see its header), which needs none of them.
+	appendLua = luascript.Prelude(appendCodes()...) + insertAt(appendBodyLua, appendVersionMarker, versionLua)
 	deleteLua = luascript.Prelude(deleteCodes()...) + versionLua + deleteBodyLua
 	infoLua   = versionLua + infoBodyLua
 )
+
+// appendVersionMarker is the line of append.lua that version.lua goes after.
+const appendVersionMarker = "-- version.lua goes here"
+
+// insertAt returns src with part inserted before the line that begins with
+// marker. The sources are embedded: a missing marker is a build mistake,
+// caught by every test that appends.
+func insertAt(src, marker, part string) string {
+	i := strings.Index(src, "\n"+marker)
+	if i < 0 {
+		panic("eventstore: script marker " + marker + " missing")
+	}
+	return src[:i+1] + part + src[i+1:]
+}
 
 // Store is the event store. It is safe for concurrent use; create one per
 // namespace and share it.
