@@ -93,8 +93,10 @@ func s3Fill(ctx context.Context, s *eventstore.Store, n int) error {
 // run, each through its own consumer group on the same partition logs and
 // into its own keys: our projection runner into a version-guarded read
 // model (batch path), the watermill-redisstream subscriber (a SET and an
-// Ack per message) and the guide's loop (XREADGROUP COUNT 10, a SET and an
-// XACK per message). Each must consume all N.
+// Ack per message), the guide's loop (XREADGROUP COUNT 10, a SET and an
+// XACK per message), a hand-written batched consumer with no guarantees
+// (s3Batched) and the same with the smallest fenced-read and guarded-write
+// scripts (s3Fenced). Each must consume all N.
 func runS3(ctx context.Context, srv *server, sc scale, logger *slog.Logger) ([]Result, error) {
 	n := sc.n(1_000_000, 100_000)
 	c, s, err := s3Filled(ctx, srv, "s3", n)
@@ -111,6 +113,7 @@ func runS3(ctx context.Context, srv *server, sc scale, logger *slog.Logger) ([]R
 		{"watermill-subscribe", func() (int64, error) { return s3Watermill(ctx, srv, s, logs, n) }},
 		{"guide-loop", func() (int64, error) { return s3Guide(ctx, c, s, logs, n) }},
 		{"batched-consumer", func() (int64, error) { return s3Batched(ctx, c, s, logs, n) }},
+		{"fenced-scripts", func() (int64, error) { return s3Fenced(ctx, c, s, logs, n) }},
 	}
 	rates, cpus, err := s3Measure(ctx, c, sides, n)
 	if err != nil {
@@ -122,6 +125,7 @@ func runS3(ctx context.Context, srv *server, sc scale, logger *slog.Logger) ([]R
 	return []Result{
 		{Scenario: "S3-project", Metric: "projected", Unit: "events/s", Ours: f64(rates["ours"]), Baseline: "batched-consumer", BaselineValue: f64(rates["batched-consumer"]), Goal: "≥ 0.5", Notes: note("batched-consumer")},
 		{Scenario: "S3-project", Metric: "projected", Unit: "events/s", Ours: f64(rates["ours"]), Baseline: "watermill-subscribe", BaselineValue: f64(rates["watermill-subscribe"]), Goal: "≥ 5", Notes: note("watermill-subscribe")},
+		{Scenario: "S3-project", Metric: "projected", Unit: "events/s", Ours: f64(rates["ours"]), Baseline: "fenced-scripts", BaselineValue: f64(rates["fenced-scripts"]), Notes: note("fenced-scripts")},
 		{Scenario: "S3-project", Metric: "projected", Unit: "events/s", Ours: f64(rates["ours"]), Baseline: "guide-loop", BaselineValue: f64(rates["guide-loop"]), Goal: "≥ 5", Notes: note("guide-loop")},
 	}, nil
 }
