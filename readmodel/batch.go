@@ -164,7 +164,7 @@ func (b *Batch) Exec(ctx context.Context) ([]bool, error) {
 	groups := b.group(guardOf(ctx))
 	calls := make([]luascript.Call, len(groups))
 	for i, g := range groups {
-		calls[i] = luascript.Call{Script: writesCall, Keys: g.keys, Args: g.args}
+		calls[i] = luascript.Call{Script: writesCall, Keys: g.keys, Args: g.args.args}
 		if g.rollup {
 			calls[i].Script = rollupCall
 		}
@@ -185,7 +185,7 @@ type batchGroup struct {
 	rollup bool
 	idx    []int // the writes, indexes into Batch.writes
 	keys   []string
-	args   []string
+	args   writeCall
 }
 
 // group spreads the writes over script calls, one per hash slot and script
@@ -222,20 +222,20 @@ func (b *Batch) group(guard guardMode) []*batchGroup {
 		}
 		g.idx = append(g.idx, i)
 		g.keys = append(g.keys, w.key)
-		g.args = w.appendArgs(g.args, guard)
+		w.appendArgs(&g.args, guard)
 	}
 	return groups
 }
 
 // appendArgs appends the write's arguments for its script (writes.lua or
-// rollup.lua) to args.
-func (w *batchWrite) appendArgs(args []string, guard guardMode) []string {
+// rollup.lua) to c.
+func (w *batchWrite) appendArgs(c *writeCall, guard guardMode) {
 	if w.r != nil {
-		args = append(args, w.source, strconv.FormatUint(w.version, 10), codeArg(guard), strconv.Itoa(len(w.args)))
-	} else {
-		args = append(args, strconv.FormatUint(w.version, 10), codeArg(guard), strconv.FormatInt(w.ttl, 10), codeArg(w.op), codeArg(w.m.onMissing()), w.source, strconv.Itoa(len(w.args)))
+		c.args = append(c.args, w.source, strconv.FormatUint(w.version, 10), codeArg(guard), strconv.Itoa(len(w.args)))
+		c.args = append(c.args, w.args...)
+		return
 	}
-	return append(args, w.args...)
+	c.add(w.version, w.source, writeSettings{guard: guard, ttl: w.ttl, op: w.op, policy: w.m.onMissing()}, w.args)
 }
 
 // collect records the outcomes of group g's call, res, in applied and the

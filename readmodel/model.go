@@ -367,10 +367,9 @@ func (m *Model) count(id string, version uint64, source string, o outcome) (bool
 
 // write runs one write under guard and returns its outcome (uncounted).
 func (m *Model) write(ctx context.Context, guard guardMode, source, id string, version uint64, ttl time.Duration, op writeOp, args []string) (outcome, error) {
-	argv := make([]string, 0, 7+len(args))
-	argv = append(argv, strconv.FormatUint(version, 10), codeArg(guard), strconv.FormatInt(ttl.Milliseconds(), 10), codeArg(op), codeArg(m.onMissing()), source, strconv.Itoa(len(args)))
-	argv = append(argv, args...)
-	o, err := execOne(ctx, m.client, writesScript, m.Key(id), argv)
+	c := writeCall{args: make([]string, 0, 7+len(args))}
+	c.add(version, source, writeSettings{guard: guard, ttl: ttl.Milliseconds(), op: op, policy: m.onMissing()}, args)
+	o, err := execOne(ctx, m.client, writesScript, m.Key(id), c.args)
 	if err != nil {
 		return 0, fmt.Errorf("readmodel %s: %s %q at version %d: %w", m.name, op, id, version, err)
 	}
