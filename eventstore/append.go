@@ -271,17 +271,27 @@ func (s *Store) execute(ctx context.Context, batch []*appendReq) {
 const loneCall = "0"
 
 // lone reports whether r is a lone transaction of append.lua: one stream,
-// one event, an exact expected version > 0. Its part of ARGV leaves out
-// what the general layout needs for others (S, expected, N).
+// one event, an exact expected version > 0 or any version (Any,
+// StreamExists). Its part of ARGV leaves out what the general layout needs
+// for others (S, N, the expected version beside its id).
 func (r *appendReq) lone() bool {
-	return len(r.streams) == 1 && len(r.streams[0].Events) == 1 && r.streams[0].Expected > 0
+	if len(r.streams) != 1 || len(r.streams[0].Events) != 1 {
+		return false
+	}
+	e := r.streams[0].Expected
+	return e > 0 || e == Any || e == StreamExists
 }
 
-// appendLone appends to args a lone transaction's entity id, expected id,
-// entry id and envelope, taken from its general part (S, key index, entity
-// id, expected, expected id, N, entry id, envelope).
+// appendLone appends to args a lone transaction's entity id, expected (its
+// id, or the code of Any and StreamExists), entry id and envelope, taken
+// from its general part (S, key index, entity id, expected, expected id, N,
+// entry id, envelope).
 func (r *appendReq) appendLone(args []string) []string {
-	return append(args, r.args[2], r.args[4], r.args[6], r.args[7])
+	expected := r.args[4]
+	if r.streams[0].Expected < 0 {
+		expected = r.args[3]
+	}
+	return append(args, r.args[2], expected, r.args[6], r.args[7])
 }
 
 // batchArgs builds the KEYS and ARGV of a batch's script call: per

@@ -16,7 +16,8 @@
 --                                         negative (-L) for a lone
 --                                         transaction (below)
 --   a lone transaction: key index (the stream; the tombstone follows it),
---                entity id, expected id, entry id, envelope
+--                entity id, expected id (or the code EXPECT_ANY or
+--                EXPECT_EXISTS), entry id ("" with a code), envelope
 --   any other:
 --   S                                     number of streams in it
 --   per stream:  key index (into KEYS: the stream; the tombstone follows it),
@@ -31,16 +32,19 @@
 -- parsing it: the common case (an exact expected version) does neither.
 --
 -- Lone transactions: one stream, one event, an exact expected version > 0
--- (a single Append of a known aggregate, the commonest kind). Each argument
--- costs Redis ~0.2 µs, so they are sent without the parts the general
--- layout needs (S, expected, N); the stream's last entry being the expected
--- one, they are written at once (lone below), and otherwise (another
--- version, no stream, a refused write) handed to the general path with
--- their part rewritten into the general layout. A call of one lone
--- transaction alone (T = 0: KEYS the log, the stream and its tombstone;
--- ARGV 0, entity id, expected id, entry id, envelope) is written before any
--- other function is defined (~1.3 µs a call) and replies with the event's
--- log position alone, not in an array, when lone wrote it.
+-- or any version (EXPECT_ANY, EXPECT_EXISTS): a single Append, the
+-- commonest kind. Each argument costs Redis ~0.2 µs, so they are sent
+-- without the parts the general layout needs (S, N, the expected version
+-- beside its id); when the stream's last entry is the expected one (or,
+-- at any version, is not this event's: a retry), they are written at once
+-- (lone below), and otherwise (another version, no stream, a retry, a
+-- refused write) handed to the general path with their part rewritten
+-- into the general layout. A call of one lone transaction alone (T = 0:
+-- KEYS the log, the stream and its tombstone; ARGV 0 and its part without
+-- the key index) is written before any other function is defined (~1.3 µs
+-- a call) and replies with its result alone (the log position at an
+-- expected id; else {APPENDED, {version, pos}} in an array of one), when
+-- lone wrote it.
 --
 -- Deleted streams (delete.lua): a stream that does not exist but has a
 -- tombstone was deleted at the tombstone's version D. It is not live: only
@@ -97,16 +101,33 @@
 -- (creating them costs ~1.2 µs a call, the general checks ~2 µs more than
 -- the hot path).
 
--- lone writes a lone transaction when the stream's last entry is the
--- expected one, and returns the event's log position; else nil, with
--- nothing written (another version, no stream, a refused write: the
--- general path finds out which).
-local function lone(log, key, eid, expid, vid, env)
+-- lone writes a lone transaction when the stream has a last entry that
+-- its expected (an expected id, or the code EXPECT_ANY or EXPECT_EXISTS)
+-- accepts: the expected id's entry, or any entry but this event's own (a
+-- retry). It returns the event's log position (at an expected id) or
+-- {APPENDED, {version, pos}}; else nil, with nothing written (another
+-- version, no stream, a retry, a refused write: the general path finds
+-- out which).
+local function lone(log, key, eid, expected, vid, env)
   local r = redis.pcall('XREVRANGE', key, '+', '-', 'COUNT', 1)
-  if type(r) ~= 'table' or not r[1] or r[1][1] ~= expid then return nil end
+  if type(r) ~= 'table' or not r[1] then return nil end
+  local last, v = r[1][1], nil
+  if string.byte(expected) == 45 then -- '-': a code, any version
+    local fv = r[1][2]
+    if fv[1] == 'e' and string.sub(fv[2], 1, 16) == string.sub(env, 1, 16) then return nil end
+    v = string.sub(last, -2) == '-0' and tonumber(string.sub(last, 1, -3))
+    if not v then return nil end
+    v = v + 1
+    vid = v .. '-0'
+  elseif last ~= expected then
+    return nil
+  end
   local pos = redis.pcall('XADD', log, '*', 's', eid, 'v', vid, 'e', env)
   if type(pos) ~= 'string' then return nil end
-  if type(redis.pcall('XADD', key, vid, 'e', env, 'p', pos)) == 'string' then return pos end
+  if type(redis.pcall('XADD', key, vid, 'e', env, 'p', pos)) == 'string' then
+    if v then return {APPENDED, {v, pos}} end
+    return pos
+  end
   -- Refused (the tail removed by hand, out of memory): nobody can have
   -- read the log entry.
   redis.call('XDEL', log, pos)
@@ -114,8 +135,9 @@ local function lone(log, key, eid, expid, vid, env)
 end
 
 if ARGV[1] == '0' then
-  local pos = lone(KEYS[1], KEYS[2], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
-  if pos then return pos end
+  local res = lone(KEYS[1], KEYS[2], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+  if type(res) == 'table' then return {res} end
+  if res then return res end
 end
 
 -- version.lua goes here when the script is built: current(key, tomb),
@@ -317,11 +339,19 @@ local function hot(A, log, a)
   return {FAILED, 1, err}
 end
 
+-- general returns a lone transaction's expected and expected id in the
+-- general layout, from its expected (an expected id or a code).
+local function general(expected)
+  if string.byte(expected) == 45 then return expected, '' end
+  return string.sub(expected, 1, -3), expected
+end
+
 -- A: the arguments in the general layout, but for lone transactions;
 -- a lone call that lone did not write is rewritten into it.
 local A, T = ARGV, tonumber(ARGV[1])
 if T == 0 then
-  A, T = {1, 1, 1, 2, ARGV[2], string.sub(ARGV[3], 1, -3), ARGV[3], 1, ARGV[4], ARGV[5]}, 1
+  local exp, expid = general(ARGV[3])
+  A, T = {1, 1, 1, 2, ARGV[2], exp, expid, 1, ARGV[4], ARGV[5]}, 1
 end
 local out = {}
 local a = 2
@@ -335,7 +365,8 @@ for t = 1, T do
     if res == nil then
       -- its stream's part in the general layout: key index, entity id,
       -- expected, expected id, N = 1, entry id, envelope
-      local part = {ki, A[a + 2], string.sub(A[a + 3], 1, -3), A[a + 3], 1, A[a + 4], A[a + 5]}
+      local exp, expid = general(A[a + 3])
+      local part = {ki, A[a + 2], exp, expid, 1, A[a + 4], A[a + 5]}
       transaction = transaction or machinery()
       ok, res = pcall(transaction, part, KEYS[-l], 1, 1)
     end
