@@ -35,7 +35,8 @@ var (
 	infoLua   = versionLua + infoBodyLua
 )
 
-// appendVersionMarker is the line of append.lua that version.lua goes after.
+// appendVersionMarker begins the line of append.lua that version.lua is
+// inserted before.
 const appendVersionMarker = "-- version.lua goes here"
 
 // insertAt returns src with part inserted before the line that begins with

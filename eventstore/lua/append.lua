@@ -146,10 +146,10 @@ end
 local function failed(r) return type(r) == 'table' and r.err ~= nil end
 
 -- write appends the n events of one stream after version v (their log
--- entries to log; entry ids and envelopes from A[e] on). It returns {version, pos...}, or nil and the error of
--- the first write that failed and whether that write was the stream's
--- first entity write (then the log entry it came with has been removed
--- again and nothing is written).
+-- entries to log; their entry ids and envelopes from A[e] on). It returns
+-- {version, pos...}, or nil and the error of the first write that failed
+-- and whether that write was the stream's first entity write (then the
+-- log entry it came with has been removed again and nothing is written).
 local function write(A, log, key, eid, exp, v, n, e)
   local r = {v + n}
   for i = 1, n do
@@ -171,8 +171,8 @@ end
 -- machinery builds the general path: it returns transaction(A, log, ns, a),
 -- which checks and writes one transaction of ns streams whose first
 -- stream's part of the arguments A starts at a (its log entries to log)
--- and returns
--- its result, raising {err, partial} when Redis refused one of its writes.
+-- and returns its result, raising {err, partial} when Redis refused one of
+-- its writes.
 local function machinery()
   -- If events from..from+n-1 of the stream carry the ids of the envelopes
   -- A[first+1], A[first+3], ..., return {from+n-1, pos...}; else nil.
@@ -302,10 +302,10 @@ local function machinery()
 end
 
 -- hot is the hot path for the transaction of one stream whose part of the
--- arguments A starts at a (its log entries to log), when the stream has a last entry:
--- at an exact expected version (> 0) that this entry matches, or at any
--- version (EXPECT_ANY, EXPECT_EXISTS: after this entry), it writes and
--- returns the result. Otherwise (no entry, another version, a possible
+-- arguments A starts at a (its log entries to log), when the stream has a
+-- last entry: at an exact expected version (> 0) that this entry matches,
+-- or at any version (EXPECT_ANY, EXPECT_EXISTS: after this entry), it
+-- writes and returns the result. Otherwise (no entry, another version, a possible
 -- retry) it returns nil with nothing read but that entry and nothing
 -- written, for the general path.
 local function hot(A, log, a)
@@ -361,8 +361,8 @@ for t = 1, T do
   local ok, res = true, nil
   if l < 0 then
     local ki = tonumber(A[a + 1])
-    res = lone(KEYS[-l], KEYS[ki], A[a + 2], A[a + 3], A[a + 4], A[a + 5])
-    if res == nil then
+    ok, res = pcall(lone, KEYS[-l], KEYS[ki], A[a + 2], A[a + 3], A[a + 4], A[a + 5])
+    if ok and res == nil then
       -- its stream's part in the general layout: key index, entity id,
       -- expected, expected id, N = 1, entry id, envelope
       local exp, expid = general(A[a + 3])
