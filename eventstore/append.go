@@ -367,7 +367,7 @@ func (r *appendReq) decodeResult(m rueidis.RedisMessage) ([]AppendResult, error)
 	}
 }
 
-// decodeHot reads the hot path's reply: the log position of the one event
+// decodeHot reads the reply of lone or the hot path: the log position of the one event
 // of one stream, appended at the exact expected version.
 func (r *appendReq) decodeHot(m rueidis.RedisMessage) ([]AppendResult, error) {
 	sa := r.streams[0]
