@@ -125,11 +125,13 @@ func s2LoadP50(ctx context.Context, repo *aggregate.Repository[account], rounds 
 			}
 		}
 	}
-	p50 := func(d []time.Duration) float64 {
-		slices.Sort(d)
-		return float64(d[len(d)/2].Microseconds())
-	}
-	return p50(lat[0]), p50(lat[1]), p50(lat[2]), nil
+	return p50µs(lat[0]), p50µs(lat[1]), p50µs(lat[2]), nil
+}
+
+// p50µs sorts d and returns its median in µs.
+func p50µs(d []time.Duration) float64 {
+	slices.Sort(d)
+	return float64(d[len(d)/2].Microseconds())
 }
 
 // s2RawP50 returns the p50 in µs of the least work of S2's worst-case load
@@ -169,11 +171,7 @@ func s2RawP50(ctx context.Context, c rueidis.Client, es *eventstore.Store, round
 			}
 		}
 	}
-	p50 := func(d []time.Duration) float64 {
-		slices.Sort(d)
-		return float64(d[len(d)/2].Microseconds())
-	}
-	return p50(lat[0]), p50(lat[1]), nil
+	return p50µs(lat[0]), p50µs(lat[1]), nil
 }
 
 // s2Decode measures decoding: the entries of the 1000-event stream, read

@@ -367,8 +367,8 @@ func (r *appendReq) decodeResult(m rueidis.RedisMessage) ([]AppendResult, error)
 	}
 }
 
-// decodeHot reads the reply of lone or the hot path: the log position of
-// the one event of one stream, appended at the exact expected version.
+// decodeHot reads the reply of a lone transaction that lone appended at
+// its exact expected version: the event's log position.
 func (r *appendReq) decodeHot(m rueidis.RedisMessage) ([]AppendResult, error) {
 	sa := r.streams[0]
 	if len(r.streams) != 1 || len(sa.Events) != 1 || sa.Expected < 1 {

@@ -61,9 +61,9 @@
 -- (defined in Go, eventstore/scripts.go, and prepended as Lua locals)
 --
 -- Returns one element per transaction, in order:
---   pos                               appended by lone or the hot path: one
---                                     stream, one event, at the exact expected
---                                     version (so its version is expected+1):
+--   pos                               a lone transaction appended by lone at
+--                                     its exact expected version (so its
+--                                     version is expected+1):
 --                                     the event's log position, a string (a
 --                                     nested reply costs Redis ~1 µs an event)
 --   {APPENDED, {version, pos1..posN}, ...}   appended (one table per stream)
@@ -327,7 +327,6 @@ local function hot(A, log, a)
   end
   local w, err, clean = write(A, log, key, A[a + 1], exp, base, n, a + 5)
   if w then
-    if #w == 2 and expid ~= '' then return w[2] end
     return {APPENDED, w}
   end
   if clean and string.find(err, 'equal or smaller', 1, true) then
@@ -361,8 +360,10 @@ for t = 1, T do
   local ok, res = true, nil
   if l < 0 then
     local ki = tonumber(A[a + 1])
-    ok, res = pcall(lone, KEYS[-l], KEYS[ki], A[a + 2], A[a + 3], A[a + 4], A[a + 5])
-    if ok and res == nil then
+    -- lone raises nothing: its commands go through redis.pcall, and its
+    -- XDEL removes an entry the script has just added.
+    res = lone(KEYS[-l], KEYS[ki], A[a + 2], A[a + 3], A[a + 4], A[a + 5])
+    if res == nil then
       -- its stream's part in the general layout: key index, entity id,
       -- expected, expected id, N = 1, entry id, envelope
       local exp, expid = general(A[a + 3])
