@@ -46,7 +46,10 @@ func TestRunnerLogsQuietly(t *testing.T) {
 	}
 	a, logsA, stopA := start("a")
 	defer stopA()
-	await(t, ctx, "a holding all 16 partitions", func() bool { return len(a.Held()) == 16 })
+	// A round logs what it changed when it ends (lease.go: defer
+	// logHeld), after Held shows its partitions: await the line too.
+	held := func(l logRecorder) int { return l.byLevel(slog.LevelInfo)["projection: partitions held"] }
+	await(t, ctx, "a holding all 16 partitions and saying so", func() bool { return len(a.Held()) == 16 && held(logsA) >= 1 })
 	info := logsA.byLevel(slog.LevelInfo)
 	if len(info) != 2 || info["projection: runner started"] != 1 || info["projection: partitions held"] != 1 {
 		t.Fatalf("INFO lines of a runner's start: %v, want one 'runner started' and one 'partitions held'", info)
@@ -59,7 +62,9 @@ func TestRunnerLogsQuietly(t *testing.T) {
 	// changed them, not once per partition.
 	b, logsB, stopB := start("b")
 	defer stopB()
-	await(t, ctx, "the partitions shared", func() bool { return len(a.Held()) == 8 && len(b.Held()) == 8 })
+	await(t, ctx, "the partitions shared and both saying so", func() bool {
+		return len(a.Held()) == 8 && len(b.Held()) == 8 && held(logsA) >= 2 && held(logsB) >= 1
+	})
 	if n := logsA.byLevel(slog.LevelInfo)["projection: partitions held"]; n < 2 || n > 4 {
 		t.Errorf("a logged 'partitions held' %d times for one rebalance", n)
 	}
